@@ -1,0 +1,126 @@
+//! NATS connection and JetStream stream setup shared by the services.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::subjects;
+
+/// Errors talking to NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Could not connect.
+    #[error("nats connect failed: {0}")]
+    Connect(String),
+    /// A JetStream call failed.
+    #[error("jetstream: {0}")]
+    JetStream(String),
+    /// A call timed out.
+    #[error("nats call timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Timeout of one NATS request (publish ack, stream info).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Commands kept unprocessed at most (the stream refuses new ones beyond: publishers see an error).
+pub const CMD_MAX_MSGS: i64 = 1_000_000;
+/// Sync jobs kept at most.
+pub const SYNC_MAX_MSGS: i64 = 200_000;
+/// How long events are kept.
+pub const EVT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// JetStream duplicate window for commands (our own dedupe in Redis lasts longer).
+pub const CMD_DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+
+/// Connects with retry-on-reconnect and a bounded outgoing buffer. `name` identifies the client in
+/// `nats-server` monitoring.
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    let urls: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| BusError::Connect(format!("{u}: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(3))
+        .request_timeout(Some(CALL_TIMEOUT))
+        .client_capacity(8192)
+        .subscription_capacity(65_536)
+        .max_reconnects(None);
+    let client = opts.connect(urls).await.map_err(|e| BusError::Connect(e.to_string()))?;
+    Ok(client)
+}
+
+/// Waits until the client is connected (bounded).
+pub async fn wait_connected(client: &async_nats::Client, within: Duration) -> Result<(), BusError> {
+    let deadline = tokio::time::Instant::now() + within;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BusError::Timeout(within));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Creates (or updates) the streams the control plane uses. Idempotent; every service may call it.
+pub async fn ensure_streams(js: &jetstream::Context, replicas: usize) -> Result<(), BusError> {
+    let specs = [
+        stream::Config {
+            name: subjects::CMD_STREAM.into(),
+            subjects: vec![subjects::CMD_ALL.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            max_messages: CMD_MAX_MSGS,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: CMD_DUPLICATE_WINDOW,
+            max_message_size: 1024 * 1024,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects::SYNC_STREAM.into(),
+            subjects: vec![subjects::SYNC_ALL.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            max_messages: SYNC_MAX_MSGS,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(60),
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects::EVT_STREAM.into(),
+            subjects: vec![subjects::EVT_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: EVT_MAX_AGE,
+            max_messages: 5_000_000,
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects::DLQ_STREAM.into(),
+            subjects: vec!["vc.dlq.>".into()],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            max_messages: 100_000,
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        },
+    ];
+    for spec in specs {
+        let name = spec.name.clone();
+        let fut = js.get_or_create_stream(spec);
+        match tokio::time::timeout(Duration::from_secs(15), fut).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(BusError::JetStream(format!("stream {name}: {e}"))),
+            Err(_) => return Err(BusError::Timeout(Duration::from_secs(15))),
+        }
+    }
+    Ok(())
+}

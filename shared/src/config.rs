@@ -1,0 +1,384 @@
+//! Configuration: one typed [`Settings`], loaded once in `main` from `--config FILE` (TOML) and the
+//! environment (environment wins), and validated once with every problem reported.
+//!
+//! Library code never reads the environment: `main` passes the environment in as a map (see
+//! [`Settings::load`]), so tests build settings as plain data.
+//!
+//! | env | TOML key | meaning | default |
+//! |---|---|---|---|
+//! | `NATS_URL` | `nats_url` | NATS server(s), comma-separated | `nats://127.0.0.1:4222` |
+//! | `REDIS_URL` | `redis_url` | Redis URL; several comma-separated (or `redis+cluster://`) = Redis Cluster | `redis://127.0.0.1:6379` |
+//! | `LITELLM_BASE_URL` | `litellm_base_url` | LiteLLM admin endpoint (unset: sync skipped) | unset |
+//! | `LITELLM_MASTER_KEY` | `litellm_master_key` | LiteLLM master key (unset: sync skipped) | unset |
+//! | `LITELLM_PUBLIC_URL` | `litellm_public_url` | base URL agents are told to use | `LITELLM_BASE_URL` |
+//! | `VC_ADMIN_TOKEN` | `admin_token` | bootstrap global-admin bearer token (api) | required by `vc-api` |
+//! | `VC_SECRET_KEY` | `secret_key` | 32 bytes, base64: seals secrets | required |
+//! | `VC_LOG_FORMAT` | `log_format` | `text` or `json` | `text` |
+//! | `VC_API_ADDR` | `api_addr` | `vc-api` listen address | `127.0.0.1:8080` |
+//! | `VC_COMMAND_WAIT_MS` | `command_wait_ms` | how long the API waits for an outcome before 202 | `5000` |
+//! | `VC_EDGE_ADDR` | `edge_addr` | `vc-edge` listen address | `127.0.0.1:8090` |
+//! | `VC_EDGE_ID` | `edge_id` | edge id | derived: hostname + random suffix |
+//! | `VC_EDGE_MAX_CONNECTIONS` | `edge_max_connections` | WebSocket sessions per edge | `10000` |
+//! | `VC_WORKER_METRICS_ADDR` | `worker_metrics_addr` | worker `/healthz` `/readyz` `/metrics` | unset (not served) |
+//! | `VC_NATS_STREAM_REPLICAS` | `nats_stream_replicas` | replicas of the JetStream streams (3 on a cluster) | `1` |
+//! | `VC_RECONCILE_INTERVAL_SECS` | `reconcile_interval_secs` | periodic LiteLLM reconcile (0 = off) | `300` |
+//! | `VC_LITELLM_TIMEOUT_MS` | `litellm_timeout_ms` | timeout of one LiteLLM admin call | `10000` |
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::crypto::SecretKey;
+
+/// Which service is validating (each needs a different subset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// `vc-api`.
+    Api,
+    /// `vc-worker`.
+    Worker,
+    /// `vc-edge`.
+    Edge,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// All settings of the control plane's services.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// NATS server(s), comma-separated.
+    #[serde(default = "default_nats_url")]
+    pub nats_url: String,
+    /// Redis URL(s).
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// LiteLLM admin endpoint.
+    #[serde(default)]
+    pub litellm_base_url: Option<String>,
+    /// LiteLLM master key.
+    #[serde(default)]
+    pub litellm_master_key: Option<String>,
+    /// Base URL agents use for LiteLLM.
+    #[serde(default)]
+    pub litellm_public_url: Option<String>,
+    /// Bootstrap admin token.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Secret key, base64.
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Log format.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// API listen address.
+    #[serde(default = "default_api_addr")]
+    pub api_addr: String,
+    /// How long the API waits for a command outcome (ms).
+    #[serde(default = "default_command_wait_ms")]
+    pub command_wait_ms: u64,
+    /// Edge listen address.
+    #[serde(default = "default_edge_addr")]
+    pub edge_addr: String,
+    /// Edge id.
+    #[serde(default)]
+    pub edge_id: Option<String>,
+    /// Sessions per edge.
+    #[serde(default = "default_edge_max_connections")]
+    pub edge_max_connections: usize,
+    /// Worker health/metrics address.
+    #[serde(default)]
+    pub worker_metrics_addr: Option<String>,
+    /// Stream replicas.
+    #[serde(default = "default_replicas")]
+    pub nats_stream_replicas: usize,
+    /// Reconcile interval (s); 0 disables the periodic reconcile.
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval_secs: u64,
+    /// Timeout of one LiteLLM call (ms).
+    #[serde(default = "default_litellm_timeout_ms")]
+    pub litellm_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("nats_url", &self.nats_url)
+            .field("redis_url", &"<redacted>")
+            .field("litellm_base_url", &self.litellm_base_url)
+            .field("litellm_master_key", &self.litellm_master_key.as_ref().map(|_| "<redacted>"))
+            .field("litellm_public_url", &self.litellm_public_url)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field("api_addr", &self.api_addr)
+            .field("edge_addr", &self.edge_addr)
+            .field("edge_id", &self.edge_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_nats_url() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".into()
+}
+fn default_api_addr() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_command_wait_ms() -> u64 {
+    5000
+}
+fn default_edge_addr() -> String {
+    "127.0.0.1:8090".into()
+}
+fn default_edge_max_connections() -> usize {
+    10_000
+}
+fn default_replicas() -> usize {
+    1
+}
+fn default_reconcile_interval() -> u64 {
+    300
+}
+fn default_litellm_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Environment variable → TOML key.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("NATS_URL", "nats_url"),
+    ("REDIS_URL", "redis_url"),
+    ("LITELLM_BASE_URL", "litellm_base_url"),
+    ("LITELLM_MASTER_KEY", "litellm_master_key"),
+    ("LITELLM_PUBLIC_URL", "litellm_public_url"),
+    ("VC_ADMIN_TOKEN", "admin_token"),
+    ("VC_SECRET_KEY", "secret_key"),
+    ("VC_LOG_FORMAT", "log_format"),
+    ("VC_API_ADDR", "api_addr"),
+    ("VC_COMMAND_WAIT_MS", "command_wait_ms"),
+    ("VC_EDGE_ADDR", "edge_addr"),
+    ("VC_EDGE_ID", "edge_id"),
+    ("VC_EDGE_MAX_CONNECTIONS", "edge_max_connections"),
+    ("VC_WORKER_METRICS_ADDR", "worker_metrics_addr"),
+    ("VC_NATS_STREAM_REPLICAS", "nats_stream_replicas"),
+    ("VC_RECONCILE_INTERVAL_SECS", "reconcile_interval_secs"),
+    ("VC_LITELLM_TIMEOUT_MS", "litellm_timeout_ms"),
+];
+
+/// Where LiteLLM is, when configured.
+#[derive(Clone)]
+pub struct LitellmSettings {
+    /// Admin endpoint, without trailing `/`.
+    pub base_url: String,
+    /// Master key.
+    pub master_key: String,
+    /// URL agents use.
+    pub public_url: String,
+    /// Call timeout.
+    pub timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for LitellmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LitellmSettings").field("base_url", &self.base_url).field("public_url", &self.public_url).finish()
+    }
+}
+
+impl Settings {
+    /// Defaults, as if no file and no environment were given.
+    pub fn defaults() -> Settings {
+        serde_json::from_str("{}").expect("defaults deserialize")
+    }
+
+    /// Loads from an optional TOML file, then the given environment (which wins). Every problem is
+    /// reported, not just the first.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            if !f.exists() {
+                errors.push(format!("config file {} does not exist", f.display()));
+            } else {
+                b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+            }
+        }
+        for (var, key) in ENV_KEYS {
+            if let Some(v) = env.get(*var) {
+                if v.is_empty() {
+                    continue;
+                }
+                b = match b.set_override(*key, v.clone()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        errors.push(format!("{var}: {e}"));
+                        return Err(errors);
+                    }
+                };
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let cfg = b.build().map_err(|e| vec![format!("configuration: {e}")])?;
+        cfg.try_deserialize::<Settings>().map_err(|e| vec![format!("configuration: {e}")])
+    }
+
+    /// Checks every setting the given service needs; all problems at once.
+    pub fn validate(&self, service: Service) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.nats_url.split(',').all(|u| u.trim().is_empty()) {
+            errors.push("NATS_URL must name at least one server".to_string());
+        }
+        for u in self.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            if !(u.starts_with("nats://") || u.starts_with("tls://") || u.starts_with("ws://") || !u.contains("://")) {
+                errors.push(format!("NATS_URL entry {u:?} must be nats://host:port"));
+            }
+        }
+        for u in self.redis_url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+cluster://")) {
+                errors.push("REDIS_URL must start with redis://, rediss:// or redis+cluster://".to_string());
+                break;
+            }
+        }
+        match &self.secret_key {
+            None => errors.push("VC_SECRET_KEY is required (32 random bytes, base64)".to_string()),
+            Some(k) => {
+                if let Err(e) = SecretKey::from_base64(k) {
+                    errors.push(format!("VC_SECRET_KEY: {e}"));
+                }
+            }
+        }
+        match (&self.litellm_base_url, &self.litellm_master_key) {
+            (Some(u), _) => {
+                if crate::command::validate_url("LITELLM_BASE_URL", u).is_err() {
+                    errors.push("LITELLM_BASE_URL must be an http or https URL".to_string());
+                }
+            }
+            (None, _) => {}
+        }
+        if let Some(u) = &self.litellm_public_url {
+            if crate::command::validate_url("LITELLM_PUBLIC_URL", u).is_err() {
+                errors.push("LITELLM_PUBLIC_URL must be an http or https URL".to_string());
+            }
+        }
+        if !(1..=5).contains(&self.nats_stream_replicas) {
+            errors.push("VC_NATS_STREAM_REPLICAS must be from 1 to 5".to_string());
+        }
+        match service {
+            Service::Api => {
+                match &self.admin_token {
+                    None => errors.push("VC_ADMIN_TOKEN is required by vc-api".to_string()),
+                    Some(t) if t.len() < 16 => errors.push("VC_ADMIN_TOKEN must be at least 16 characters".to_string()),
+                    Some(_) => {}
+                }
+                if self.api_addr.parse::<SocketAddr>().is_err() {
+                    errors.push(format!("VC_API_ADDR {:?} is not an address such as 127.0.0.1:8080", self.api_addr));
+                }
+                if !(100..=120_000).contains(&self.command_wait_ms) {
+                    errors.push("VC_COMMAND_WAIT_MS must be from 100 to 120000".to_string());
+                }
+            }
+            Service::Edge => {
+                if self.edge_addr.parse::<SocketAddr>().is_err() {
+                    errors.push(format!("VC_EDGE_ADDR {:?} is not an address such as 127.0.0.1:8090", self.edge_addr));
+                }
+                if let Some(id) = &self.edge_id {
+                    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                        errors.push("VC_EDGE_ID must be 1-64 characters of letters, digits, '-' or '_'".to_string());
+                    }
+                }
+                if !(1..=1_000_000).contains(&self.edge_max_connections) {
+                    errors.push("VC_EDGE_MAX_CONNECTIONS must be from 1 to 1000000".to_string());
+                }
+            }
+            Service::Worker => {
+                if let Some(a) = &self.worker_metrics_addr {
+                    if a.parse::<SocketAddr>().is_err() {
+                        errors.push(format!("VC_WORKER_METRICS_ADDR {a:?} is not an address such as 127.0.0.1:9090"));
+                    }
+                }
+                if !(100..=300_000).contains(&self.litellm_timeout_ms) {
+                    errors.push("VC_LITELLM_TIMEOUT_MS must be from 100 to 300000".to_string());
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The secret key (call after [`Settings::validate`]).
+    pub fn secret(&self) -> Result<SecretKey, String> {
+        let k = self.secret_key.as_deref().ok_or("VC_SECRET_KEY is required")?;
+        SecretKey::from_base64(k).map_err(|e| e.to_string())
+    }
+
+    /// LiteLLM settings when both the URL and the master key are set.
+    pub fn litellm(&self) -> Option<LitellmSettings> {
+        let base = self.litellm_base_url.as_deref()?.trim_end_matches('/').to_string();
+        let key = self.litellm_master_key.clone().filter(|k| !k.is_empty())?;
+        Some(LitellmSettings {
+            public_url: self.litellm_public_url.clone().unwrap_or_else(|| base.clone()).trim_end_matches('/').to_string(),
+            base_url: base,
+            master_key: key,
+            timeout: std::time::Duration::from_millis(self.litellm_timeout_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_wins_and_all_errors_reported() {
+        let s = Settings::load(None, &env(&[("VC_API_ADDR", "nope"), ("VC_COMMAND_WAIT_MS", "1")])).unwrap();
+        let errs = s.validate(Service::Api).unwrap_err();
+        assert!(errs.iter().any(|e| e.contains("VC_SECRET_KEY")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("VC_ADMIN_TOKEN")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("VC_API_ADDR")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("VC_COMMAND_WAIT_MS")), "{errs:?}");
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = std::env::temp_dir().join(format!("vc-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "nats_url = \"nats://a:1\"\nredis_url = \"redis://b:2\"\n").unwrap();
+        let s = Settings::load(Some(&f), &env(&[("REDIS_URL", "redis://c:3")])).unwrap();
+        assert_eq!(s.nats_url, "nats://a:1");
+        assert_eq!(s.redis_url, "redis://c:3");
+        std::fs::write(&f, "bogus = 1\n").unwrap();
+        assert!(Settings::load(Some(&f), &env(&[])).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn litellm_needs_both() {
+        let s = Settings::load(None, &env(&[("LITELLM_BASE_URL", "http://x:4000/")])).unwrap();
+        assert!(s.litellm().is_none());
+        let s = Settings::load(None, &env(&[("LITELLM_BASE_URL", "http://x:4000/"), ("LITELLM_MASTER_KEY", "sk-1")])).unwrap();
+        let l = s.litellm().unwrap();
+        assert_eq!(l.base_url, "http://x:4000");
+        assert_eq!(l.public_url, "http://x:4000");
+    }
+}

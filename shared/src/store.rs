@@ -1,0 +1,683 @@
+//! The Redis store: keyspace, reads, and the atomic commit of a command's writes.
+//!
+//! # Keyspace
+//! Everything a command changes lives under the hash tag `{vc}` (one Redis Cluster slot), so that a
+//! command's writes commit atomically in one Lua call on a cluster as on a single server. The catalog is
+//! small (models, realms, grants, memberships, agent records) and written by one command at a time.
+//! High-churn per-agent data (presence, acks) and locks live under their own tags so they spread
+//! across a cluster. No request path scans the keyspace: every listing reads an index set or hash.
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `{vc}:rev` | string | catalog revision, bumped by every commit (optimistic concurrency) |
+//! | `{vc}:model:<id>` | string | [`StoredModel`] JSON |
+//! | `{vc}:models` | set | model ids |
+//! | `{vc}:model-names` | hash | litellmModelName → model id (uniqueness) |
+//! | `{vc}:model:<id>:grants` | hash | realm id → grantedAt |
+//! | `{vc}:model:<id>:routed` | set | DIDs whose config source names the model |
+//! | `{vc}:realm:<id>` | string | [`StoredRealm`] JSON (with the sealed key) |
+//! | `{vc}:realms` | set | realm ids |
+//! | `{vc}:realm-slugs` | hash | slug → realm id |
+//! | `{vc}:realm:<id>:grants` | hash | model id → grantedAt |
+//! | `{vc}:realm:<id>:members` | hash | DID → [`Membership`] JSON |
+//! | `{vc}:realm:<id>:routed` | set | DIDs routed through the realm |
+//! | `{vc}:agent:<did>` | string | [`StoredAgent`] JSON |
+//! | `{vc}:agents` | set | DIDs |
+//! | `{vc}:agent:<did>:realms` | hash | realm id → [`Membership`] JSON |
+//! | `{vc}:cmd:<id>` | string | [`CommandRecord`] JSON, expires after [`COMMAND_TTL_MS`] |
+//! | `{vc}:idem:<sha256>` | string | command id of an `Idempotency-Key`, expires after [`IDEMPOTENCY_TTL_MS`] |
+//! | `{vc}:sync:model:<id>`, `{vc}:sync:realm:<id>` | string | [`SyncRecord`] JSON |
+//! | `{vc}:audit` | stream | audit events, capped at [`AUDIT_MAX_LEN`] |
+//! | `presence:{<did>}` | hash | online, edgeId, sessionId, lastSeen, activeLlm (expires) |
+//! | `ack:{<did>}` | string | last acknowledged config version |
+//! | `lock:{<name>}` | string | short leases (LiteLLM sync of one entity, reconcile) |
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::command::CommandRecord;
+use crate::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecord};
+
+/// How long a command's record (and so its dedupe) is kept: 7 days.
+pub const COMMAND_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+/// How long an `Idempotency-Key` is remembered: 24 hours.
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
+/// Audit stream length cap (approximate trimming).
+pub const AUDIT_MAX_LEN: u64 = 1_000_000;
+/// Timeout of one Redis call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Key builders. Every catalog key carries the `{vc}` hash tag.
+pub mod keys {
+    /// Catalog revision.
+    pub const REV: &str = "{vc}:rev";
+    /// Model ids.
+    pub const MODELS: &str = "{vc}:models";
+    /// LiteLLM name → model id.
+    pub const MODEL_NAMES: &str = "{vc}:model-names";
+    /// Realm ids.
+    pub const REALMS: &str = "{vc}:realms";
+    /// Slug → realm id.
+    pub const REALM_SLUGS: &str = "{vc}:realm-slugs";
+    /// DIDs.
+    pub const AGENTS: &str = "{vc}:agents";
+    /// Audit stream.
+    pub const AUDIT: &str = "{vc}:audit";
+    /// A model.
+    pub fn model(id: &str) -> String {
+        format!("{{vc}}:model:{id}")
+    }
+    /// A model's grants.
+    pub fn model_grants(id: &str) -> String {
+        format!("{{vc}}:model:{id}:grants")
+    }
+    /// DIDs whose config names the model.
+    pub fn model_routed(id: &str) -> String {
+        format!("{{vc}}:model:{id}:routed")
+    }
+    /// A realm.
+    pub fn realm(id: &str) -> String {
+        format!("{{vc}}:realm:{id}")
+    }
+    /// A realm's grants.
+    pub fn realm_grants(id: &str) -> String {
+        format!("{{vc}}:realm:{id}:grants")
+    }
+    /// A realm's members.
+    pub fn realm_members(id: &str) -> String {
+        format!("{{vc}}:realm:{id}:members")
+    }
+    /// DIDs routed through a realm.
+    pub fn realm_routed(id: &str) -> String {
+        format!("{{vc}}:realm:{id}:routed")
+    }
+    /// An agent.
+    pub fn agent(did: &str) -> String {
+        format!("{{vc}}:agent:{did}")
+    }
+    /// An agent's memberships.
+    pub fn agent_realms(did: &str) -> String {
+        format!("{{vc}}:agent:{did}:realms")
+    }
+    /// A command record.
+    pub fn command(id: &str) -> String {
+        format!("{{vc}}:cmd:{id}")
+    }
+    /// An idempotency key (already hashed).
+    pub fn idempotency(hash: &str) -> String {
+        format!("{{vc}}:idem:{hash}")
+    }
+    /// Sync record of a model.
+    pub fn sync_model(id: &str) -> String {
+        format!("{{vc}}:sync:model:{id}")
+    }
+    /// Sync record of a realm key.
+    pub fn sync_realm(id: &str) -> String {
+        format!("{{vc}}:sync:realm:{id}")
+    }
+    /// Presence of an agent.
+    pub fn presence(did: &str) -> String {
+        format!("presence:{{{did}}}")
+    }
+    /// Last acknowledged version of an agent.
+    pub fn ack(did: &str) -> String {
+        format!("ack:{{{did}}}")
+    }
+    /// A lease.
+    pub fn lock(name: &str) -> String {
+        format!("lock:{{{name}}}")
+    }
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Could not connect.
+    #[error("redis connect failed: {0}")]
+    Connect(String),
+    /// A call failed.
+    #[error("redis call failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A call timed out.
+    #[error("redis call timed out after {0:?}")]
+    Timeout(Duration),
+    /// Stored data could not be decoded.
+    #[error("stored value at {key} is corrupt: {reason}")]
+    Corrupt {
+        /// Key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One write of a commit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    /// `SET key value`.
+    Set {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// `SET key value PX ms`.
+    Setpx {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Expiry.
+        ms: u64,
+    },
+    /// `DEL key`.
+    Del {
+        /// Key.
+        key: String,
+    },
+    /// `HSET key field value`.
+    Hset {
+        /// Key.
+        key: String,
+        /// Field.
+        field: String,
+        /// Value.
+        value: String,
+    },
+    /// `HDEL key field`.
+    Hdel {
+        /// Key.
+        key: String,
+        /// Field.
+        field: String,
+    },
+    /// `SADD key member`.
+    Sadd {
+        /// Key.
+        key: String,
+        /// Member.
+        member: String,
+    },
+    /// `SREM key member`.
+    Srem {
+        /// Key.
+        key: String,
+        /// Member.
+        member: String,
+    },
+    /// `XADD key MAXLEN ~ n * data <value>`.
+    Xadd {
+        /// Key.
+        key: String,
+        /// Value (JSON).
+        value: String,
+    },
+}
+
+impl Op {
+    /// `SET key json(value)`.
+    pub fn set_json<T: Serialize>(key: String, value: &T) -> Op {
+        Op::Set { key, value: serde_json::to_string(value).unwrap_or_default() }
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Written; the new revision.
+    Applied(u64),
+    /// The revision moved since it was read: re-read and recompute.
+    Conflict,
+    /// The command was already applied (its record is complete).
+    AlreadyApplied,
+}
+
+const COMMIT_LUA: &str = r#"
+-- KEYS[1] = {vc}:rev, KEYS[2] = command record key; ARGV[1] = expected rev, ARGV[2] = ops JSON
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
+if rev ~= tonumber(ARGV[1]) then return -1 end
+local rec = redis.call('GET', KEYS[2])
+if rec then
+  local ok, decoded = pcall(cjson.decode, rec)
+  if ok and decoded['status'] ~= 'pending' then return -2 end
+end
+local ops = cjson.decode(ARGV[2])
+for _, o in ipairs(ops) do
+  local op = o['op']
+  if op == 'set' then redis.call('SET', o['key'], o['value'])
+  elseif op == 'setpx' then redis.call('SET', o['key'], o['value'], 'PX', o['ms'])
+  elseif op == 'del' then redis.call('DEL', o['key'])
+  elseif op == 'hset' then redis.call('HSET', o['key'], o['field'], o['value'])
+  elseif op == 'hdel' then redis.call('HDEL', o['key'], o['field'])
+  elseif op == 'sadd' then redis.call('SADD', o['key'], o['member'])
+  elseif op == 'srem' then redis.call('SREM', o['key'], o['member'])
+  elseif op == 'xadd' then redis.call('XADD', o['key'], 'MAXLEN', '~', ARGV[3], '*', 'data', o['value'])
+  else return redis.error_reply('unknown op ' .. tostring(op)) end
+end
+return redis.call('INCR', KEYS[1])
+"#;
+
+const SYNC_RECORD_LUA: &str = r#"
+-- KEYS[1] = sync record key; ARGV[1] = gen; ARGV[2] = new record JSON
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, decoded = pcall(cjson.decode, cur)
+  if ok and tonumber(decoded['gen'] or 0) > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"#;
+
+const UNLOCK_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// A connection to a single Redis or a Redis Cluster.
+#[derive(Clone)]
+pub enum Conn {
+    /// One server (reconnects by itself).
+    Single(redis::aio::ConnectionManager),
+    /// A cluster (follows slot moves and failovers).
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The store. Cheap to clone (one multiplexed connection shared).
+#[derive(Clone)]
+pub struct Store {
+    conn: Conn,
+    commit: redis::Script,
+    sync_record: redis::Script,
+    unlock: redis::Script,
+}
+
+async fn timed<T>(fut: impl std::future::Future<Output = Result<T, redis::RedisError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(StoreError::from),
+        Err(_) => Err(StoreError::Timeout(CALL_TIMEOUT)),
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(key: &str, raw: Option<String>) -> Result<Option<T>, StoreError> {
+    match raw {
+        None => Ok(None),
+        Some(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() }),
+    }
+}
+
+impl Store {
+    /// Connects. `url` is one `redis://` URL, or several comma-separated for a Redis Cluster (also when
+    /// it starts with `redis+cluster://`, which is rewritten to `redis://`).
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let urls: Vec<String> = url
+            .split(',')
+            .map(|u| u.trim().replacen("redis+cluster://", "redis://", 1))
+            .filter(|u| !u.is_empty())
+            .collect();
+        let cluster = urls.len() > 1 || url.starts_with("redis+cluster://");
+        let conn = if cluster {
+            let client = redis::cluster::ClusterClientBuilder::new(urls)
+                .connection_timeout(Duration::from_secs(3))
+                .response_timeout(CALL_TIMEOUT)
+                .build()
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            let c = tokio::time::timeout(Duration::from_secs(10), client.get_async_connection())
+                .await
+                .map_err(|_| StoreError::Connect("timed out".into()))?
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            Conn::Cluster(c)
+        } else {
+            let client = redis::Client::open(urls.first().cloned().unwrap_or_default())
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            let cfg = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(3)))
+                .set_response_timeout(Some(CALL_TIMEOUT))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(2));
+            let c = tokio::time::timeout(Duration::from_secs(10), redis::aio::ConnectionManager::new_with_config(client, cfg))
+                .await
+                .map_err(|_| StoreError::Connect("timed out".into()))?
+                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            Conn::Single(c)
+        };
+        Ok(Store {
+            conn,
+            commit: redis::Script::new(COMMIT_LUA),
+            sync_record: redis::Script::new(SYNC_RECORD_LUA),
+            unlock: redis::Script::new(UNLOCK_LUA),
+        })
+    }
+
+    /// The raw connection (for service-specific keys such as presence).
+    pub fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// `PING`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        timed(redis::cmd("PING").query_async::<String>(&mut c)).await.map(|_| ())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        timed(redis::cmd("GET").arg(key).query_async(&mut c)).await
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        decode_json(key, self.get(key).await?)
+    }
+
+    async fn mget_json<T: DeserializeOwned>(&self, keys: &[String]) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let mut c = self.conn.clone();
+            let raw: Vec<Option<String>> = timed(redis::cmd("MGET").arg(chunk).query_async(&mut c)).await?;
+            for (k, v) in chunk.iter().zip(raw) {
+                if let Some(t) = decode_json(k, v)? {
+                    out.push(t);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn smembers(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        let mut v: Vec<String> = timed(redis::cmd("SMEMBERS").arg(key).query_async(&mut c)).await?;
+        v.sort();
+        Ok(v)
+    }
+
+    async fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut c = self.conn.clone();
+        let mut v: Vec<(String, String)> = timed(redis::cmd("HGETALL").arg(key).query_async(&mut c)).await?;
+        v.sort();
+        Ok(v)
+    }
+
+    async fn hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        timed(redis::cmd("HGET").arg(key).arg(field).query_async(&mut c)).await
+    }
+
+    async fn hlen(&self, key: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn.clone();
+        timed(redis::cmd("HLEN").arg(key).query_async(&mut c)).await
+    }
+
+    /// Current catalog revision.
+    pub async fn rev(&self) -> Result<u64, StoreError> {
+        Ok(self.get(keys::REV).await?.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    /// A model.
+    pub async fn model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
+        self.get_json(&keys::model(id)).await
+    }
+
+    /// Every model, sorted by creation (newest first).
+    pub async fn models(&self) -> Result<Vec<StoredModel>, StoreError> {
+        let ids = self.smembers(keys::MODELS).await?;
+        let mut v: Vec<StoredModel> = self.mget_json(&ids.iter().map(|i| keys::model(i)).collect::<Vec<_>>()).await?;
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// Models by id (missing ones skipped).
+    pub async fn models_by_id(&self, ids: &[String]) -> Result<Vec<StoredModel>, StoreError> {
+        self.mget_json(&ids.iter().map(|i| keys::model(i)).collect::<Vec<_>>()).await
+    }
+
+    /// The model holding a LiteLLM name.
+    pub async fn model_id_by_name(&self, litellm_name: &str) -> Result<Option<String>, StoreError> {
+        self.hget(keys::MODEL_NAMES, litellm_name).await
+    }
+
+    /// A model's grants: (realm id, grantedAt).
+    pub async fn model_grants(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.hgetall(&keys::model_grants(id)).await
+    }
+
+    /// Number of realms a model is granted to.
+    pub async fn model_grant_count(&self, id: &str) -> Result<usize, StoreError> {
+        self.hlen(&keys::model_grants(id)).await
+    }
+
+    /// DIDs whose config source names the model.
+    pub async fn model_routed(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.smembers(&keys::model_routed(id)).await
+    }
+
+    /// A realm.
+    pub async fn realm(&self, id: &str) -> Result<Option<StoredRealm>, StoreError> {
+        self.get_json(&keys::realm(id)).await
+    }
+
+    /// Every realm, sorted by name.
+    pub async fn realms(&self) -> Result<Vec<StoredRealm>, StoreError> {
+        let ids = self.smembers(keys::REALMS).await?;
+        let mut v: Vec<StoredRealm> = self.mget_json(&ids.iter().map(|i| keys::realm(i)).collect::<Vec<_>>()).await?;
+        v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+        Ok(v)
+    }
+
+    /// Realms by id (missing ones skipped).
+    pub async fn realms_by_id(&self, ids: &[String]) -> Result<Vec<StoredRealm>, StoreError> {
+        self.mget_json(&ids.iter().map(|i| keys::realm(i)).collect::<Vec<_>>()).await
+    }
+
+    /// The realm holding a slug.
+    pub async fn realm_id_by_slug(&self, slug: &str) -> Result<Option<String>, StoreError> {
+        self.hget(keys::REALM_SLUGS, slug).await
+    }
+
+    /// A realm's grants: (model id, grantedAt).
+    pub async fn realm_grants(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.hgetall(&keys::realm_grants(id)).await
+    }
+
+    /// A realm's members.
+    pub async fn realm_members(&self, id: &str) -> Result<Vec<Membership>, StoreError> {
+        let key = keys::realm_members(id);
+        self.hgetall(&key)
+            .await?
+            .into_iter()
+            .map(|(_, v)| decode_json(&key, Some(v)).map(|m| m.expect("some")))
+            .collect()
+    }
+
+    /// DIDs routed through a realm.
+    pub async fn realm_routed(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.smembers(&keys::realm_routed(id)).await
+    }
+
+    /// An agent.
+    pub async fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
+        self.get_json(&keys::agent(did)).await
+    }
+
+    /// Agents by DID (missing ones skipped).
+    pub async fn agents_by_did(&self, dids: &[String]) -> Result<Vec<StoredAgent>, StoreError> {
+        self.mget_json(&dids.iter().map(|d| keys::agent(d)).collect::<Vec<_>>()).await
+    }
+
+    /// Every agent, sorted by creation.
+    pub async fn agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
+        let dids = self.smembers(keys::AGENTS).await?;
+        let mut v = self.agents_by_did(&dids).await?;
+        v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.did.cmp(&b.did)));
+        Ok(v)
+    }
+
+    /// An agent's memberships.
+    pub async fn agent_realms(&self, did: &str) -> Result<Vec<Membership>, StoreError> {
+        let key = keys::agent_realms(did);
+        self.hgetall(&key)
+            .await?
+            .into_iter()
+            .map(|(_, v)| decode_json(&key, Some(v)).map(|m| m.expect("some")))
+            .collect()
+    }
+
+    /// A command record.
+    pub async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        self.get_json(&keys::command(id)).await
+    }
+
+    /// Writes a pending record unless one exists. Returns whether it was written.
+    pub async fn put_pending_command(&self, rec: &CommandRecord) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = timed(
+            redis::cmd("SET")
+                .arg(keys::command(&rec.command_id))
+                .arg(serde_json::to_string(rec).unwrap_or_default())
+                .arg("NX")
+                .arg("PX")
+                .arg(COMMAND_TTL_MS)
+                .query_async(&mut c),
+        )
+        .await?;
+        Ok(v.is_some())
+    }
+
+    /// Claims an idempotency key for a command id; returns the command id that holds it (the given one
+    /// when newly claimed).
+    pub async fn claim_idempotency(&self, hash: &str, command_id: &str) -> Result<String, StoreError> {
+        let key = keys::idempotency(hash);
+        let mut c = self.conn.clone();
+        let set: Option<String> = timed(
+            redis::cmd("SET").arg(&key).arg(command_id).arg("NX").arg("PX").arg(IDEMPOTENCY_TTL_MS).query_async(&mut c),
+        )
+        .await?;
+        if set.is_some() {
+            return Ok(command_id.to_string());
+        }
+        Ok(self.get(&key).await?.unwrap_or_else(|| command_id.to_string()))
+    }
+
+    /// The sync record of a model.
+    pub async fn sync_model(&self, id: &str) -> Result<SyncRecord, StoreError> {
+        Ok(self.get_json(&keys::sync_model(id)).await?.unwrap_or_default())
+    }
+
+    /// The sync record of a realm key.
+    pub async fn sync_realm(&self, id: &str) -> Result<SyncRecord, StoreError> {
+        Ok(self.get_json(&keys::sync_realm(id)).await?.unwrap_or_default())
+    }
+
+    /// Writes a sync record unless a newer generation is already recorded.
+    pub async fn put_sync_record(&self, key: &str, rec: &SyncRecord) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = self.sync_record.key(key);
+        inv.arg(rec.gen).arg(serde_json::to_string(rec).unwrap_or_default());
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(n == 1)
+    }
+
+    /// Commits a command's writes atomically if the catalog is still at `expected_rev` and the command
+    /// has not completed yet.
+    pub async fn commit(&self, expected_rev: u64, command_id: &str, ops: &[Op]) -> Result<Commit, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = self.commit.key(keys::REV);
+        inv.key(keys::command(command_id))
+            .arg(expected_rev)
+            .arg(serde_json::to_string(ops).unwrap_or_else(|_| "[]".into()))
+            .arg(AUDIT_MAX_LEN);
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(match n {
+            -1 => Commit::Conflict,
+            -2 => Commit::AlreadyApplied,
+            n => Commit::Applied(n as u64),
+        })
+    }
+
+    /// Takes a lease; returns its token when taken.
+    pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut c = self.conn.clone();
+        let v: Option<String> = timed(
+            redis::cmd("SET").arg(keys::lock(name)).arg(&token).arg("NX").arg("PX").arg(ttl.as_millis() as u64).query_async(&mut c),
+        )
+        .await?;
+        Ok(v.map(|_| token))
+    }
+
+    /// Releases a lease if still held with `token`.
+    pub async fn unlock(&self, name: &str, token: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = self.unlock.key(keys::lock(name));
+        inv.arg(token);
+        let _: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    /// Audit events after `cursor` (exclusive), oldest first, at most `limit`.
+    pub async fn audit_after(&self, cursor: Option<&str>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let start = match cursor {
+            Some(c) => format!("({c}"),
+            None => "-".to_string(),
+        };
+        let mut c = self.conn.clone();
+        let raw: Vec<(String, Vec<(String, String)>)> = timed(
+            redis::cmd("XRANGE").arg(keys::AUDIT).arg(start).arg("+").arg("COUNT").arg(limit).query_async(&mut c),
+        )
+        .await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(id, fields)| fields.into_iter().find(|(k, _)| k == "data").map(|(_, v)| (id, v)))
+            .collect())
+    }
+
+    /// Whether an agent has a live session, per its presence record.
+    pub async fn presence(&self, did: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.hgetall(&keys::presence(did)).await
+    }
+
+    /// Presence of many agents (pipelined; presence keys live in different slots).
+    pub async fn presences(&self, dids: &[String]) -> Result<Vec<Vec<(String, String)>>, StoreError> {
+        let mut out = Vec::with_capacity(dids.len());
+        for d in dids {
+            out.push(self.presence(d).await?);
+        }
+        Ok(out)
+    }
+
+    /// Last acknowledged config version of an agent.
+    pub async fn acked_version(&self, did: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(&keys::ack(did)).await?.and_then(|s| s.parse().ok()))
+    }
+}

@@ -1,0 +1,144 @@
+//! Messages on the bus between services (not the agent WebSocket protocol; see [`crate::ws`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{CryptoError, Purpose, Sealer};
+use crate::domain::{LlmConfig, Mode};
+
+/// An [`LlmConfig`] whose API key is sealed ([`Purpose::AgentConfigKey`]): what crosses the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedLlmConfig {
+    /// Provider.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// Endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Sealed API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_sealed: Option<String>,
+    /// Models the key reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_models: Option<Vec<String>>,
+    /// System prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Max tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+impl SealedLlmConfig {
+    /// Seals the key of a config.
+    pub fn seal(sealer: &Sealer, c: &LlmConfig) -> Result<Self, CryptoError> {
+        Ok(SealedLlmConfig {
+            provider: c.provider.clone(),
+            model: c.model.clone(),
+            base_url: c.base_url.clone(),
+            api_key_sealed: c.api_key.as_deref().map(|k| sealer.seal(Purpose::AgentConfigKey, k)).transpose()?,
+            allowed_models: c.allowed_models.clone(),
+            system_prompt: c.system_prompt.clone(),
+            max_tokens: c.max_tokens,
+        })
+    }
+
+    /// Opens the key.
+    pub fn open(&self, sealer: &Sealer) -> Result<LlmConfig, CryptoError> {
+        Ok(LlmConfig {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            base_url: self.base_url.clone(),
+            api_key: self.api_key_sealed.as_deref().map(|k| sealer.open(Purpose::AgentConfigKey, k)).transpose()?,
+            allowed_models: self.allowed_models.clone(),
+            system_prompt: self.system_prompt.clone(),
+            max_tokens: self.max_tokens,
+        })
+    }
+}
+
+/// One agent's resolved config state: what an edge sends as `llm_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigState {
+    /// Config, or `None` for "fall back to the local environment".
+    pub config: Option<SealedLlmConfig>,
+    /// Strictly increasing per agent.
+    pub version: u64,
+    /// Mode of the config source.
+    pub mode: Option<Mode>,
+    /// Realm when routed through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm_id: Option<String>,
+}
+
+/// A group of agents of one realm broadcast that receive the same config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RealmGroup {
+    /// The agents.
+    pub agents: Vec<String>,
+    /// Their new state (same version for all).
+    pub state: ConfigState,
+}
+
+/// Pushes published by the worker (and edges, for takeover) to edges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Push {
+    /// On `vc.push.agent.<did>`: the agent's new config state.
+    #[serde(rename_all = "camelCase")]
+    AgentConfig {
+        /// Agent.
+        did: String,
+        /// New state.
+        state: ConfigState,
+    },
+    /// On `vc.push.realm.<realmId>`: new states for agents routed through the realm, grouped so that
+    /// each distinct frame is encoded once.
+    #[serde(rename_all = "camelCase")]
+    RealmConfigs {
+        /// Realm.
+        realm_id: String,
+        /// Groups.
+        groups: Vec<RealmGroup>,
+    },
+    /// On `vc.push.agent.<did>`: the agent was deleted; close its session with 4403.
+    #[serde(rename_all = "camelCase")]
+    AgentDeleted {
+        /// Agent.
+        did: String,
+    },
+    /// On `vc.push.agent.<did>`: a newer session took over; older sessions close with 4409.
+    #[serde(rename_all = "camelCase")]
+    SessionClaimed {
+        /// Agent.
+        did: String,
+        /// The new session.
+        session_id: String,
+        /// The edge holding it.
+        edge_id: String,
+        /// Unix milliseconds of the new session's authentication.
+        at_ms: i64,
+    },
+}
+
+/// A domain event on `vc.evt.<kind>` (no secrets), also kept in the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Unique id (the audit cursor once stored).
+    pub id: String,
+    /// RFC 3339.
+    pub at: String,
+    /// Who caused it (`admin`, `token:<id>`, `edge:<id>`, a service name).
+    pub actor: String,
+    /// Kind (`model.registered`, `realm.key.minted`, `agent.config.pushed`, …).
+    pub kind: String,
+    /// What it is about (`model:<id>`, `realm:<id>`, `agent:<did>`).
+    pub subject: String,
+    /// Details (no secrets).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
