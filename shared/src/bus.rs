@@ -38,7 +38,10 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
-        .map(|u| u.parse::<async_nats::ServerAddr>().map_err(|e| BusError::Connect(format!("{u}: {e}"))))
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| BusError::Connect(format!("{u}: {e}")))
+        })
         .collect::<Result<_, _>>()?;
     let opts = async_nats::ConnectOptions::new()
         .name(name)
@@ -48,7 +51,10 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .client_capacity(8192)
         .subscription_capacity(65_536)
         .max_reconnects(None);
-    let client = opts.connect(urls).await.map_err(|e| BusError::Connect(e.to_string()))?;
+    let client = opts
+        .connect(urls)
+        .await
+        .map_err(|e| BusError::Connect(e.to_string()))?;
     Ok(client)
 }
 

@@ -145,7 +145,7 @@ where
 }
 
 /// `Register a model` body (`POST /api/models`, `vc.cmd.model.register`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelRegisterBody {
     /// Registry id to use (optional; derived from the command id when absent).
@@ -175,7 +175,7 @@ pub struct ModelRegisterBody {
 }
 
 /// `Update a model` body (`PUT /api/models/{id}`, `vc.cmd.model.update`). `null` clears nullable fields.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelUpdateBody {
     /// Registry id (from the path).
@@ -185,7 +185,12 @@ pub struct ModelUpdateBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// New description; `null` clears.
-    #[serde(default, deserialize_with = "tri_state", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     /// `active` or `inactive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,10 +202,20 @@ pub struct ModelUpdateBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
     /// New endpoint; `null` clears (refused where the provider requires one).
-    #[serde(default, deserialize_with = "tri_state", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
     pub base_url: Option<Option<String>>,
     /// New upstream key in clear; `null` clears.
-    #[serde(default, deserialize_with = "tri_state", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
     pub api_key: Option<Option<String>>,
     /// New upstream key, sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,7 +223,7 @@ pub struct ModelUpdateBody {
 }
 
 /// Body naming one entity by id (`model.delete`: `id`; realm kinds: `realmId`; agent kinds: `did`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IdBody {
     /// Registry id (`model.delete`).
@@ -223,7 +238,7 @@ pub struct IdBody {
 }
 
 /// `Create a realm` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealmCreateBody {
     /// Realm id to use (optional; derived from the command id when absent).
@@ -244,7 +259,7 @@ pub struct RealmCreateBody {
 }
 
 /// `Update a realm` body (`PATCH`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealmUpdateBody {
     /// Realm id (from the path).
@@ -257,7 +272,12 @@ pub struct RealmUpdateBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
     /// New description; `null` clears.
-    #[serde(default, deserialize_with = "tri_state", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     /// New colour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,7 +285,7 @@ pub struct RealmUpdateBody {
 }
 
 /// `Grant` / `revoke` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantBody {
     /// Registry id of the model.
@@ -275,12 +295,17 @@ pub struct GrantBody {
     #[serde(default)]
     pub realm_id: Option<String>,
     /// Monthly budget of the realm's key (grant only); `null` removes the budget; absent keeps it.
-    #[serde(default, deserialize_with = "tri_state", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<Option<f64>>,
 }
 
 /// `Add/remove an agent to/from a realm` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MembershipBody {
     /// Realm id.
@@ -295,7 +320,7 @@ pub struct MembershipBody {
 }
 
 /// `Register an agent` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentRegisterBody {
     /// `did:key` Ed25519 identifier.
@@ -307,7 +332,7 @@ pub struct AgentRegisterBody {
 }
 
 /// `Set an agent's LLM config` body: the three forms of the contract, first match wins.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LlmConfigSetBody {
     /// Agent DID (from the path).
@@ -355,9 +380,15 @@ pub enum SecretInput {
 }
 
 impl SecretInput {
-    fn from_pair(field: &str, clear: Option<String>, sealed: Option<String>) -> DomainResult<Option<Self>> {
+    fn from_pair(
+        field: &str,
+        clear: Option<String>,
+        sealed: Option<String>,
+    ) -> DomainResult<Option<Self>> {
         match (clear, sealed) {
-            (Some(_), Some(_)) => Err(DomainError::bad_request(format!("give either {field} or {field}Sealed, not both"))),
+            (Some(_), Some(_)) => Err(DomainError::bad_request(format!(
+                "give either {field} or {field}Sealed, not both"
+            ))),
             (Some(c), None) => {
                 check_len(field, &c, MAX_SECRET_LEN)?;
                 if c.trim().is_empty() {
@@ -586,10 +617,17 @@ fn strip_position(msg: &str) -> String {
 
 fn check_len(field: &str, value: &str, max: usize) -> DomainResult<()> {
     if value.len() > max {
-        return Err(DomainError::bad_request(format!("{field} is too long (at most {max} characters)")));
+        return Err(DomainError::bad_request(format!(
+            "{field} is too long (at most {max} characters)"
+        )));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
-        return Err(DomainError::bad_request(format!("{field} contains control characters")));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(DomainError::bad_request(format!(
+            "{field} contains control characters"
+        )));
     }
     Ok(())
 }
@@ -614,7 +652,11 @@ fn optional(field: &str, value: Option<String>, max: usize) -> DomainResult<Opti
     }
 }
 
-fn non_empty_if_given(field: &str, value: Option<String>, max: usize) -> DomainResult<Option<String>> {
+fn non_empty_if_given(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> DomainResult<Option<String>> {
     match value {
         None => Ok(None),
         Some(v) => required(field, Some(v), max).map(Some),
@@ -628,7 +670,11 @@ pub fn validate_id(field: &str, value: Option<String>) -> DomainResult<String> {
     if v.is_empty() {
         return Err(DomainError::bad_request(format!("{field} is required")));
     }
-    if v.len() > 128 || !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':')) {
+    if v.len() > 128
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
+    {
         return Err(DomainError::bad_request(format!(
             "{field} must be 1-128 characters of letters, digits, '-', '_' or ':'"
         )));
@@ -642,17 +688,24 @@ pub fn validate_did(field: &str, value: Option<String>) -> DomainResult<String> 
     if v.is_empty() {
         return Err(DomainError::bad_request(format!("{field} is required")));
     }
-    parse_did_key(&v).map_err(|e| DomainError::bad_request(format!("{field} is not a valid did:key Ed25519 identifier: {e}")))?;
+    parse_did_key(&v).map_err(|e| {
+        DomainError::bad_request(format!(
+            "{field} is not a valid did:key Ed25519 identifier: {e}"
+        ))
+    })?;
     Ok(v)
 }
 
 /// Validates an http(s) URL.
 pub fn validate_url(field: &str, value: &str) -> DomainResult<String> {
     check_len(field, value, MAX_URL_LEN)?;
-    let parsed = url::Url::parse(value.trim())
-        .map_err(|e| DomainError::bad_request(format!("{field} must be an http or https URL ({e})")))?;
+    let parsed = url::Url::parse(value.trim()).map_err(|e| {
+        DomainError::bad_request(format!("{field} must be an http or https URL ({e})"))
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(DomainError::bad_request(format!("{field} must be an http or https URL")));
+        return Err(DomainError::bad_request(format!(
+            "{field} must be an http or https URL"
+        )));
     }
     Ok(value.trim().to_string())
 }
@@ -662,7 +715,11 @@ fn provider(field: &str, value: Option<String>) -> DomainResult<Provider> {
     Provider::parse(&v).ok_or_else(|| {
         DomainError::bad_request(format!(
             "{field} must be one of: {}",
-            Provider::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+            Provider::ALL
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }
@@ -672,8 +729,11 @@ fn color(value: Option<String>) -> DomainResult<Option<String>> {
         None => Ok(None),
         Some(c) => {
             let hex = c.strip_prefix('#').unwrap_or("");
-            if !matches!(hex.len(), 3 | 4 | 6 | 8) || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
-                return Err(DomainError::bad_request("color must be a hex colour such as #6366f1"));
+            if !matches!(hex.len(), 3 | 4 | 6 | 8) || !hex.chars().all(|ch| ch.is_ascii_hexdigit())
+            {
+                return Err(DomainError::bad_request(
+                    "color must be a hex colour such as #6366f1",
+                ));
             }
             Ok(Some(c))
         }
@@ -683,10 +743,14 @@ fn color(value: Option<String>) -> DomainResult<Option<String>> {
 fn realm_slug(field: &str, value: &str) -> DomainResult<String> {
     let s = slug(value);
     if s.is_empty() {
-        return Err(DomainError::bad_request(format!("{field} must contain at least one letter or digit")));
+        return Err(DomainError::bad_request(format!(
+            "{field} must contain at least one letter or digit"
+        )));
     }
     if s.len() > 100 {
-        return Err(DomainError::bad_request(format!("{field} is too long (at most 100 characters)")));
+        return Err(DomainError::bad_request(format!(
+            "{field} is too long (at most 100 characters)"
+        )));
     }
     Ok(s)
 }
@@ -712,11 +776,21 @@ impl Command {
                     None => None,
                 };
                 if crate::domain::slug(&name).is_empty() {
-                    return Err(DomainError::bad_request("name must contain at least one letter or digit"));
+                    return Err(DomainError::bad_request(
+                        "name must contain at least one letter or digit",
+                    ));
                 }
                 let api_key = SecretInput::from_pair("apiKey", b.api_key, b.api_key_sealed)?;
                 let description = optional("description", b.description, MAX_DESCRIPTION_LEN)?;
-                Command::ModelRegister(ModelRegister { id, name, provider, model_id, base_url, api_key, description })
+                Command::ModelRegister(ModelRegister {
+                    id,
+                    name,
+                    provider,
+                    model_id,
+                    base_url,
+                    api_key,
+                    description,
+                })
             }
             CommandKind::ModelUpdate => {
                 let b: ModelUpdateBody = decode(body)?;
@@ -724,7 +798,9 @@ impl Command {
                 let name = non_empty_if_given("name", b.name, MAX_NAME_LEN)?;
                 if let Some(n) = &name {
                     if slug(n).is_empty() {
-                        return Err(DomainError::bad_request("name must contain at least one letter or digit"));
+                        return Err(DomainError::bad_request(
+                            "name must contain at least one letter or digit",
+                        ));
                     }
                 }
                 let description = match b.description {
@@ -736,10 +812,17 @@ impl Command {
                     Some(s) => Some(match s.as_str() {
                         "active" => ModelStatus::Active,
                         "inactive" => ModelStatus::Inactive,
-                        _ => return Err(DomainError::bad_request("status must be \"active\" or \"inactive\"")),
+                        _ => {
+                            return Err(DomainError::bad_request(
+                                "status must be \"active\" or \"inactive\"",
+                            ))
+                        }
                     }),
                 };
-                let provider = b.provider.map(|p| provider("provider", Some(p))).transpose()?;
+                let provider = b
+                    .provider
+                    .map(|p| provider("provider", Some(p)))
+                    .transpose()?;
                 let model_id = non_empty_if_given("modelId", b.model_id, MAX_NAME_LEN)?;
                 let base_url = match b.base_url {
                     None => None,
@@ -752,15 +835,28 @@ impl Command {
                     (Some(None), None) => Some(None),
                     (Some(Some(c)), s) => Some(SecretInput::from_pair("apiKey", Some(c), s)?),
                     (Some(None), Some(_)) => {
-                        return Err(DomainError::bad_request("give either apiKey or apiKeySealed, not both"))
+                        return Err(DomainError::bad_request(
+                            "give either apiKey or apiKeySealed, not both",
+                        ))
                     }
                     (None, Some(s)) => Some(Some(SecretInput::Sealed(s))),
                 };
-                Command::ModelUpdate(ModelUpdate { id, name, description, status, provider, model_id, base_url, api_key })
+                Command::ModelUpdate(ModelUpdate {
+                    id,
+                    name,
+                    description,
+                    status,
+                    provider,
+                    model_id,
+                    base_url,
+                    api_key,
+                })
             }
             CommandKind::ModelDelete => {
                 let b: IdBody = decode(body)?;
-                Command::ModelDelete { id: validate_id("id", b.id)? }
+                Command::ModelDelete {
+                    id: validate_id("id", b.id)?,
+                }
             }
             CommandKind::RealmCreate => {
                 let b: RealmCreateBody = decode(body)?;
@@ -771,7 +867,13 @@ impl Command {
                     None => realm_slug("name", &name)?,
                 };
                 let description = optional("description", b.description, MAX_DESCRIPTION_LEN)?;
-                Command::RealmCreate(RealmCreate { id, name, slug, description, color: color(b.color)? })
+                Command::RealmCreate(RealmCreate {
+                    id,
+                    name,
+                    slug,
+                    description,
+                    color: color(b.color)?,
+                })
             }
             CommandKind::RealmUpdate => {
                 let b: RealmUpdateBody = decode(body)?;
@@ -785,11 +887,19 @@ impl Command {
                     None => None,
                     Some(d) => Some(optional("description", d, MAX_DESCRIPTION_LEN)?),
                 };
-                Command::RealmUpdate(RealmUpdate { realm_id, name, slug, description, color: color(b.color)? })
+                Command::RealmUpdate(RealmUpdate {
+                    realm_id,
+                    name,
+                    slug,
+                    description,
+                    color: color(b.color)?,
+                })
             }
             CommandKind::RealmDelete => {
                 let b: IdBody = decode(body)?;
-                Command::RealmDelete { realm_id: validate_id("realmId", b.realm_id)? }
+                Command::RealmDelete {
+                    realm_id: validate_id("realmId", b.realm_id)?,
+                }
             }
             CommandKind::RealmGrant | CommandKind::RealmRevoke => {
                 let b: GrantBody = decode(body)?;
@@ -800,13 +910,21 @@ impl Command {
                 } else {
                     if let Some(Some(budget)) = b.monthly_budget_usd {
                         if !budget.is_finite() || budget < 0.0 {
-                            return Err(DomainError::bad_request("monthlyBudgetUsd must be a number >= 0"));
+                            return Err(DomainError::bad_request(
+                                "monthlyBudgetUsd must be a number >= 0",
+                            ));
                         }
                         if budget > 1e9 {
-                            return Err(DomainError::bad_request("monthlyBudgetUsd is too large (at most 1e9)"));
+                            return Err(DomainError::bad_request(
+                                "monthlyBudgetUsd is too large (at most 1e9)",
+                            ));
                         }
                     }
-                    Command::RealmGrant { model_id, realm_id, monthly_budget_usd: b.monthly_budget_usd }
+                    Command::RealmGrant {
+                        model_id,
+                        realm_id,
+                        monthly_budget_usd: b.monthly_budget_usd,
+                    }
                 }
             }
             CommandKind::RealmAgentAdd | CommandKind::RealmAgentRemove => {
@@ -814,9 +932,16 @@ impl Command {
                 let realm_id = validate_id("realmId", b.realm_id)?;
                 let agent_did = validate_did("agentDid", b.agent_did)?;
                 if kind == CommandKind::RealmAgentAdd {
-                    Command::RealmAgentAdd { realm_id, agent_did, is_primary: b.is_primary.unwrap_or(false) }
+                    Command::RealmAgentAdd {
+                        realm_id,
+                        agent_did,
+                        is_primary: b.is_primary.unwrap_or(false),
+                    }
                 } else {
-                    Command::RealmAgentRemove { realm_id, agent_did }
+                    Command::RealmAgentRemove {
+                        realm_id,
+                        agent_did,
+                    }
                 }
             }
             CommandKind::AgentRegister => {
@@ -827,11 +952,15 @@ impl Command {
             }
             CommandKind::AgentDelete => {
                 let b: IdBody = decode(body)?;
-                Command::AgentDelete { did: validate_did("did", b.did)? }
+                Command::AgentDelete {
+                    did: validate_did("did", b.did)?,
+                }
             }
             CommandKind::AgentLlmConfigClear => {
                 let b: IdBody = decode(body)?;
-                Command::AgentLlmConfigClear { did: validate_did("did", b.did)? }
+                Command::AgentLlmConfigClear {
+                    did: validate_did("did", b.did)?,
+                }
             }
             CommandKind::AgentLlmConfigSet => {
                 let b: LlmConfigSetBody = decode(body)?;
@@ -842,7 +971,9 @@ impl Command {
                         model_id: validate_id("realmModelId", b.realm_model_id)?,
                     }
                 } else if b.registry_model_id.is_some() {
-                    LlmConfigForm::Registry { model_id: validate_id("registryModelId", b.registry_model_id)? }
+                    LlmConfigForm::Registry {
+                        model_id: validate_id("registryModelId", b.registry_model_id)?,
+                    }
                 } else {
                     let provider = provider("provider", b.provider)?;
                     let model = required("model", b.model, MAX_NAME_LEN)?;
@@ -854,9 +985,20 @@ impl Command {
                     let max_tokens = match b.max_tokens {
                         None => None,
                         Some(n) if (1..=10_000_000).contains(&n) => Some(n as u32),
-                        Some(_) => return Err(DomainError::bad_request("maxTokens must be an integer from 1 to 10000000")),
+                        Some(_) => {
+                            return Err(DomainError::bad_request(
+                                "maxTokens must be an integer from 1 to 10000000",
+                            ))
+                        }
                     };
-                    LlmConfigForm::Manual { provider, model, api_key, base_url, system_prompt, max_tokens }
+                    LlmConfigForm::Manual {
+                        provider,
+                        model,
+                        api_key,
+                        base_url,
+                        system_prompt,
+                        max_tokens,
+                    }
                 };
                 Command::AgentLlmConfigSet { did, form }
             }
@@ -888,7 +1030,10 @@ pub struct OutcomeError {
 
 impl From<DomainError> for OutcomeError {
     fn from(e: DomainError) -> Self {
-        OutcomeError { code: e.code, message: e.message }
+        OutcomeError {
+            code: e.code,
+            message: e.message,
+        }
     }
 }
 
@@ -931,6 +1076,11 @@ pub struct CommandRecord {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// Internal: the side effects to re-emit if the command is delivered again after its commit
+    /// (pushes, LiteLLM syncs, events). Never shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub effects: Option<serde_json::Value>,
 }
 
 impl CommandRecord {
@@ -948,7 +1098,11 @@ impl CommandRecord {
 /// Deterministic entity id for a command that creates one without naming it: a UUIDv5 of the command id,
 /// so a redelivered command always creates the same id.
 pub fn derived_id(command_id: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("vc-command:{command_id}").as_bytes()).to_string()
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("vc-command:{command_id}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// Validates a command id given in `Nats-Msg-Id` or `Idempotency-Key`.
@@ -974,18 +1128,30 @@ mod tests {
         let k = CommandKind::ModelRegister;
         assert_eq!(err(k, "{}"), "name is required");
         assert_eq!(err(k, r#"{"name":"x"}"#), "provider is required");
-        assert!(err(k, r#"{"name":"x","provider":"nope","modelId":"m"}"#).starts_with("provider must be one of"));
-        assert_eq!(err(k, r#"{"name":"x","provider":"openai"}"#), "modelId is required");
+        assert!(err(k, r#"{"name":"x","provider":"nope","modelId":"m"}"#)
+            .starts_with("provider must be one of"));
+        assert_eq!(
+            err(k, r#"{"name":"x","provider":"openai"}"#),
+            "modelId is required"
+        );
         assert_eq!(
             err(k, r#"{"name":"x","provider":"ollama","modelId":"m"}"#),
             "baseUrl is required for provider ollama"
         );
-        assert!(err(k, r#"{"name":"x","provider":"ollama","modelId":"m","baseUrl":"ftp://a"}"#).starts_with("baseUrl must be"));
+        assert!(err(
+            k,
+            r#"{"name":"x","provider":"ollama","modelId":"m","baseUrl":"ftp://a"}"#
+        )
+        .starts_with("baseUrl must be"));
         assert!(err(k, r#"{"name":5}"#).starts_with("name: invalid type"));
         let e = err(k, "[1]");
         assert!(e.starts_with("body must be a JSON object"), "{e}");
         assert!(err(k, "{").starts_with("body is not valid JSON"));
-        let ok = Command::parse(k, br#"{"name":" GPT 4o ","provider":"openai","modelId":"gpt-4o","apiKey":"sk-1"}"#).unwrap();
+        let ok = Command::parse(
+            k,
+            br#"{"name":" GPT 4o ","provider":"openai","modelId":"gpt-4o","apiKey":"sk-1"}"#,
+        )
+        .unwrap();
         match ok {
             Command::ModelRegister(m) => {
                 assert_eq!(m.name, "GPT 4o");
@@ -997,7 +1163,11 @@ mod tests {
 
     #[test]
     fn tri_state_fields() {
-        let c = Command::parse(CommandKind::ModelUpdate, br#"{"id":"m1","apiKey":null,"description":null}"#).unwrap();
+        let c = Command::parse(
+            CommandKind::ModelUpdate,
+            br#"{"id":"m1","apiKey":null,"description":null}"#,
+        )
+        .unwrap();
         match c {
             Command::ModelUpdate(u) => {
                 assert_eq!(u.api_key, Some(None));
@@ -1006,34 +1176,63 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(err(CommandKind::ModelUpdate, r#"{"id":"m1","status":"gone"}"#), "status must be \"active\" or \"inactive\"");
+        assert_eq!(
+            err(CommandKind::ModelUpdate, r#"{"id":"m1","status":"gone"}"#),
+            "status must be \"active\" or \"inactive\""
+        );
     }
 
     #[test]
     fn llm_config_forms_first_match_wins() {
         let did = crate::did::did_from_key(&crate::did::generate_key().verifying_key());
         let body = format!(r#"{{"did":"{did}","realmId":"r1","registryModelId":"m2"}}"#);
-        assert_eq!(err(CommandKind::AgentLlmConfigSet, &body), "realmModelId is required");
+        assert_eq!(
+            err(CommandKind::AgentLlmConfigSet, &body),
+            "realmModelId is required"
+        );
         let body = format!(r#"{{"did":"{did}","registryModelId":"m2","provider":"openai"}}"#);
         assert!(matches!(
             Command::parse(CommandKind::AgentLlmConfigSet, body.as_bytes()).unwrap(),
-            Command::AgentLlmConfigSet { form: LlmConfigForm::Registry { .. }, .. }
+            Command::AgentLlmConfigSet {
+                form: LlmConfigForm::Registry { .. },
+                ..
+            }
         ));
         let body = format!(r#"{{"did":"{did}","provider":"openai"}}"#);
-        assert_eq!(err(CommandKind::AgentLlmConfigSet, &body), "model is required");
+        assert_eq!(
+            err(CommandKind::AgentLlmConfigSet, &body),
+            "model is required"
+        );
         let body = format!(r#"{{"did":"{did}","provider":"openai","model":"m","maxTokens":0}}"#);
         assert!(err(CommandKind::AgentLlmConfigSet, &body).starts_with("maxTokens"));
-        assert!(err(CommandKind::AgentRegister, r#"{"did":"did:web:x","name":"a"}"#).starts_with("did is not a valid did:key"));
+        assert!(err(
+            CommandKind::AgentRegister,
+            r#"{"did":"did:web:x","name":"a"}"#
+        )
+        .starts_with("did is not a valid did:key"));
     }
 
     #[test]
     fn grant_budget_rules() {
         assert_eq!(
-            err(CommandKind::RealmGrant, r#"{"modelId":"m","realmId":"r","monthlyBudgetUsd":-1}"#),
+            err(
+                CommandKind::RealmGrant,
+                r#"{"modelId":"m","realmId":"r","monthlyBudgetUsd":-1}"#
+            ),
             "monthlyBudgetUsd must be a number >= 0"
         );
-        let c = Command::parse(CommandKind::RealmGrant, br#"{"modelId":"m","realmId":"r","monthlyBudgetUsd":null}"#).unwrap();
-        assert!(matches!(c, Command::RealmGrant { monthly_budget_usd: Some(None), .. }));
+        let c = Command::parse(
+            CommandKind::RealmGrant,
+            br#"{"modelId":"m","realmId":"r","monthlyBudgetUsd":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            c,
+            Command::RealmGrant {
+                monthly_budget_usd: Some(None),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -117,10 +117,19 @@ impl std::fmt::Debug for Settings {
             .field("nats_url", &self.nats_url)
             .field("redis_url", &"<redacted>")
             .field("litellm_base_url", &self.litellm_base_url)
-            .field("litellm_master_key", &self.litellm_master_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "litellm_master_key",
+                &self.litellm_master_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("litellm_public_url", &self.litellm_public_url)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("api_addr", &self.api_addr)
             .field("edge_addr", &self.edge_addr)
             .field("edge_id", &self.edge_id)
@@ -192,7 +201,10 @@ pub struct LitellmSettings {
 
 impl std::fmt::Debug for LitellmSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LitellmSettings").field("base_url", &self.base_url).field("public_url", &self.public_url).finish()
+        f.debug_struct("LitellmSettings")
+            .field("base_url", &self.base_url)
+            .field("public_url", &self.public_url)
+            .finish()
     }
 }
 
@@ -204,14 +216,21 @@ impl Settings {
 
     /// Loads from an optional TOML file, then the given environment (which wins). Every problem is
     /// reported, not just the first.
-    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Settings, Vec<String>> {
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Settings, Vec<String>> {
         let mut errors = Vec::new();
         let mut b = config::Config::builder();
         if let Some(f) = file {
             if !f.exists() {
                 errors.push(format!("config file {} does not exist", f.display()));
             } else {
-                b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+                b = b.add_source(
+                    config::File::from(f)
+                        .format(config::FileFormat::Toml)
+                        .required(true),
+                );
             }
         }
         for (var, key) in ENV_KEYS {
@@ -232,7 +251,8 @@ impl Settings {
             return Err(errors);
         }
         let cfg = b.build().map_err(|e| vec![format!("configuration: {e}")])?;
-        cfg.try_deserialize::<Settings>().map_err(|e| vec![format!("configuration: {e}")])
+        cfg.try_deserialize::<Settings>()
+            .map_err(|e| vec![format!("configuration: {e}")])
     }
 
     /// Checks every setting the given service needs; all problems at once.
@@ -241,14 +261,33 @@ impl Settings {
         if self.nats_url.split(',').all(|u| u.trim().is_empty()) {
             errors.push("NATS_URL must name at least one server".to_string());
         }
-        for u in self.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            if !(u.starts_with("nats://") || u.starts_with("tls://") || u.starts_with("ws://") || !u.contains("://")) {
+        for u in self
+            .nats_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            if !(u.starts_with("nats://")
+                || u.starts_with("tls://")
+                || u.starts_with("ws://")
+                || !u.contains("://"))
+            {
                 errors.push(format!("NATS_URL entry {u:?} must be nats://host:port"));
             }
         }
-        for u in self.redis_url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("redis+cluster://")) {
-                errors.push("REDIS_URL must start with redis://, rediss:// or redis+cluster://".to_string());
+        for u in self
+            .redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+cluster://"))
+            {
+                errors.push(
+                    "REDIS_URL must start with redis://, rediss:// or redis+cluster://".to_string(),
+                );
                 break;
             }
         }
@@ -260,13 +299,10 @@ impl Settings {
                 }
             }
         }
-        match (&self.litellm_base_url, &self.litellm_master_key) {
-            (Some(u), _) => {
-                if crate::command::validate_url("LITELLM_BASE_URL", u).is_err() {
-                    errors.push("LITELLM_BASE_URL must be an http or https URL".to_string());
-                }
+        if let Some(u) = &self.litellm_base_url {
+            if crate::command::validate_url("LITELLM_BASE_URL", u).is_err() {
+                errors.push("LITELLM_BASE_URL must be an http or https URL".to_string());
             }
-            (None, _) => {}
         }
         if let Some(u) = &self.litellm_public_url {
             if crate::command::validate_url("LITELLM_PUBLIC_URL", u).is_err() {
@@ -280,11 +316,16 @@ impl Settings {
             Service::Api => {
                 match &self.admin_token {
                     None => errors.push("VC_ADMIN_TOKEN is required by vc-api".to_string()),
-                    Some(t) if t.len() < 16 => errors.push("VC_ADMIN_TOKEN must be at least 16 characters".to_string()),
+                    Some(t) if t.len() < 16 => {
+                        errors.push("VC_ADMIN_TOKEN must be at least 16 characters".to_string())
+                    }
                     Some(_) => {}
                 }
                 if self.api_addr.parse::<SocketAddr>().is_err() {
-                    errors.push(format!("VC_API_ADDR {:?} is not an address such as 127.0.0.1:8080", self.api_addr));
+                    errors.push(format!(
+                        "VC_API_ADDR {:?} is not an address such as 127.0.0.1:8080",
+                        self.api_addr
+                    ));
                 }
                 if !(100..=120_000).contains(&self.command_wait_ms) {
                     errors.push("VC_COMMAND_WAIT_MS must be from 100 to 120000".to_string());
@@ -292,11 +333,22 @@ impl Settings {
             }
             Service::Edge => {
                 if self.edge_addr.parse::<SocketAddr>().is_err() {
-                    errors.push(format!("VC_EDGE_ADDR {:?} is not an address such as 127.0.0.1:8090", self.edge_addr));
+                    errors.push(format!(
+                        "VC_EDGE_ADDR {:?} is not an address such as 127.0.0.1:8090",
+                        self.edge_addr
+                    ));
                 }
                 if let Some(id) = &self.edge_id {
-                    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                        errors.push("VC_EDGE_ID must be 1-64 characters of letters, digits, '-' or '_'".to_string());
+                    if id.is_empty()
+                        || id.len() > 64
+                        || !id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
+                        errors.push(
+                            "VC_EDGE_ID must be 1-64 characters of letters, digits, '-' or '_'"
+                                .to_string(),
+                        );
                     }
                 }
                 if !(1..=1_000_000).contains(&self.edge_max_connections) {
@@ -306,7 +358,9 @@ impl Settings {
             Service::Worker => {
                 if let Some(a) = &self.worker_metrics_addr {
                     if a.parse::<SocketAddr>().is_err() {
-                        errors.push(format!("VC_WORKER_METRICS_ADDR {a:?} is not an address such as 127.0.0.1:9090"));
+                        errors.push(format!(
+                            "VC_WORKER_METRICS_ADDR {a:?} is not an address such as 127.0.0.1:9090"
+                        ));
                     }
                 }
                 if !(100..=300_000).contains(&self.litellm_timeout_ms) {
@@ -323,16 +377,28 @@ impl Settings {
 
     /// The secret key (call after [`Settings::validate`]).
     pub fn secret(&self) -> Result<SecretKey, String> {
-        let k = self.secret_key.as_deref().ok_or("VC_SECRET_KEY is required")?;
+        let k = self
+            .secret_key
+            .as_deref()
+            .ok_or("VC_SECRET_KEY is required")?;
         SecretKey::from_base64(k).map_err(|e| e.to_string())
     }
 
     /// LiteLLM settings when both the URL and the master key are set.
     pub fn litellm(&self) -> Option<LitellmSettings> {
-        let base = self.litellm_base_url.as_deref()?.trim_end_matches('/').to_string();
+        let base = self
+            .litellm_base_url
+            .as_deref()?
+            .trim_end_matches('/')
+            .to_string();
         let key = self.litellm_master_key.clone().filter(|k| !k.is_empty())?;
         Some(LitellmSettings {
-            public_url: self.litellm_public_url.clone().unwrap_or_else(|| base.clone()).trim_end_matches('/').to_string(),
+            public_url: self
+                .litellm_public_url
+                .clone()
+                .unwrap_or_else(|| base.clone())
+                .trim_end_matches('/')
+                .to_string(),
             base_url: base,
             master_key: key,
             timeout: std::time::Duration::from_millis(self.litellm_timeout_ms),
@@ -345,17 +411,30 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn env_wins_and_all_errors_reported() {
-        let s = Settings::load(None, &env(&[("VC_API_ADDR", "nope"), ("VC_COMMAND_WAIT_MS", "1")])).unwrap();
+        let s = Settings::load(
+            None,
+            &env(&[("VC_API_ADDR", "nope"), ("VC_COMMAND_WAIT_MS", "1")]),
+        )
+        .unwrap();
         let errs = s.validate(Service::Api).unwrap_err();
         assert!(errs.iter().any(|e| e.contains("VC_SECRET_KEY")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("VC_ADMIN_TOKEN")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("VC_ADMIN_TOKEN")),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.contains("VC_API_ADDR")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("VC_COMMAND_WAIT_MS")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("VC_COMMAND_WAIT_MS")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -363,7 +442,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vc-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.toml");
-        std::fs::write(&f, "nats_url = \"nats://a:1\"\nredis_url = \"redis://b:2\"\n").unwrap();
+        std::fs::write(
+            &f,
+            "nats_url = \"nats://a:1\"\nredis_url = \"redis://b:2\"\n",
+        )
+        .unwrap();
         let s = Settings::load(Some(&f), &env(&[("REDIS_URL", "redis://c:3")])).unwrap();
         assert_eq!(s.nats_url, "nats://a:1");
         assert_eq!(s.redis_url, "redis://c:3");
@@ -376,7 +459,14 @@ mod tests {
     fn litellm_needs_both() {
         let s = Settings::load(None, &env(&[("LITELLM_BASE_URL", "http://x:4000/")])).unwrap();
         assert!(s.litellm().is_none());
-        let s = Settings::load(None, &env(&[("LITELLM_BASE_URL", "http://x:4000/"), ("LITELLM_MASTER_KEY", "sk-1")])).unwrap();
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("LITELLM_BASE_URL", "http://x:4000/"),
+                ("LITELLM_MASTER_KEY", "sk-1"),
+            ]),
+        )
+        .unwrap();
         let l = s.litellm().unwrap();
         assert_eq!(l.base_url, "http://x:4000");
         assert_eq!(l.public_url, "http://x:4000");

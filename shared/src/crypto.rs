@@ -85,7 +85,10 @@ impl SecretKey {
             .decode(text)
             .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
             .map_err(|_| CryptoError::BadKeyEncoding)?;
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::BadKeyLength(bytes.len()))?;
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::BadKeyLength(bytes.len()))?;
         Ok(Self(arr))
     }
 
@@ -117,7 +120,9 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer for the given key.
     pub fn new(key: SecretKey) -> Self {
-        Self { cipher: std::sync::Arc::new(XChaCha20Poly1305::new((&key.0).into())) }
+        Self {
+            cipher: std::sync::Arc::new(XChaCha20Poly1305::new((&key.0).into())),
+        }
     }
 
     /// Seals `plaintext` for `purpose`.
@@ -126,7 +131,13 @@ impl Sealer {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ct = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: purpose.aad() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: purpose.aad(),
+                },
+            )
             .map_err(|_| CryptoError::Open)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -137,14 +148,22 @@ impl Sealer {
     /// Opens a value sealed for `purpose`.
     pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<String, CryptoError> {
         let body = sealed.strip_prefix(PREFIX).ok_or(CryptoError::Malformed)?;
-        let raw = URL_SAFE_NO_PAD.decode(body).map_err(|_| CryptoError::Malformed)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| CryptoError::Malformed)?;
         if raw.len() < NONCE_LEN + 16 {
             return Err(CryptoError::Malformed);
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let pt = self
             .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: purpose.aad() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: purpose.aad(),
+                },
+            )
             .map_err(|_| CryptoError::Open)?;
         String::from_utf8(pt).map_err(|_| CryptoError::Malformed)
     }
@@ -182,16 +201,31 @@ mod tests {
         let sealed = s.seal(Purpose::RealmKey, "sk-abc").unwrap();
         assert!(!sealed.contains("sk-abc"));
         assert_eq!(s.open(Purpose::RealmKey, &sealed).unwrap(), "sk-abc");
-        assert_eq!(s.open(Purpose::ModelApiKey, &sealed), Err(CryptoError::Open));
+        assert_eq!(
+            s.open(Purpose::ModelApiKey, &sealed),
+            Err(CryptoError::Open)
+        );
         let other = Sealer::new(SecretKey::generate());
-        assert_eq!(other.open(Purpose::RealmKey, &sealed), Err(CryptoError::Open));
-        assert_eq!(s.open(Purpose::RealmKey, "v1.zz"), Err(CryptoError::Malformed));
+        assert_eq!(
+            other.open(Purpose::RealmKey, &sealed),
+            Err(CryptoError::Open)
+        );
+        assert_eq!(
+            s.open(Purpose::RealmKey, "v1.zz"),
+            Err(CryptoError::Malformed)
+        );
     }
 
     #[test]
     fn key_parsing_reports_length() {
-        assert_eq!(SecretKey::from_base64("AAAA").unwrap_err(), CryptoError::BadKeyLength(3));
-        assert_eq!(SecretKey::from_base64("!!!").unwrap_err(), CryptoError::BadKeyEncoding);
+        assert_eq!(
+            SecretKey::from_base64("AAAA").unwrap_err(),
+            CryptoError::BadKeyLength(3)
+        );
+        assert_eq!(
+            SecretKey::from_base64("!!!").unwrap_err(),
+            CryptoError::BadKeyEncoding
+        );
         let k = SecretKey::generate();
         assert!(SecretKey::from_base64(&k.to_base64()).is_ok());
     }

@@ -58,7 +58,10 @@ pub fn did_from_key(key: &VerifyingKey) -> String {
     let mut bytes = Vec::with_capacity(34);
     bytes.extend_from_slice(&ED25519_MULTICODEC);
     bytes.extend_from_slice(key.as_bytes());
-    format!("did:key:{}", multibase::encode(multibase::Base::Base58Btc, bytes))
+    format!(
+        "did:key:{}",
+        multibase::encode(multibase::Base::Base58Btc, bytes)
+    )
 }
 
 /// The bytes an agent signs to authenticate: `vc-agent-auth:v1:<nonce>:<edgeId>`.
@@ -74,15 +77,26 @@ pub fn sign_auth(key: &SigningKey, nonce: &str, edge_id: &str) -> String {
 }
 
 /// Verifies an authentication signature by the key of `did` (edge side).
-pub fn verify_auth(did: &str, nonce: &str, edge_id: &str, signature_b64url: &str) -> Result<(), DidError> {
+pub fn verify_auth(
+    did: &str,
+    nonce: &str,
+    edge_id: &str,
+    signature_b64url: &str,
+) -> Result<(), DidError> {
     use base64::Engine;
     let key = parse_did_key(did)?;
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(signature_b64url.trim_end_matches('='))
         .map_err(|_| DidError::BadSignatureEncoding)?;
-    let arr: [u8; 64] = raw.as_slice().try_into().map_err(|_| DidError::BadSignatureEncoding)?;
-    key.verify(auth_message(nonce, edge_id).as_bytes(), &Signature::from_bytes(&arr))
-        .map_err(|_| DidError::BadSignature)
+    let arr: [u8; 64] = raw
+        .as_slice()
+        .try_into()
+        .map_err(|_| DidError::BadSignatureEncoding)?;
+    key.verify(
+        auth_message(nonce, edge_id).as_bytes(),
+        &Signature::from_bytes(&arr),
+    )
+    .map_err(|_| DidError::BadSignature)
 }
 
 /// A fresh Ed25519 key (agent `keygen`, tests).
@@ -102,18 +116,30 @@ mod tests {
         assert_eq!(parse_did_key(&did).unwrap(), k.verifying_key());
         let sig = sign_auth(&k, "00ff", "edge-1");
         verify_auth(&did, "00ff", "edge-1", &sig).unwrap();
-        assert_eq!(verify_auth(&did, "00ff", "edge-2", &sig), Err(DidError::BadSignature));
-        assert_eq!(verify_auth(&did, "00ff", "edge-1", "abc"), Err(DidError::BadSignatureEncoding));
+        assert_eq!(
+            verify_auth(&did, "00ff", "edge-2", &sig),
+            Err(DidError::BadSignature)
+        );
+        assert_eq!(
+            verify_auth(&did, "00ff", "edge-1", "abc"),
+            Err(DidError::BadSignatureEncoding)
+        );
     }
 
     #[test]
     fn rejects_other_dids() {
-        assert_eq!(parse_did_key("did:web:example.com"), Err(DidError::NotDidKey));
+        assert_eq!(
+            parse_did_key("did:web:example.com"),
+            Err(DidError::NotDidKey)
+        );
         assert_eq!(parse_did_key("did:key:z0OIl"), Err(DidError::BadMultibase));
         // secp256k1 multicodec (0xe7 0x01) is refused.
         let mut b = vec![0xe7, 0x01];
         b.extend_from_slice(&[1u8; 33]);
-        let did = format!("did:key:{}", multibase::encode(multibase::Base::Base58Btc, b));
+        let did = format!(
+            "did:key:{}",
+            multibase::encode(multibase::Base::Base58Btc, b)
+        );
         assert_eq!(parse_did_key(&did), Err(DidError::NotEd25519));
     }
 }

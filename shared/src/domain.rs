@@ -9,8 +9,11 @@ use utoipa::ToSchema;
 /// Current time as RFC 3339 (UTC, millisecond precision).
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// The upstream provider of a registry model.
@@ -35,8 +38,13 @@ pub enum Provider {
 
 impl Provider {
     /// Every provider, in the order the contract lists them.
-    pub const ALL: [Provider; 5] =
-        [Provider::OpenAiCompatible, Provider::OpenAi, Provider::Anthropic, Provider::Google, Provider::Ollama];
+    pub const ALL: [Provider; 5] = [
+        Provider::OpenAiCompatible,
+        Provider::OpenAi,
+        Provider::Anthropic,
+        Provider::Google,
+        Provider::Ollama,
+    ];
 
     /// The wire name (`"openai-compatible"`).
     pub fn as_str(self) -> &'static str {
@@ -266,10 +274,9 @@ pub struct StoredAgent {
     pub created_at: String,
     /// How its config is chosen; `None` = fall back to the agent's local environment.
     pub source: Option<ConfigSource>,
-    /// Version of the agent's current resolved config; strictly increasing.
-    pub version: u64,
-    /// Whether the current resolved config is `null` (e.g. realm routing whose model is gone).
-    pub config_null: bool,
+    /// The agent's current resolved config, version and mode (key sealed), materialized at every change
+    /// so that an edge can send it without resolving anything.
+    pub state: crate::wire::ConfigState,
 }
 
 /// The LLM config an agent receives (contract §3 `llm_config.config`).
@@ -346,8 +353,16 @@ impl SyncRecord {
             Some(SyncStateKind::Skipped) => SyncStateKind::Skipped,
             _ => SyncStateKind::Pending,
         };
-        let last_error = if state == SyncStateKind::Error { self.last_error.clone() } else { None };
-        SyncView { state, last_error, synced_at: self.synced_at.clone() }
+        let last_error = if state == SyncStateKind::Error {
+            self.last_error.clone()
+        } else {
+            None
+        };
+        SyncView {
+            state,
+            last_error,
+            synced_at: self.synced_at.clone(),
+        }
     }
 }
 
@@ -527,22 +542,41 @@ mod tests {
         assert_eq!(slug("ft--test__model"), "ft-test-model");
         assert_eq!(slug("Çafé"), "af");
         assert_eq!(slug("!!!"), "");
-        assert_eq!(litellm_model_name(Provider::OpenAiCompatible, "Llama 3 (local)"), "openai-compatible/llama-3-local");
+        assert_eq!(
+            litellm_model_name(Provider::OpenAiCompatible, "Llama 3 (local)"),
+            "openai-compatible/llama-3-local"
+        );
     }
 
     #[test]
     fn upstream_prefixes() {
-        assert_eq!(Provider::Google.litellm_upstream("gemini-1.5"), "gemini/gemini-1.5");
-        assert_eq!(Provider::Ollama.litellm_upstream("llama3"), "ollama_chat/llama3");
+        assert_eq!(
+            Provider::Google.litellm_upstream("gemini-1.5"),
+            "gemini/gemini-1.5"
+        );
+        assert_eq!(
+            Provider::Ollama.litellm_upstream("llama3"),
+            "ollama_chat/llama3"
+        );
         assert_eq!(Provider::OpenAiCompatible.litellm_upstream("x"), "openai/x");
     }
 
     #[test]
     fn sync_view_by_generation() {
-        let r = SyncRecord { gen: 2, state: Some(SyncStateKind::Synced), last_error: None, synced_at: Some("t".into()) };
+        let r = SyncRecord {
+            gen: 2,
+            state: Some(SyncStateKind::Synced),
+            last_error: None,
+            synced_at: Some("t".into()),
+        };
         assert_eq!(r.view(2).state, SyncStateKind::Synced);
         assert_eq!(r.view(3).state, SyncStateKind::Pending);
-        let e = SyncRecord { gen: 2, state: Some(SyncStateKind::Error), last_error: Some("boom".into()), synced_at: None };
+        let e = SyncRecord {
+            gen: 2,
+            state: Some(SyncStateKind::Error),
+            last_error: Some("boom".into()),
+            synced_at: None,
+        };
         assert_eq!(e.view(3).state, SyncStateKind::Error);
         assert_eq!(e.view(3).last_error.as_deref(), Some("boom"));
     }

@@ -63,7 +63,9 @@ impl ErrorCode {
 }
 
 /// A request or command refused by the rules of the domain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{code:?}: {message}")]
 pub struct DomainError {
     /// Classification, stable across versions.
@@ -75,19 +77,31 @@ pub struct DomainError {
 impl DomainError {
     /// A 400 naming what is wrong.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::BadRequest, message: message.into() }
+        Self {
+            code: ErrorCode::BadRequest,
+            message: message.into(),
+        }
     }
     /// A 404 naming what was not found.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::NotFound, message: message.into() }
+        Self {
+            code: ErrorCode::NotFound,
+            message: message.into(),
+        }
     }
     /// A 409 naming the clash.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::Conflict, message: message.into() }
+        Self {
+            code: ErrorCode::Conflict,
+            message: message.into(),
+        }
     }
     /// A 403 naming what is not allowed.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self { code: ErrorCode::Forbidden, message: message.into() }
+        Self {
+            code: ErrorCode::Forbidden,
+            message: message.into(),
+        }
     }
 }
 

@@ -31,5 +31,6 @@ pub mod shutdown;
 pub mod store;
 pub mod subjects;
 pub mod telemetry;
+pub mod views;
 pub mod wire;
 pub mod ws;

@@ -46,7 +46,10 @@ pub struct Ops {
 }
 
 async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"})))
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
 }
 
 async fn readyz(State(ops): State<Ops>) -> Response {
@@ -63,7 +66,14 @@ async fn readyz(State(ops): State<Ops>) -> Response {
 async fn metrics(State(ops): State<Ops>) -> Response {
     let mut out = String::new();
     match prometheus_client::encoding::text::encode(&mut out, &ops.registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response(),
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -10,6 +10,7 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `{vc}:rev` | string | catalog revision, bumped by every commit (optimistic concurrency) |
+//! | `{vc}:version-seq` | string | last config version handed out (one counter for all agents) |
 //! | `{vc}:model:<id>` | string | [`StoredModel`] JSON |
 //! | `{vc}:models` | set | model ids |
 //! | `{vc}:model-names` | hash | litellmModelName → model id (uniqueness) |
@@ -67,6 +68,9 @@ pub mod keys {
     pub const AGENTS: &str = "{vc}:agents";
     /// Audit stream.
     pub const AUDIT: &str = "{vc}:audit";
+    /// Last config version handed out (versions come from one counter, so one realm broadcast carries
+    /// one version for all its agents).
+    pub const VERSION_SEQ: &str = "{vc}:version-seq";
     /// A model.
     pub fn model(id: &str) -> String {
         format!("{{vc}}:model:{id}")
@@ -222,7 +226,10 @@ pub enum Op {
 impl Op {
     /// `SET key json(value)`.
     pub fn set_json<T: Serialize>(key: String, value: &T) -> Op {
-        Op::Set { key, value: serde_json::to_string(value).unwrap_or_default() }
+        Op::Set {
+            key,
+            value: serde_json::to_string(value).unwrap_or_default(),
+        }
     }
 }
 
@@ -322,19 +329,27 @@ pub struct Store {
     unlock: redis::Script,
 }
 
-async fn timed<T>(fut: impl std::future::Future<Output = Result<T, redis::RedisError>>) -> Result<T, StoreError> {
+async fn timed<T>(
+    fut: impl std::future::Future<Output = Result<T, redis::RedisError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
         Ok(r) => r.map_err(StoreError::from),
         Err(_) => Err(StoreError::Timeout(CALL_TIMEOUT)),
     }
 }
 
-fn decode_json<T: DeserializeOwned>(key: &str, raw: Option<String>) -> Result<Option<T>, StoreError> {
+fn decode_json<T: DeserializeOwned>(
+    key: &str,
+    raw: Option<String>,
+) -> Result<Option<T>, StoreError> {
     match raw {
         None => Ok(None),
         Some(s) => serde_json::from_str(&s)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() }),
+            .map_err(|e| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: e.to_string(),
+            }),
     }
 }
 
@@ -367,10 +382,13 @@ impl Store {
                 .set_response_timeout(Some(CALL_TIMEOUT))
                 .set_number_of_retries(2)
                 .set_max_delay(Duration::from_secs(2));
-            let c = tokio::time::timeout(Duration::from_secs(10), redis::aio::ConnectionManager::new_with_config(client, cfg))
-                .await
-                .map_err(|_| StoreError::Connect("timed out".into()))?
-                .map_err(|e| StoreError::Connect(e.to_string()))?;
+            let c = tokio::time::timeout(
+                Duration::from_secs(10),
+                redis::aio::ConnectionManager::new_with_config(client, cfg),
+            )
+            .await
+            .map_err(|_| StoreError::Connect("timed out".into()))?
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
             Conn::Single(c)
         };
         Ok(Store {
@@ -389,7 +407,9 @@ impl Store {
     /// `PING`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        timed(redis::cmd("PING").query_async::<String>(&mut c)).await.map(|_| ())
+        timed(redis::cmd("PING").query_async::<String>(&mut c))
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -405,7 +425,8 @@ impl Store {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(500) {
             let mut c = self.conn.clone();
-            let raw: Vec<Option<String>> = timed(redis::cmd("MGET").arg(chunk).query_async(&mut c)).await?;
+            let raw: Vec<Option<String>> =
+                timed(redis::cmd("MGET").arg(chunk).query_async(&mut c)).await?;
             for (k, v) in chunk.iter().zip(raw) {
                 if let Some(t) = decode_json(k, v)? {
                     out.push(t);
@@ -424,7 +445,8 @@ impl Store {
 
     async fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
         let mut c = self.conn.clone();
-        let mut v: Vec<(String, String)> = timed(redis::cmd("HGETALL").arg(key).query_async(&mut c)).await?;
+        let mut v: Vec<(String, String)> =
+            timed(redis::cmd("HGETALL").arg(key).query_async(&mut c)).await?;
         v.sort();
         Ok(v)
     }
@@ -439,9 +461,38 @@ impl Store {
         timed(redis::cmd("HLEN").arg(key).query_async(&mut c)).await
     }
 
+    /// Last config version handed out.
+    pub async fn version_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .get(keys::VERSION_SEQ)
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Overwrites a completed command's record (to refresh its result after LiteLLM sync).
+    pub async fn update_command(&self, rec: &CommandRecord) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: Option<String> = timed(
+            redis::cmd("SET")
+                .arg(keys::command(&rec.command_id))
+                .arg(serde_json::to_string(rec).unwrap_or_default())
+                .arg("XX")
+                .arg("PX")
+                .arg(COMMAND_TTL_MS)
+                .query_async(&mut c),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Current catalog revision.
     pub async fn rev(&self) -> Result<u64, StoreError> {
-        Ok(self.get(keys::REV).await?.and_then(|s| s.parse().ok()).unwrap_or(0))
+        Ok(self
+            .get(keys::REV)
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
     }
 
     /// A model.
@@ -452,14 +503,17 @@ impl Store {
     /// Every model, sorted by creation (newest first).
     pub async fn models(&self) -> Result<Vec<StoredModel>, StoreError> {
         let ids = self.smembers(keys::MODELS).await?;
-        let mut v: Vec<StoredModel> = self.mget_json(&ids.iter().map(|i| keys::model(i)).collect::<Vec<_>>()).await?;
+        let mut v: Vec<StoredModel> = self
+            .mget_json(&ids.iter().map(|i| keys::model(i)).collect::<Vec<_>>())
+            .await?;
         v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         Ok(v)
     }
 
     /// Models by id (missing ones skipped).
     pub async fn models_by_id(&self, ids: &[String]) -> Result<Vec<StoredModel>, StoreError> {
-        self.mget_json(&ids.iter().map(|i| keys::model(i)).collect::<Vec<_>>()).await
+        self.mget_json(&ids.iter().map(|i| keys::model(i)).collect::<Vec<_>>())
+            .await
     }
 
     /// The model holding a LiteLLM name.
@@ -490,14 +544,22 @@ impl Store {
     /// Every realm, sorted by name.
     pub async fn realms(&self) -> Result<Vec<StoredRealm>, StoreError> {
         let ids = self.smembers(keys::REALMS).await?;
-        let mut v: Vec<StoredRealm> = self.mget_json(&ids.iter().map(|i| keys::realm(i)).collect::<Vec<_>>()).await?;
-        v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+        let mut v: Vec<StoredRealm> = self
+            .mget_json(&ids.iter().map(|i| keys::realm(i)).collect::<Vec<_>>())
+            .await?;
+        v.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.id.cmp(&b.id))
+        });
         Ok(v)
     }
 
     /// Realms by id (missing ones skipped).
     pub async fn realms_by_id(&self, ids: &[String]) -> Result<Vec<StoredRealm>, StoreError> {
-        self.mget_json(&ids.iter().map(|i| keys::realm(i)).collect::<Vec<_>>()).await
+        self.mget_json(&ids.iter().map(|i| keys::realm(i)).collect::<Vec<_>>())
+            .await
     }
 
     /// The realm holding a slug.
@@ -532,7 +594,8 @@ impl Store {
 
     /// Agents by DID (missing ones skipped).
     pub async fn agents_by_did(&self, dids: &[String]) -> Result<Vec<StoredAgent>, StoreError> {
-        self.mget_json(&dids.iter().map(|d| keys::agent(d)).collect::<Vec<_>>()).await
+        self.mget_json(&dids.iter().map(|d| keys::agent(d)).collect::<Vec<_>>())
+            .await
     }
 
     /// Every agent, sorted by creation.
@@ -576,41 +639,66 @@ impl Store {
 
     /// Claims an idempotency key for a command id; returns the command id that holds it (the given one
     /// when newly claimed).
-    pub async fn claim_idempotency(&self, hash: &str, command_id: &str) -> Result<String, StoreError> {
+    pub async fn claim_idempotency(
+        &self,
+        hash: &str,
+        command_id: &str,
+    ) -> Result<String, StoreError> {
         let key = keys::idempotency(hash);
         let mut c = self.conn.clone();
         let set: Option<String> = timed(
-            redis::cmd("SET").arg(&key).arg(command_id).arg("NX").arg("PX").arg(IDEMPOTENCY_TTL_MS).query_async(&mut c),
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(command_id)
+                .arg("NX")
+                .arg("PX")
+                .arg(IDEMPOTENCY_TTL_MS)
+                .query_async(&mut c),
         )
         .await?;
         if set.is_some() {
             return Ok(command_id.to_string());
         }
-        Ok(self.get(&key).await?.unwrap_or_else(|| command_id.to_string()))
+        Ok(self
+            .get(&key)
+            .await?
+            .unwrap_or_else(|| command_id.to_string()))
     }
 
     /// The sync record of a model.
     pub async fn sync_model(&self, id: &str) -> Result<SyncRecord, StoreError> {
-        Ok(self.get_json(&keys::sync_model(id)).await?.unwrap_or_default())
+        Ok(self
+            .get_json(&keys::sync_model(id))
+            .await?
+            .unwrap_or_default())
     }
 
     /// The sync record of a realm key.
     pub async fn sync_realm(&self, id: &str) -> Result<SyncRecord, StoreError> {
-        Ok(self.get_json(&keys::sync_realm(id)).await?.unwrap_or_default())
+        Ok(self
+            .get_json(&keys::sync_realm(id))
+            .await?
+            .unwrap_or_default())
     }
 
     /// Writes a sync record unless a newer generation is already recorded.
     pub async fn put_sync_record(&self, key: &str, rec: &SyncRecord) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let mut inv = self.sync_record.key(key);
-        inv.arg(rec.gen).arg(serde_json::to_string(rec).unwrap_or_default());
+        inv.arg(rec.gen)
+            .arg(serde_json::to_string(rec).unwrap_or_default());
         let n: i64 = timed(inv.invoke_async(&mut c)).await?;
         Ok(n == 1)
     }
 
     /// Commits a command's writes atomically if the catalog is still at `expected_rev` and the command
     /// has not completed yet.
-    pub async fn commit(&self, expected_rev: u64, command_id: &str, ops: &[Op]) -> Result<Commit, StoreError> {
+    pub async fn commit(
+        &self,
+        expected_rev: u64,
+        command_id: &str,
+        ops: &[Op],
+    ) -> Result<Commit, StoreError> {
         let mut c = self.conn.clone();
         let mut inv = self.commit.key(keys::REV);
         inv.key(keys::command(command_id))
@@ -630,7 +718,13 @@ impl Store {
         let token = uuid::Uuid::new_v4().to_string();
         let mut c = self.conn.clone();
         let v: Option<String> = timed(
-            redis::cmd("SET").arg(keys::lock(name)).arg(&token).arg("NX").arg("PX").arg(ttl.as_millis() as u64).query_async(&mut c),
+            redis::cmd("SET")
+                .arg(keys::lock(name))
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async(&mut c),
         )
         .await?;
         Ok(v.map(|_| token))
@@ -646,19 +740,34 @@ impl Store {
     }
 
     /// Audit events after `cursor` (exclusive), oldest first, at most `limit`.
-    pub async fn audit_after(&self, cursor: Option<&str>, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn audit_after(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let start = match cursor {
             Some(c) => format!("({c}"),
             None => "-".to_string(),
         };
         let mut c = self.conn.clone();
         let raw: Vec<(String, Vec<(String, String)>)> = timed(
-            redis::cmd("XRANGE").arg(keys::AUDIT).arg(start).arg("+").arg("COUNT").arg(limit).query_async(&mut c),
+            redis::cmd("XRANGE")
+                .arg(keys::AUDIT)
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut c),
         )
         .await?;
         Ok(raw
             .into_iter()
-            .filter_map(|(id, fields)| fields.into_iter().find(|(k, _)| k == "data").map(|(_, v)| (id, v)))
+            .filter_map(|(id, fields)| {
+                fields
+                    .into_iter()
+                    .find(|(k, _)| k == "data")
+                    .map(|(_, v)| (id, v))
+            })
             .collect())
     }
 
@@ -668,7 +777,10 @@ impl Store {
     }
 
     /// Presence of many agents (pipelined; presence keys live in different slots).
-    pub async fn presences(&self, dids: &[String]) -> Result<Vec<Vec<(String, String)>>, StoreError> {
+    pub async fn presences(
+        &self,
+        dids: &[String],
+    ) -> Result<Vec<Vec<(String, String)>>, StoreError> {
         let mut out = Vec::with_capacity(dids.len());
         for d in dids {
             out.push(self.presence(d).await?);
@@ -678,6 +790,175 @@ impl Store {
 
     /// Last acknowledged config version of an agent.
     pub async fn acked_version(&self, did: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self.get(&keys::ack(did)).await?.and_then(|s| s.parse().ok()))
+        Ok(self
+            .get(&keys::ack(did))
+            .await?
+            .and_then(|s| s.parse().ok()))
+    }
+}
+
+// --- edge: presence and acks ---
+//
+// Written by `vc-edge` only. `presence:{<did>}` holds `online` ("1" live, "0" after a goodbye),
+// `edgeId` (while online), `sessionId`, `since` (the session's rank: Redis-clock milliseconds, strictly
+// increasing per DID, so "newer session" never depends on the edges' clocks), `lastSeen` (RFC 3339) and
+// `activeLlm` (JSON text from heartbeats). A live record expires unless its edge refreshes it, so a dead
+// edge's agents turn offline by themselves; an offline record keeps `lastSeen` for a while longer.
+// `ack:{<did>}` holds the highest version the agent acknowledged.
+
+const PRESENCE_CLAIM_LUA: &str = r#"
+-- KEYS[1] = presence:{did}; ARGV = sessionId, edgeId, lastSeen, ttl ms
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prev = tonumber(redis.call('HGET', KEYS[1], 'since') or '0') or 0
+local since = now
+if since <= prev then since = prev + 1 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'online', '1', 'edgeId', ARGV[2], 'sessionId', ARGV[1], 'since', tostring(since), 'lastSeen', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return since
+"#;
+
+const PRESENCE_REFRESH_LUA: &str = r#"
+-- KEYS[1] = presence:{did}; ARGV = sessionId, edgeId, since, lastSeen, ttl ms
+-- Returns 1 while the session holds the record, 0 when a newer session holds it.
+local cur = redis.call('HGET', KEYS[1], 'sessionId')
+if cur and cur ~= ARGV[1] then
+  local csince = tonumber(redis.call('HGET', KEYS[1], 'since') or '0') or 0
+  if csince > tonumber(ARGV[3]) then return 0 end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], 'online', '1', 'edgeId', ARGV[2], 'sessionId', ARGV[1], 'since', ARGV[3], 'lastSeen', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"#;
+
+const PRESENCE_HEARTBEAT_LUA: &str = r#"
+-- KEYS[1] = presence:{did}; ARGV = sessionId, lastSeen, ttl ms, activeLlm ('' = unchanged)
+if redis.call('HGET', KEYS[1], 'sessionId') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'lastSeen', ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'activeLlm', ARGV[4]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+const PRESENCE_OFFLINE_LUA: &str = r#"
+-- KEYS[1] = presence:{did}; ARGV = sessionId, lastSeen, ttl ms of the offline record
+if redis.call('HGET', KEYS[1], 'sessionId') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'online', '0', 'lastSeen', ARGV[2])
+redis.call('HDEL', KEYS[1], 'edgeId')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+const ACK_MAX_LUA: &str = r#"
+-- KEYS[1] = ack:{did}; ARGV[1] = version. Keeps the highest version; returns it.
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1') or -1
+local v = tonumber(ARGV[1])
+if v > cur then redis.call('SET', KEYS[1], ARGV[1]); return v end
+return cur
+"#;
+
+static PRESENCE_CLAIM: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PRESENCE_CLAIM_LUA));
+static PRESENCE_REFRESH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PRESENCE_REFRESH_LUA));
+static PRESENCE_HEARTBEAT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PRESENCE_HEARTBEAT_LUA));
+static PRESENCE_OFFLINE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PRESENCE_OFFLINE_LUA));
+static ACK_MAX: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(ACK_MAX_LUA));
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+impl Store {
+    /// Marks a newly authenticated session as the agent's live one (whatever held the record before)
+    /// and returns its rank `since`: Redis-clock milliseconds, strictly greater than the previous
+    /// session's. The record expires after `ttl` unless refreshed.
+    pub async fn presence_claim(
+        &self,
+        did: &str,
+        session_id: &str,
+        edge_id: &str,
+        last_seen: &str,
+        ttl: Duration,
+    ) -> Result<i64, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = PRESENCE_CLAIM.key(keys::presence(did));
+        inv.arg(session_id)
+            .arg(edge_id)
+            .arg(last_seen)
+            .arg(ttl_ms(ttl));
+        timed(inv.invoke_async(&mut c)).await
+    }
+
+    /// Extends a live session's record (re-creating it if it expired). `false` when a newer session
+    /// holds the record: the caller closes its session.
+    pub async fn presence_refresh(
+        &self,
+        did: &str,
+        session_id: &str,
+        edge_id: &str,
+        since: i64,
+        last_seen: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = PRESENCE_REFRESH.key(keys::presence(did));
+        inv.arg(session_id)
+            .arg(edge_id)
+            .arg(since)
+            .arg(last_seen)
+            .arg(ttl_ms(ttl));
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(n == 1)
+    }
+
+    /// Records a heartbeat (`lastSeen`, and `activeLlm` JSON when given) if the session still holds
+    /// the record; `false` otherwise.
+    pub async fn presence_heartbeat(
+        &self,
+        did: &str,
+        session_id: &str,
+        last_seen: &str,
+        active_llm: Option<&str>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = PRESENCE_HEARTBEAT.key(keys::presence(did));
+        inv.arg(session_id)
+            .arg(last_seen)
+            .arg(ttl_ms(ttl))
+            .arg(active_llm.unwrap_or(""));
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(n == 1)
+    }
+
+    /// Marks the agent offline (`online` = "0", `lastSeen` kept for `ttl`) if the session still holds
+    /// the record; a newer session's record is left alone.
+    pub async fn presence_offline(
+        &self,
+        did: &str,
+        session_id: &str,
+        last_seen: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = PRESENCE_OFFLINE.key(keys::presence(did));
+        inv.arg(session_id).arg(last_seen).arg(ttl_ms(ttl));
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(n == 1)
+    }
+
+    /// Records an acknowledged config version, keeping the highest; returns the recorded one.
+    pub async fn record_ack(&self, did: &str, version: u64) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = ACK_MAX.key(keys::ack(did));
+        inv.arg(version);
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(n.max(0) as u64)
     }
 }

@@ -37,7 +37,11 @@ impl SealedLlmConfig {
             provider: c.provider.clone(),
             model: c.model.clone(),
             base_url: c.base_url.clone(),
-            api_key_sealed: c.api_key.as_deref().map(|k| sealer.seal(Purpose::AgentConfigKey, k)).transpose()?,
+            api_key_sealed: c
+                .api_key
+                .as_deref()
+                .map(|k| sealer.seal(Purpose::AgentConfigKey, k))
+                .transpose()?,
             allowed_models: c.allowed_models.clone(),
             system_prompt: c.system_prompt.clone(),
             max_tokens: c.max_tokens,
@@ -50,7 +54,11 @@ impl SealedLlmConfig {
             provider: self.provider.clone(),
             model: self.model.clone(),
             base_url: self.base_url.clone(),
-            api_key: self.api_key_sealed.as_deref().map(|k| sealer.open(Purpose::AgentConfigKey, k)).transpose()?,
+            api_key: self
+                .api_key_sealed
+                .as_deref()
+                .map(|k| sealer.open(Purpose::AgentConfigKey, k))
+                .transpose()?,
             allowed_models: self.allowed_models.clone(),
             system_prompt: self.system_prompt.clone(),
             max_tokens: self.max_tokens,

@@ -1,1 +1,67 @@
-fn main() {}
+//! `vc-api`: the REST ingress.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use vc_shared::config::{Service, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let config_file = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(config_file.as_deref(), &env)
+        .and_then(|s| s.validate(Service::Api).map(|_| s))
+    {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("vc-api: configuration error: {e}");
+            }
+            return ExitCode::from(64);
+        }
+    };
+    vc_shared::telemetry::init(
+        settings.log_format,
+        env.get("RUST_LOG").map(String::as_str),
+        "vc_api=info,vc_shared=info,tower_http=warn",
+    );
+    let sealer = vc_shared::crypto::Sealer::new(settings.secret().expect("validated"));
+    let nats = match vc_shared::bus::connect(&settings.nats_url, "vc-api").await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let store = match vc_shared::store::Store::connect(&settings.redis_url).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let listener = match tokio::net::TcpListener::bind(&settings.api_addr).await {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let deps = vc_api::Deps {
+        nats,
+        store,
+        sealer,
+        admin_token: settings.admin_token.clone().expect("validated"),
+        command_wait: Duration::from_millis(settings.command_wait_ms),
+        litellm: settings.litellm(),
+        stream_replicas: settings.nats_stream_replicas,
+    };
+    match vc_api::run(listener, deps, vc_shared::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    tracing::error!(error = %e, "vc-api failed.");
+    eprintln!("vc-api: {e}");
+    ExitCode::from(1)
+}

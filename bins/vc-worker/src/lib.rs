@@ -1,1 +1,173 @@
-//! placeholder
+//! # vc-worker: applies commands, syncs LiteLLM, pushes configs
+//!
+//! ## Layout
+//! - [`consumer`]: the command loop (JetStream `VC_CMD`, one command in flight across all workers).
+//! - [`apply`]: one command → writes, result, side effects (pure of I/O but reads).
+//! - [`push`]: side effects out: config pushes to edges, events.
+//! - [`sync`], [`queue`], [`reconcile`]: LiteLLM sync (inline, queued with backoff, periodic repair).
+//! - [`litellm`]: the LiteLLM admin client.
+//!
+//! ## Flow
+//! `vc.cmd.<kind>` → validate → apply (read Redis) → commit (one Lua call: writes + command record)
+//! → LiteLLM sync → `vc.push.*` to edges, `vc.evt.*` → outcome to `Vc-Reply-To` → ack.
+
+pub mod apply;
+pub mod consumer;
+pub mod litellm;
+pub mod metrics;
+pub mod push;
+pub mod queue;
+pub mod reconcile;
+pub mod sync;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::info;
+use vc_shared::config::LitellmSettings;
+use vc_shared::crypto::Sealer;
+use vc_shared::store::Store;
+
+/// What the worker is given.
+#[derive(Clone)]
+pub struct Deps {
+    /// NATS client.
+    pub nats: async_nats::Client,
+    /// Redis store.
+    pub store: Store,
+    /// Sealer (from `VC_SECRET_KEY`).
+    pub sealer: Sealer,
+    /// LiteLLM, when configured.
+    pub litellm: Option<LitellmSettings>,
+    /// JetStream stream replicas.
+    pub stream_replicas: usize,
+    /// Periodic reconcile interval (zero disables).
+    pub reconcile_every: Duration,
+}
+
+/// Settings the worker's tasks share.
+#[derive(Clone)]
+pub struct WorkerSettings {
+    /// LiteLLM, when configured.
+    pub litellm: Option<LitellmSettings>,
+}
+
+/// The running worker's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    /// NATS.
+    pub nats: async_nats::Client,
+    /// Redis.
+    pub store: Store,
+    /// Sealer.
+    pub sealer: Sealer,
+    /// Settings.
+    pub settings: WorkerSettings,
+    /// LiteLLM sync engine.
+    pub syncer: sync::Syncer,
+    /// Whether the last LiteLLM call succeeded (inline syncs are skipped while it is down).
+    pub litellm_healthy: Arc<AtomicBool>,
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+}
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Setup failed.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// Serving metrics failed.
+    #[error("metrics server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the worker until `shutdown` resolves; the command in hand is finished first (deadline 20 s).
+/// `metrics_listener` serves `/healthz`, `/readyz` and `/metrics` when given.
+pub async fn run(
+    metrics_listener: Option<TcpListener>,
+    deps: Deps,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let js = async_nats::jetstream::new(deps.nats.clone());
+    vc_shared::bus::ensure_streams(&js, deps.stream_replicas)
+        .await
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    let litellm = match &deps.litellm {
+        Some(l) => Some(
+            litellm::Litellm::new(&l.base_url, &l.master_key, l.timeout)
+                .map_err(|e| Error::Setup(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let worker = Worker {
+        nats: deps.nats.clone(),
+        store: deps.store.clone(),
+        sealer: deps.sealer.clone(),
+        settings: WorkerSettings {
+            litellm: deps.litellm.clone(),
+        },
+        syncer: sync::Syncer {
+            litellm,
+            store: deps.store.clone(),
+            sealer: deps.sealer.clone(),
+        },
+        litellm_healthy: Arc::new(AtomicBool::new(true)),
+        metrics: metrics::Metrics::default(),
+    };
+    let draining = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut registry = prometheus_client::registry::Registry::default();
+    worker.metrics.register(&mut registry);
+    let ops_task = metrics_listener.map(|l| {
+        let ops = vc_shared::ops::Ops {
+            readiness: vc_shared::ops::Readiness {
+                nats: deps.nats.clone(),
+                store: deps.store.clone(),
+                draining: draining.clone(),
+            },
+            registry: Arc::new(registry),
+        };
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(l, vc_shared::ops::router(ops))
+                .with_graceful_shutdown(async move {
+                    let _ = rx.changed().await;
+                })
+                .await
+        })
+    });
+    let commands = tokio::spawn(consumer::run_commands(worker.clone(), stop_rx.clone()));
+    let syncs = tokio::spawn(queue::run_sync_jobs(worker.clone(), stop_rx.clone()));
+    let periodic = tokio::spawn(reconcile::run_periodic(
+        worker.clone(),
+        deps.reconcile_every,
+        stop_rx.clone(),
+    ));
+    info!(litellm = deps.litellm.is_some(), "Worker started.");
+    shutdown.await;
+    info!("Worker draining.");
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    let drain = async {
+        let _ = commands.await;
+        let _ = syncs.await;
+        let _ = periodic.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(20), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Drain deadline passed; exiting with work in hand (it will be redelivered)."
+        );
+    }
+    let _ = deps.nats.flush().await;
+    if let Some(t) = ops_task {
+        t.abort();
+    }
+    info!("Worker stopped.");
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! Request extractors that answer with the contract's JSON errors.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde_json::Value;
+use vc_shared::error::ErrorCode;
+
+use crate::error::ApiError;
+use crate::{Actor, AppState};
+
+/// Request body limit (contract: 1 MiB).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// An optional JSON body: 415 if it is not JSON, 413 over 1 MiB, 400 if malformed. An empty body is `None`.
+pub struct JsonBody(pub Option<Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::PayloadTooLarge, "body is larger than 1 MiB"))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(None));
+        }
+        match content_type {
+            Some(ct) if ct.starts_with("application/json") || ct.contains("+json") => {}
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Content-Type must be application/json",
+                ))
+            }
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(ApiError::bad_request("body must be a JSON object"));
+        }
+        Ok(JsonBody(Some(v)))
+    }
+}
+
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        crate::auth::authenticate(&parts.headers, state).await
+    }
+}

@@ -1,0 +1,258 @@
+//! Turning a write request into a command on the bus and waiting for its outcome.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+use vc_shared::command::{
+    Command, CommandKind, CommandRecord, CommandStatus, Outcome, HDR_ACTOR, HDR_MSG_ID,
+    HDR_REPLY_TO,
+};
+use vc_shared::crypto::{sha256_hex, Purpose};
+use vc_shared::domain::now_rfc3339;
+use vc_shared::error::ErrorCode;
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// Most outcomes waited for at once; beyond, requests answer 202 at once.
+pub const MAX_WAITERS: usize = 10_000;
+
+/// Outcomes in flight: command id → the request waiting for it.
+#[derive(Clone, Default)]
+pub struct Waiters {
+    inner: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
+}
+
+impl Waiters {
+    fn register(&self, id: &str) -> Option<oneshot::Receiver<Outcome>> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_WAITERS {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        map.insert(id.to_string(), tx);
+        Some(rx)
+    }
+
+    fn remove(&self, id: &str) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    fn complete(&self, outcome: Outcome) {
+        let tx = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&outcome.command_id);
+        if let Some(tx) = tx {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+/// Listens on this API instance's reply inbox and completes waiters. Runs until the client closes.
+pub async fn listen_replies(nats: async_nats::Client, inbox: String, waiters: Waiters) {
+    let mut sub = match nats.subscribe(format!("{inbox}.>")).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot subscribe to the reply inbox; requests will answer 202.");
+            return;
+        }
+    };
+    while let Some(msg) = sub.next().await {
+        if let Ok(o) = serde_json::from_slice::<Outcome>(&msg.payload) {
+            waiters.complete(o);
+        }
+    }
+}
+
+/// The body of a write, as a JSON object with path ids merged in and secrets sealed for the bus.
+pub fn build_body(
+    raw: Option<Value>,
+    path_ids: &[(&str, &str)],
+    state: &AppState,
+) -> ApiResult<Bytes> {
+    let mut obj = match raw {
+        None => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::bad_request("body must be a JSON object")),
+    };
+    for (k, v) in path_ids {
+        obj.insert((*k).to_string(), Value::String((*v).to_string()));
+    }
+    obj.remove("apiKeySealed");
+    if let Some(Value::String(k)) = obj.get("apiKey").cloned() {
+        if !k.trim().is_empty() {
+            let sealed = state
+                .sealer
+                .seal(Purpose::Command, k.trim())
+                .map_err(|_| ApiError::new(ErrorCode::Internal, "seal"))?;
+            obj.remove("apiKey");
+            obj.insert("apiKeySealed".into(), Value::String(sealed));
+        }
+    }
+    Ok(Bytes::from(
+        serde_json::to_vec(&Value::Object(obj)).unwrap_or_default(),
+    ))
+}
+
+/// Status of a successful command of this kind.
+fn success_status(kind: CommandKind) -> StatusCode {
+    match kind {
+        CommandKind::ModelRegister | CommandKind::RealmCreate | CommandKind::AgentRegister => {
+            StatusCode::CREATED
+        }
+        CommandKind::ModelDelete
+        | CommandKind::RealmDelete
+        | CommandKind::RealmRevoke
+        | CommandKind::RealmAgentRemove
+        | CommandKind::AgentDelete => StatusCode::NO_CONTENT,
+        CommandKind::LitellmReconcile => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    }
+}
+
+fn outcome_response(kind: CommandKind, o: Outcome) -> Response {
+    match o.status {
+        CommandStatus::Succeeded => {
+            let status = success_status(kind);
+            if status == StatusCode::NO_CONTENT {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            if kind == CommandKind::LitellmReconcile {
+                return (status, axum::Json(json!({"commandId": o.command_id}))).into_response();
+            }
+            (status, axum::Json(o.result.unwrap_or(Value::Null))).into_response()
+        }
+        _ => ApiError::from(o.error.unwrap_or(vc_shared::command::OutcomeError {
+            code: ErrorCode::Internal,
+            message: "command failed".into(),
+        }))
+        .into_response(),
+    }
+}
+
+fn pending_response(id: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"commandId": id, "status": "pending", "statusUrl": format!("/api/commands/{id}")})),
+    )
+        .into_response()
+}
+
+/// Validates, publishes and waits. `idempotency_key` makes a retried request return the first outcome.
+pub async fn submit(
+    state: &AppState,
+    kind: CommandKind,
+    body: Bytes,
+    idempotency_key: Option<&str>,
+    actor: &str,
+) -> ApiResult<Response> {
+    Command::parse(kind, &body)?;
+    let mut command_id = uuid::Uuid::now_v7().to_string();
+    if let Some(key) = idempotency_key {
+        if key.is_empty() || key.len() > 256 {
+            return Err(ApiError::bad_request(
+                "Idempotency-Key must be 1-256 characters",
+            ));
+        }
+        let hash = sha256_hex(&format!("{actor}\n{}\n{key}", kind.as_str()));
+        let holder = state.store.claim_idempotency(&hash, &command_id).await?;
+        if holder != command_id {
+            // A retry: answer the first request's outcome, never apply twice.
+            return wait_existing(state, kind, &holder).await;
+        }
+    }
+    let record = CommandRecord {
+        command_id: command_id.clone(),
+        kind: kind.as_str().into(),
+        status: CommandStatus::Pending,
+        result: None,
+        error: None,
+        submitted_at: now_rfc3339(),
+        completed_at: None,
+        effects: None,
+    };
+    if !state.store.put_pending_command(&record).await? {
+        command_id = uuid::Uuid::now_v7().to_string();
+        let rec = CommandRecord {
+            command_id: command_id.clone(),
+            ..record
+        };
+        state.store.put_pending_command(&rec).await?;
+    }
+    let rx = state.waiters.register(&command_id);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HDR_MSG_ID, command_id.as_str());
+    headers.insert(
+        HDR_REPLY_TO,
+        format!("{}.{command_id}", state.inbox).as_str(),
+    );
+    headers.insert(HDR_ACTOR, actor);
+    let published = async {
+        let ack = state
+            .js
+            .publish_with_headers(vc_shared::subjects::command(kind), headers, body)
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(vc_shared::bus::CALL_TIMEOUT, published).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            state.waiters.remove(&command_id);
+            tracing::warn!(error = %e, "Command publish failed.");
+            return Err(ApiError::unavailable(
+                "command bus unavailable, retry later",
+            ));
+        }
+        Err(_) => {
+            state.waiters.remove(&command_id);
+            return Err(ApiError::unavailable(
+                "command bus did not acknowledge in time, retry later",
+            ));
+        }
+    }
+    let Some(rx) = rx else {
+        return Ok(pending_response(&command_id));
+    };
+    match tokio::time::timeout(state.command_wait, rx).await {
+        Ok(Ok(o)) => Ok(outcome_response(kind, o)),
+        _ => {
+            state.waiters.remove(&command_id);
+            // The reply may have been missed (e.g. NATS reconnect): the record is authoritative.
+            match state
+                .store
+                .command(&command_id)
+                .await?
+                .and_then(|r| r.outcome())
+            {
+                Some(o) => Ok(outcome_response(kind, o)),
+                None => Ok(pending_response(&command_id)),
+            }
+        }
+    }
+}
+
+async fn wait_existing(state: &AppState, kind: CommandKind, id: &str) -> ApiResult<Response> {
+    let deadline = tokio::time::Instant::now() + state.command_wait;
+    loop {
+        if let Some(o) = state.store.command(id).await?.and_then(|r| r.outcome()) {
+            return Ok(outcome_response(kind, o));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(pending_response(id));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,307 @@
+//! LiteLLM sync: make LiteLLM match our state for one model deployment or one realm key.
+//!
+//! Sync is level-triggered: it reads the *current* desired state from Redis and the actual state from
+//! LiteLLM, and does what differs. So it can be retried, repeated or reordered freely, and a redelivered
+//! command never creates a second deployment or key: deployments are addressed by `model_info.id` (our
+//! registry id) and keys by the value we chose (`key`), which LiteLLM returns unchanged when re-used.
+//! One entity is synced by one worker at a time (a Redis lease).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use vc_shared::crypto::{sha256_hex, Purpose, Sealer};
+use vc_shared::domain::{now_rfc3339, ModelStatus, StoredModel, SyncRecord, SyncStateKind};
+use vc_shared::store::{keys, Store, StoreError};
+use vc_shared::views;
+
+use crate::litellm::{Litellm, LitellmError};
+
+/// Model name a realm key gets when it reaches no model: LiteLLM reads `[]` as *all* models.
+pub const NO_MODELS: &str = "vc-no-models";
+/// Alias prefix of realm keys (`vc-realm-<realmId>`).
+pub const KEY_ALIAS_PREFIX: &str = "vc-realm-";
+/// How long one entity's sync lease lasts.
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Why a sync did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Another worker holds the entity's lease: try later.
+    #[error("another worker is syncing {0}")]
+    Busy(String),
+    /// LiteLLM failed.
+    #[error(transparent)]
+    Litellm(#[from] LitellmError),
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored secret could not be opened.
+    #[error("stored secret could not be opened: {0}")]
+    Crypto(#[from] vc_shared::crypto::CryptoError),
+}
+
+/// What a sync changed in LiteLLM (for drift reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Nothing differed.
+    None,
+    /// Created what was missing.
+    Created,
+    /// Changed what differed.
+    Updated,
+    /// Deleted what should not exist.
+    Deleted,
+    /// LiteLLM is not configured.
+    Skipped,
+}
+
+/// The sync engine.
+#[derive(Clone)]
+pub struct Syncer {
+    /// LiteLLM client, when configured.
+    pub litellm: Option<Litellm>,
+    /// Store.
+    pub store: Store,
+    /// Sealer.
+    pub sealer: Sealer,
+}
+
+fn deployment_hash(m: &StoredModel, api_key: Option<&str>) -> String {
+    let text = format!(
+        "{}|{}|{}|{}",
+        m.litellm_model_name,
+        m.provider.litellm_upstream(&m.model_id),
+        m.base_url.as_deref().unwrap_or(""),
+        api_key.map(sha256_hex).unwrap_or_default()
+    );
+    sha256_hex(&text)[..16].to_string()
+}
+
+impl Syncer {
+    async fn with_lease<T>(
+        &self,
+        name: String,
+        f: impl std::future::Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        let Some(token) = self.store.try_lock(&name, LEASE).await? else {
+            return Err(SyncError::Busy(name));
+        };
+        let out = f.await;
+        let _ = self.store.unlock(&name, &token).await;
+        out
+    }
+
+    async fn record(
+        &self,
+        realm: bool,
+        id: &str,
+        gen: u64,
+        result: &Result<Action, SyncError>,
+    ) -> Result<(), StoreError> {
+        let (key, prev) = if realm {
+            (keys::sync_realm(id), self.store.sync_realm(id).await?)
+        } else {
+            (keys::sync_model(id), self.store.sync_model(id).await?)
+        };
+        let rec = match result {
+            Ok(Action::Skipped) => SyncRecord {
+                gen,
+                state: Some(SyncStateKind::Skipped),
+                last_error: None,
+                synced_at: prev.synced_at,
+            },
+            Ok(_) => SyncRecord {
+                gen,
+                state: Some(SyncStateKind::Synced),
+                last_error: None,
+                synced_at: Some(now_rfc3339()),
+            },
+            Err(SyncError::Busy(_)) => return Ok(()),
+            Err(e) => SyncRecord {
+                gen,
+                state: Some(SyncStateKind::Error),
+                last_error: Some(e.to_string()),
+                synced_at: prev.synced_at,
+            },
+        };
+        self.store.put_sync_record(&key, &rec).await.map(|_| ())
+    }
+
+    /// Syncs one model's deployment.
+    pub async fn sync_model(&self, id: &str) -> Result<Action, SyncError> {
+        let this = self.clone();
+        let id_owned = id.to_string();
+        self.with_lease(format!("sync:model:{id}"), async move {
+            let model = this.store.model(&id_owned).await?;
+            let gen = model.as_ref().map(|m| m.gen).unwrap_or(0);
+            let result = this.sync_model_locked(&id_owned, model.as_ref()).await;
+            if model.is_some() {
+                this.record(false, &id_owned, gen, &result).await?;
+            }
+            result
+        })
+        .await
+    }
+
+    async fn sync_model_locked(
+        &self,
+        id: &str,
+        model: Option<&StoredModel>,
+    ) -> Result<Action, SyncError> {
+        let Some(ll) = &self.litellm else {
+            return Ok(Action::Skipped);
+        };
+        let desired = model.filter(|m| m.status == ModelStatus::Active);
+        let actual = ll.deployment(id).await?;
+        match (desired, actual) {
+            (None, None) => Ok(Action::None),
+            (None, Some(_)) => {
+                ll.delete_deployment(id).await?;
+                Ok(Action::Deleted)
+            }
+            (Some(m), actual) => {
+                let api_key = m
+                    .api_key_sealed
+                    .as_deref()
+                    .map(|k| self.sealer.open(Purpose::ModelApiKey, k))
+                    .transpose()?;
+                let hash = deployment_hash(m, api_key.as_deref());
+                let existed = actual.is_some();
+                if let Some(a) = actual {
+                    if a.vc_hash.as_deref() == Some(hash.as_str())
+                        && a.model_name == m.litellm_model_name
+                    {
+                        return Ok(Action::None);
+                    }
+                    // Delete + new under the same id takes effect at once; /model/update waits for the
+                    // proxy's next reload from its database (spec: seen after 3 s to 27 s).
+                    ll.delete_deployment(id).await?;
+                }
+                let mut params = json!({"model": m.provider.litellm_upstream(&m.model_id)});
+                if let Some(b) = &m.base_url {
+                    params["api_base"] = json!(b);
+                }
+                if let Some(k) = &api_key {
+                    params["api_key"] = json!(k);
+                }
+                ll.create_deployment(json!({
+                    "model_name": m.litellm_model_name,
+                    "litellm_params": params,
+                    "model_info": {"id": m.id, "vc_managed": true, "vc_hash": hash},
+                }))
+                .await?;
+                Ok(if existed {
+                    Action::Updated
+                } else {
+                    Action::Created
+                })
+            }
+        }
+    }
+
+    /// Syncs one realm's key.
+    pub async fn sync_realm(&self, realm_id: &str) -> Result<Action, SyncError> {
+        let this = self.clone();
+        let id = realm_id.to_string();
+        self.with_lease(format!("sync:realm:{realm_id}"), async move {
+            let realm = this.store.realm(&id).await?;
+            let gen = realm.as_ref().map(|r| r.gen).unwrap_or(0);
+            let result = this.sync_realm_locked(&id).await;
+            if realm.as_ref().is_some_and(|r| r.key.is_some()) {
+                this.record(true, &id, gen, &result).await?;
+            }
+            result
+        })
+        .await
+    }
+
+    async fn sync_realm_locked(&self, realm_id: &str) -> Result<Action, SyncError> {
+        let Some(ll) = &self.litellm else {
+            return Ok(Action::Skipped);
+        };
+        let alias = format!("{KEY_ALIAS_PREFIX}{realm_id}");
+        let realm = self.store.realm(realm_id).await?;
+        let Some((realm, rk)) = realm.and_then(|r| r.key.clone().map(|k| (r, k))) else {
+            return Ok(if ll.delete_key_alias(&alias).await? {
+                Action::Deleted
+            } else {
+                Action::None
+            });
+        };
+        let key = self.sealer.open(Purpose::RealmKey, &rk.key_sealed)?;
+        let granted = views::load_realm_models(&self.store, realm_id).await?;
+        let allowed = views::allowed_models(&granted);
+        let blocked = allowed.is_empty();
+        let models = if blocked {
+            vec![NO_MODELS.to_string()]
+        } else {
+            allowed
+        };
+        let metadata =
+            json!({"vc_managed": true, "vc_realm_id": realm.id, "vc_realm_name": realm.name});
+        let mut body = json!({
+            "key": key,
+            "models": models,
+            "key_alias": alias,
+            "metadata": metadata,
+            "blocked": blocked,
+        });
+        if let Some(b) = rk.monthly_budget_usd {
+            body["max_budget"] = json!(b);
+            body["budget_duration"] = json!("1mo");
+        }
+        match ll.key_info(&key).await? {
+            None => {
+                self.generate(ll, &alias, body).await?;
+                Ok(Action::Created)
+            }
+            Some(info) => {
+                let mut want: Vec<&str> = models.iter().map(String::as_str).collect();
+                let mut have: Vec<&str> = info.models.iter().map(String::as_str).collect();
+                want.sort_unstable();
+                have.sort_unstable();
+                let budget_same = match (rk.monthly_budget_usd, info.max_budget) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => {
+                        (a - b).abs() < 1e-9 && info.budget_duration.as_deref() == Some("1mo")
+                    }
+                    _ => false,
+                };
+                let same = want == have
+                    && info.blocked == blocked
+                    && budget_same
+                    && info.key_alias.as_deref() == Some(alias.as_str())
+                    && info.metadata.get("vc_realm_name").and_then(Value::as_str)
+                        == Some(realm.name.as_str());
+                if same {
+                    return Ok(Action::None);
+                }
+                if rk.monthly_budget_usd.is_none() && info.max_budget.is_some() {
+                    // `null` does not clear a field on /key/update: re-create the key with the same value.
+                    ll.delete_key(&key).await?;
+                    self.generate(ll, &alias, body).await?;
+                    return Ok(Action::Updated);
+                }
+                if !ll.update_key(body.clone()).await? {
+                    self.generate(ll, &alias, body).await?;
+                }
+                Ok(Action::Updated)
+            }
+        }
+    }
+
+    async fn generate(&self, ll: &Litellm, alias: &str, body: Value) -> Result<(), SyncError> {
+        match ll.generate_key(body.clone()).await {
+            Ok(()) => Ok(()),
+            Err(LitellmError::Status { status: 400, .. }) => {
+                // The alias is held by another key (e.g. a stale one): ours wins.
+                ll.delete_key_alias(alias).await?;
+                ll.generate_key(body).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Building the contract's JSON views from stored records.
+//!
+//! The pure builders take every piece they need, so the worker can build a command's result from its
+//! in-memory state before commit; the `load_*` functions read the pieces from the store.
+
+use crate::crypto::{key_prefix, Purpose, Sealer};
+use crate::domain::{
+    AgentRealmView, AgentView, LlmConfig, ModelStatus, ModelView, RealmView, RouterKeyView,
+    SafeLlmConfig, StoredAgent, StoredModel, StoredRealm, SyncRecord,
+};
+use crate::store::{Store, StoreError};
+
+/// `Model` from its record, grant count and sync record.
+pub fn model_view(m: &StoredModel, realm_count: usize, sync: &SyncRecord) -> ModelView {
+    ModelView {
+        id: m.id.clone(),
+        name: m.name.clone(),
+        description: m.description.clone(),
+        provider: m.provider,
+        model_id: m.model_id.clone(),
+        base_url: m.base_url.clone(),
+        has_api_key: m.api_key_sealed.is_some(),
+        litellm_model_name: m.litellm_model_name.clone(),
+        status: m.status,
+        realm_count,
+        litellm: sync.view(m.gen),
+        created_at: m.created_at.clone(),
+        updated_at: m.updated_at.clone(),
+    }
+}
+
+/// LiteLLM names of the active models among `granted`, sorted by model name (the realm key's list).
+pub fn allowed_models(granted: &[StoredModel]) -> Vec<String> {
+    let mut active: Vec<&StoredModel> = granted
+        .iter()
+        .filter(|m| m.status == ModelStatus::Active)
+        .collect();
+    active.sort_by(|a, b| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then(a.id.cmp(&b.id))
+    });
+    active
+        .iter()
+        .map(|m| m.litellm_model_name.clone())
+        .collect()
+}
+
+/// `routerKey` of a realm.
+pub fn router_key_view(
+    r: &StoredRealm,
+    granted: &[StoredModel],
+    sync: &SyncRecord,
+) -> Option<RouterKeyView> {
+    let k = r.key.as_ref()?;
+    Some(RouterKeyView {
+        has_virtual_key: true,
+        key_prefix: Some(k.key_prefix.chars().take(8).collect()),
+        allowed_models: allowed_models(granted),
+        monthly_budget_usd: k.monthly_budget_usd,
+        litellm: sync.view(r.gen),
+        updated_at: k.updated_at.clone(),
+    })
+}
+
+/// `Realm` of the contract.
+pub fn realm_view(
+    r: &StoredRealm,
+    agent_count: usize,
+    granted: &[StoredModel],
+    sync: &SyncRecord,
+) -> RealmView {
+    RealmView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        slug: r.slug.clone(),
+        description: r.description.clone(),
+        color: r.color.clone(),
+        agent_count,
+        model_count: granted.len(),
+        router_key: router_key_view(r, granted, sync),
+        created_at: r.created_at.clone(),
+        updated_at: r.updated_at.clone(),
+    }
+}
+
+/// Reads a model's view.
+pub async fn load_model_view(store: &Store, m: &StoredModel) -> Result<ModelView, StoreError> {
+    let count = store.model_grant_count(&m.id).await?;
+    let sync = store.sync_model(&m.id).await?;
+    Ok(model_view(m, count, &sync))
+}
+
+/// Reads the models granted to a realm.
+pub async fn load_realm_models(
+    store: &Store,
+    realm_id: &str,
+) -> Result<Vec<StoredModel>, StoreError> {
+    let ids: Vec<String> = store
+        .realm_grants(realm_id)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    store.models_by_id(&ids).await
+}
+
+/// Reads a realm's view.
+pub async fn load_realm_view(store: &Store, r: &StoredRealm) -> Result<RealmView, StoreError> {
+    let granted = load_realm_models(store, &r.id).await?;
+    let members = store.realm_members(&r.id).await?.len();
+    let sync = store.sync_realm(&r.id).await?;
+    Ok(realm_view(r, members, &granted, &sync))
+}
+
+/// Reads an agent's view (memberships, presence, ack).
+pub async fn load_agent_view(store: &Store, a: &StoredAgent) -> Result<AgentView, StoreError> {
+    let memberships = store.agent_realms(&a.did).await?;
+    let realm_ids: Vec<String> = memberships.iter().map(|m| m.realm_id.clone()).collect();
+    let realms = store.realms_by_id(&realm_ids).await?;
+    let mut views: Vec<AgentRealmView> = memberships
+        .iter()
+        .map(|m| AgentRealmView {
+            realm_id: m.realm_id.clone(),
+            realm_name: realms
+                .iter()
+                .find(|r| r.id == m.realm_id)
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| m.realm_id.clone()),
+            is_primary: m.is_primary,
+        })
+        .collect();
+    views.sort_by(|a, b| {
+        b.is_primary.cmp(&a.is_primary).then(
+            a.realm_name
+                .to_lowercase()
+                .cmp(&b.realm_name.to_lowercase()),
+        )
+    });
+    let presence = store.presence(&a.did).await?;
+    let field = |name: &str| {
+        presence
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let online = field("online").as_deref() == Some("1");
+    Ok(AgentView {
+        did: a.did.clone(),
+        name: a.name.clone(),
+        realms: views,
+        online,
+        edge_id: if online { field("edgeId") } else { None },
+        last_seen: field("lastSeen"),
+        config_version: a.state.version,
+        acked_version: store.acked_version(&a.did).await?,
+        active_llm: field("activeLlm").and_then(|s| serde_json::from_str(&s).ok()),
+        created_at: a.created_at.clone(),
+    })
+}
+
+/// The safe (keyless) view of an agent's current config.
+pub fn safe_config(a: &StoredAgent) -> Option<SafeLlmConfig> {
+    let c = a.state.config.as_ref()?;
+    Some(SafeLlmConfig {
+        provider: c.provider.clone(),
+        model: c.model.clone(),
+        base_url: c.base_url.clone(),
+        api_key_set: c.api_key_sealed.is_some(),
+        allowed_models: c.allowed_models.clone(),
+        system_prompt: c.system_prompt.clone(),
+        max_tokens: c.max_tokens,
+    })
+}
+
+/// Opens an agent's current config, key included (only for sending it to that agent).
+pub fn open_config(
+    sealer: &Sealer,
+    a: &StoredAgent,
+) -> Result<Option<LlmConfig>, crate::crypto::CryptoError> {
+    a.state.config.as_ref().map(|c| c.open(sealer)).transpose()
+}
+
+/// The first 8 characters of a sealed realm key (for views built from a freshly minted key).
+pub fn sealed_key_prefix(sealer: &Sealer, sealed: &str) -> Option<String> {
+    sealer
+        .open(Purpose::RealmKey, sealed)
+        .ok()
+        .map(|k| key_prefix(&k))
+}

@@ -1,0 +1,331 @@
+//! In-process control plane for scenarios: real `nats-server` and `redis-server`, the services'
+//! library `run` on `127.0.0.1:0`, and optionally the LiteLLM emulator.
+//!
+//! ```no_run
+//! # async fn f() {
+//! let stack = vc_tests::stack::Stack::builder().litellm(true).start().await;
+//! let resp = stack.post("/api/models", serde_json::json!({"name": "m", "provider": "openai", "modelId": "gpt"})).await;
+//! assert_eq!(resp.status, 201);
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use vc_shared::config::LitellmSettings;
+use vc_shared::crypto::{Sealer, SecretKey};
+use vc_shared::store::Store;
+
+use crate::servers::{NatsServer, RedisServer};
+
+/// Admin token used by every in-process API.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running service task; dropping it stops the service (abort).
+pub struct Service {
+    /// Stop signal.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The task.
+    pub task: JoinHandle<()>,
+    /// Listen address, if any.
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+impl Service {
+    /// Graceful stop, then wait (bounded).
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
+    }
+
+    /// Abrupt stop (like kill -9 of that process: no drain).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Builder of a [`Stack`].
+#[derive(Default)]
+pub struct StackBuilder {
+    litellm: bool,
+    workers: usize,
+    command_wait: Option<Duration>,
+}
+
+/// An HTTP response as tests see it.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status.
+    pub status: u16,
+    /// Body as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+    /// Raw body text.
+    pub text: String,
+}
+
+/// The stack.
+pub struct Stack {
+    /// NATS.
+    pub nats: NatsServer,
+    /// Redis.
+    pub redis: RedisServer,
+    /// LiteLLM emulator, when enabled.
+    pub emu: Option<litellm_emu::EmulatorHandle>,
+    /// The secret key.
+    pub secret: SecretKey,
+    /// API base URL.
+    pub api_url: String,
+    /// The API service.
+    pub api: Option<Service>,
+    /// Worker services.
+    pub workers: Vec<Service>,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// A store handle for assertions.
+    pub store: Store,
+    command_wait: Duration,
+}
+
+impl StackBuilder {
+    /// With the LiteLLM emulator.
+    pub fn litellm(mut self, on: bool) -> Self {
+        self.litellm = on;
+        self
+    }
+    /// Number of workers (default 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+    /// API outcome wait.
+    pub fn command_wait(mut self, d: Duration) -> Self {
+        self.command_wait = Some(d);
+        self
+    }
+
+    /// Starts everything.
+    pub async fn start(self) -> Stack {
+        crate::wait::trace_init();
+        let nats = tokio::task::spawn_blocking(NatsServer::start)
+            .await
+            .expect("nats");
+        let redis = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("redis");
+        let emu = if self.litellm {
+            Some(
+                litellm_emu::Emulator::spawn(litellm_emu::EmulatorConfig {
+                    master_key: "sk-emu-master".into(),
+                    ..Default::default()
+                })
+                .await,
+            )
+        } else {
+            None
+        };
+        let store = Store::connect(&redis.url()).await.expect("store");
+        let mut stack = Stack {
+            nats,
+            redis,
+            emu,
+            secret: SecretKey::generate(),
+            api_url: String::new(),
+            api: None,
+            workers: Vec::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http"),
+            store,
+            command_wait: self.command_wait.unwrap_or(Duration::from_secs(10)),
+        };
+        for _ in 0..self.workers.max(1) {
+            let w = stack.spawn_worker().await;
+            stack.workers.push(w);
+        }
+        let api = stack.spawn_api().await;
+        stack.api_url = format!("http://{}", api.addr.expect("addr"));
+        stack.api = Some(api);
+        stack
+    }
+}
+
+impl Stack {
+    /// A builder.
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    /// LiteLLM settings pointing at the emulator.
+    pub fn litellm_settings(&self) -> Option<LitellmSettings> {
+        self.emu.as_ref().map(|e| LitellmSettings {
+            base_url: e.base_url.clone(),
+            master_key: "sk-emu-master".into(),
+            public_url: "http://litellm.public.example:4000".into(),
+            timeout: Duration::from_secs(3),
+        })
+    }
+
+    /// The sealer of this stack.
+    pub fn sealer(&self) -> Sealer {
+        Sealer::new(self.secret.clone())
+    }
+
+    /// Starts one more worker (library `run`, in-process).
+    pub async fn spawn_worker(&self) -> Service {
+        let nats = vc_shared::bus::connect(&self.nats.url(), "test-worker")
+            .await
+            .expect("nats");
+        let store = Store::connect(&self.redis.url()).await.expect("store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().ok();
+        let deps = vc_worker::Deps {
+            nats,
+            store,
+            sealer: self.sealer(),
+            litellm: self.litellm_settings(),
+            stream_replicas: 1,
+            reconcile_every: Duration::ZERO,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            if let Err(e) = vc_worker::run(Some(listener), deps, async move {
+                let _ = rx.await;
+            })
+            .await
+            {
+                tracing::error!(error = %e, "worker exited");
+            }
+        });
+        Service {
+            stop: Some(tx),
+            task,
+            addr,
+        }
+    }
+
+    /// Starts an API (library `run`, in-process).
+    pub async fn spawn_api(&self) -> Service {
+        let nats = vc_shared::bus::connect(&self.nats.url(), "test-api")
+            .await
+            .expect("nats");
+        let store = Store::connect(&self.redis.url()).await.expect("store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().ok();
+        let deps = vc_api::Deps {
+            nats,
+            store,
+            sealer: self.sealer(),
+            admin_token: ADMIN_TOKEN.into(),
+            command_wait: self.command_wait,
+            litellm: self.litellm_settings(),
+            stream_replicas: 1,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            if let Err(e) = vc_api::run(listener, deps, async move {
+                let _ = rx.await;
+            })
+            .await
+            {
+                tracing::error!(error = %e, "api exited");
+            }
+        });
+        // Wait until it answers.
+        let url = format!("http://{}/healthz", addr.expect("addr"));
+        crate::wait::eventually("api up", Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        Service {
+            stop: Some(tx),
+            task,
+            addr,
+        }
+    }
+
+    /// A raw NATS client.
+    pub async fn nats_client(&self) -> async_nats::Client {
+        vc_shared::bus::connect(&self.nats.url(), "test-client")
+            .await
+            .expect("nats")
+    }
+
+    /// Sends a request with the admin token (or `token`).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.api_url));
+        if let Some(t) = token.or(Some(ADMIN_TOKEN)).filter(|t| !t.is_empty()) {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, text }
+    }
+
+    /// GET with the admin token.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(reqwest::Method::GET, path, None, None, &[])
+            .await
+    }
+    /// POST with the admin token.
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.request(reqwest::Method::POST, path, Some(body), None, &[])
+            .await
+    }
+    /// PUT with the admin token.
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.request(reqwest::Method::PUT, path, Some(body), None, &[])
+            .await
+    }
+    /// PATCH with the admin token.
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.request(reqwest::Method::PATCH, path, Some(body), None, &[])
+            .await
+    }
+    /// DELETE with the admin token.
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.request(reqwest::Method::DELETE, path, None, None, &[])
+            .await
+    }
+}
+
+/// A fresh agent key and its DID.
+pub fn new_agent() -> (ed25519_dalek::SigningKey, String) {
+    let k = vc_shared::did::generate_key();
+    let did = vc_shared::did::did_from_key(&k.verifying_key());
+    (k, did)
+}

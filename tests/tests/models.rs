@@ -1,0 +1,468 @@
+//! Model registry end to end: REST → NATS JetStream → worker → Redis + LiteLLM (emulator) and back.
+
+use std::time::Duration;
+
+use serde_json::json;
+use vc_tests::stack::Stack;
+use vc_tests::wait::eventually;
+
+fn llama() -> serde_json::Value {
+    json!({"name": "Llama 3 (local)", "provider": "openai-compatible", "modelId": "llama3-8b",
+           "baseUrl": "http://ollama:11434/v1", "apiKey": "sk-upstream-secret-1"})
+}
+
+/// Register, read, update, delete: shapes, write-only key, litellm state synced, deployment by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_crud_syncs_litellm_by_id() {
+    let s = Stack::builder().litellm(true).start().await;
+    let r = s.post("/api/models", llama()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let m = &r.body["model"];
+    let id = m["id"].as_str().unwrap().to_string();
+    assert_eq!(m["litellmModelName"], "openai-compatible/llama-3-local");
+    assert_eq!(m["hasApiKey"], true);
+    assert_eq!(m["status"], "active");
+    assert_eq!(m["realmCount"], 0);
+    assert_eq!(m["litellm"]["state"], "synced", "{}", r.text);
+    assert!(!r.text.contains("sk-upstream-secret-1"));
+    let emu = &s.emu.as_ref().unwrap().emu;
+    let deps = emu.deployments();
+    assert_eq!(deps.len(), 1);
+    assert_eq!(deps[0].id, id);
+    assert_eq!(deps[0].model_name, "openai-compatible/llama-3-local");
+    assert_eq!(deps[0].litellm_params["model"], "openai/llama3-8b");
+
+    let g = s.get(&format!("/api/models/{id}")).await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body["model"]["realms"], json!([]));
+    assert!(!g.text.contains("sk-upstream"));
+    let list = s.get("/api/models").await;
+    assert_eq!(list.body["models"].as_array().unwrap().len(), 1);
+
+    // Rename keeps the LiteLLM name; a changed upstream updates the same deployment id, never a second one.
+    let u = s
+        .put(
+            &format!("/api/models/{id}"),
+            json!({"name": "Renamed", "modelId": "llama3-70b", "apiKey": null}),
+        )
+        .await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    assert_eq!(u.body["model"]["name"], "Renamed");
+    assert_eq!(
+        u.body["model"]["litellmModelName"],
+        "openai-compatible/llama-3-local"
+    );
+    assert_eq!(u.body["model"]["hasApiKey"], false);
+    let deps = emu.deployments();
+    assert_eq!(deps.len(), 1, "{deps:?}");
+    assert_eq!(deps[0].id, id);
+    assert_eq!(deps[0].litellm_params["model"], "openai/llama3-70b");
+
+    // Clash on the LiteLLM name.
+    let c = s.post("/api/models", json!({"name": "llama 3 local", "provider": "openai-compatible", "modelId": "x", "baseUrl": "http://a"})).await;
+    assert_eq!(c.status, 409, "{}", c.text);
+    assert_eq!(c.body["code"], "CONFLICT");
+
+    let d = s.delete(&format!("/api/models/{id}")).await;
+    assert_eq!(d.status, 204, "{}", d.text);
+    assert!(emu.deployments().is_empty());
+    assert_eq!(s.get(&format!("/api/models/{id}")).await.status, 404);
+}
+
+/// Every invalid field is a 400 naming it; auth is required; bodies must be JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_and_auth() {
+    let s = Stack::builder().start().await;
+    let cases = [
+        (json!({}), "name is required"),
+        (json!({"name": "x"}), "provider is required"),
+        (
+            json!({"name": "x", "provider": "azure", "modelId": "m"}),
+            "provider must be one of",
+        ),
+        (
+            json!({"name": "x", "provider": "openai"}),
+            "modelId is required",
+        ),
+        (
+            json!({"name": "x", "provider": "ollama", "modelId": "m"}),
+            "baseUrl is required",
+        ),
+        (
+            json!({"name": "x", "provider": "openai", "modelId": "m", "baseUrl": "not a url"}),
+            "baseUrl must be",
+        ),
+        (
+            json!({"name": 5, "provider": "openai", "modelId": "m"}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "provider": "openai", "modelId": "m", "description": ["a"]}),
+            "description",
+        ),
+        (
+            json!({"name": "!!!", "provider": "openai", "modelId": "m"}),
+            "name must contain",
+        ),
+    ];
+    for (body, msg) in cases {
+        let r = s.post("/api/models", body.clone()).await;
+        assert_eq!(r.status, 400, "{body} → {}", r.text);
+        assert_eq!(r.body["code"], "BAD_REQUEST");
+        assert!(
+            r.body["error"].as_str().unwrap().contains(msg),
+            "{body} → {}",
+            r.text
+        );
+    }
+    let r = s
+        .request(reqwest::Method::GET, "/api/models", None, Some(""), &[])
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["code"], "UNAUTHORIZED");
+    let r = s
+        .request(
+            reqwest::Method::GET,
+            "/api/models",
+            None,
+            Some("wrong-token"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let raw = s
+        .http
+        .post(format!("{}/api/models", s.api_url))
+        .bearer_auth(vc_tests::stack::ADMIN_TOKEN)
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 415);
+    let raw = s
+        .http
+        .post(format!("{}/api/models", s.api_url))
+        .bearer_auth(vc_tests::stack::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    let big = "x".repeat(1024 * 1024 + 10);
+    let raw = s
+        .http
+        .post(format!("{}/api/models", s.api_url))
+        .bearer_auth(vc_tests::stack::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(format!("{{\"name\":\"{big}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 413);
+    assert_eq!(s.get("/api/nope").await.status, 404);
+    let u = s
+        .put("/api/models/does-not-exist", json!({"name": "y"}))
+        .await;
+    assert_eq!(u.status, 404, "{}", u.text);
+}
+
+/// LiteLLM unset: models still register, state "skipped".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litellm_unset_is_skipped() {
+    let s = Stack::builder().start().await;
+    let r = s
+        .post(
+            "/api/models",
+            json!({"name": "GPT 4o", "provider": "openai", "modelId": "gpt-4o"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["model"]["litellm"]["state"], "skipped", "{}", r.text);
+    assert_eq!(r.body["model"]["litellmModelName"], "openai/gpt-4o");
+}
+
+/// LiteLLM answering 500: state error with lastError, then synced once it recovers (retried with backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litellm_failure_then_recovery() {
+    let s = Stack::builder().litellm(true).start().await;
+    let emu = s.emu.as_ref().unwrap().emu.clone();
+    emu.fail_next("/model", 3, 500);
+    let r = s
+        .post(
+            "/api/models",
+            json!({"name": "Claude", "provider": "anthropic", "modelId": "claude-3"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["model"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["model"]["litellm"]["state"], "error", "{}", r.text);
+    assert!(r.body["model"]["litellm"]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("500"));
+    let path = format!("/api/models/{id}");
+    eventually(
+        "model synced after LiteLLM recovers",
+        Duration::from_secs(30),
+        || async {
+            let g = s.get(&path).await;
+            (g.body["model"]["litellm"]["state"] == "synced").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(emu.deployments().len(), 1);
+    assert_eq!(
+        emu.deployments()[0].litellm_params["model"],
+        "anthropic/claude-3"
+    );
+}
+
+/// Idempotency-Key: a retried request returns the first outcome and applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_applies_once() {
+    let s = Stack::builder().litellm(true).start().await;
+    let body = json!({"name": "Mistral", "provider": "openai-compatible", "modelId": "mistral", "baseUrl": "http://m:1"});
+    let h = [("Idempotency-Key", "abc-123")];
+    let a = s
+        .request(
+            reqwest::Method::POST,
+            "/api/models",
+            Some(body.clone()),
+            None,
+            &h,
+        )
+        .await;
+    let b = s
+        .request(reqwest::Method::POST, "/api/models", Some(body), None, &h)
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(b.status, 201, "{}", b.text);
+    assert_eq!(a.body["model"]["id"], b.body["model"]["id"]);
+    assert_eq!(
+        s.get("/api/models").await.body["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.emu.as_ref().unwrap().emu.deployments().len(), 1);
+}
+
+/// Commands straight on NATS: outcome on Vc-Reply-To; a replayed Nats-Msg-Id adds nothing; malformed
+/// payloads fail with BAD_REQUEST once and land in vc.dlq.cmd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_command_interface() {
+    use futures::StreamExt;
+    let s = Stack::builder().litellm(true).start().await;
+    let nc = s.nats_client().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let mut replies = nc.subscribe("test.replies.>").await.unwrap();
+    let mut dlq = nc.subscribe("vc.dlq.cmd").await.unwrap();
+    let body = serde_json::to_vec(
+        &json!({"name": "Gemini", "provider": "google", "modelId": "gemini-pro", "apiKey": "sk-g"}),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", "ext-cmd-1");
+        h.insert("Vc-Reply-To", "test.replies.1");
+        js.publish_with_headers("vc.cmd.model.register", h, body.clone().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let msg = tokio::time::timeout(Duration::from_secs(15), replies.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let o: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(o["commandId"], "ext-cmd-1");
+    assert_eq!(o["status"], "succeeded", "{o}");
+    assert_eq!(o["result"]["model"]["provider"], "google");
+    let cmd = s.get("/api/commands/ext-cmd-1").await;
+    assert_eq!(cmd.status, 200);
+    assert_eq!(cmd.body["status"], "succeeded");
+    assert_eq!(cmd.body["kind"], "model.register");
+    assert!(cmd.body.get("effects").is_none());
+
+    // Malformed: not JSON.
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", "ext-bad-1");
+    h.insert("Vc-Reply-To", "test.replies.2");
+    js.publish_with_headers("vc.cmd.model.register", h, "{{{".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(15), replies.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let o: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(o["status"], "failed");
+    assert_eq!(o["error"]["code"], "BAD_REQUEST");
+    let d = tokio::time::timeout(Duration::from_secs(15), dlq.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&d.payload[..], b"{{{");
+    // Invalid field: failed outcome, no DLQ; the stream keeps flowing.
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", "ext-bad-2");
+    h.insert("Vc-Reply-To", "test.replies.3");
+    js.publish_with_headers(
+        "vc.cmd.model.register",
+        h,
+        br#"{"name":"x"}"#.to_vec().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(15), replies.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let o: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(o["error"]["message"], "provider is required");
+    assert_eq!(s.emu.as_ref().unwrap().emu.deployments().len(), 1);
+    assert_eq!(
+        s.get("/api/models").await.body["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A worker killed mid-stream loses nothing: every acknowledged command is applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_restart_loses_nothing() {
+    let mut s = Stack::builder()
+        .litellm(true)
+        .workers(1)
+        .command_wait(Duration::from_millis(300))
+        .start()
+        .await;
+    let nc = s.nats_client().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let n = 40;
+    for i in 0..n {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", format!("burst-{i}").as_str());
+        let body = serde_json::to_vec(&json!({"name": format!("model {i}"), "provider": "openai", "modelId": format!("m{i}")})).unwrap();
+        js.publish_with_headers("vc.cmd.model.register", h, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        if i == n / 2 {
+            s.workers.remove(0).kill();
+        }
+    }
+    let w = s.spawn_worker().await;
+    s.workers.push(w);
+    let w2 = s.spawn_worker().await;
+    s.workers.push(w2);
+    eventually("all models registered", Duration::from_secs(90), || async {
+        let l = s.get("/api/models").await;
+        (l.body["models"].as_array().map(|a| a.len()) == Some(n)).then_some(())
+    })
+    .await;
+    eventually(
+        "all deployments synced",
+        Duration::from_secs(60),
+        || async { (s.emu.as_ref().unwrap().emu.deployments().len() == n).then_some(()) },
+    )
+    .await;
+    let mut ids: Vec<String> = s
+        .emu
+        .as_ref()
+        .unwrap()
+        .emu
+        .deployments()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no duplicate deployment");
+}
+
+/// Health, readiness and metrics; the OpenAPI document lists every route the router serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_endpoints_and_openapi() {
+    let s = Stack::builder().start().await;
+    for p in ["/healthz", "/readyz", "/metrics"] {
+        let r = s
+            .http
+            .get(format!("{}{p}", s.api_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{p}");
+    }
+    let doc = s.get("/api/openapi.json").await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc.body["paths"].as_object().unwrap();
+    for p in [
+        "/api/models",
+        "/api/models/{id}",
+        "/api/models/{id}/realms",
+        "/api/models/{id}/realms/{realmId}",
+        "/api/realms",
+        "/api/realms/{id}",
+        "/api/realms/{id}/models",
+        "/api/realms/{id}/agents",
+        "/api/realms/{id}/agents/{did}",
+        "/api/agents",
+        "/api/agents/{did}",
+        "/api/agents/{did}/llm-config",
+        "/api/agents/{did}/realm-llm",
+        "/api/commands/{id}",
+        "/api/litellm/status",
+        "/api/litellm/reconcile",
+        "/api/audit",
+    ] {
+        assert!(paths.contains_key(p), "openapi lacks {p}");
+    }
+    // Every documented path/method is served (not 404 / 405) by the router.
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{id}", "x1")
+                .replace("{realmId}", "r1")
+                .replace(
+                    "{did}",
+                    "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+                );
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = s.request(m, &concrete, None, None, &[]).await;
+            assert!(
+                r.status != 405 && !(r.status == 404 && r.body["error"] == "no such route"),
+                "{method} {path} → {}",
+                r.status
+            );
+        }
+    }
+    // Readiness fails when Redis is down.
+    let mut s = s;
+    s.redis.kill();
+    eventually(
+        "readyz 503 without redis",
+        Duration::from_secs(20),
+        || async {
+            let r = s
+                .http
+                .get(format!("{}/readyz", s.api_url))
+                .send()
+                .await
+                .ok()?;
+            (r.status().as_u16() == 503).then_some(())
+        },
+    )
+    .await;
+}
