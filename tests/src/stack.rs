@@ -57,6 +57,7 @@ impl Drop for Service {
 #[derive(Default)]
 pub struct StackBuilder {
     litellm: bool,
+    external: Option<(String, String)>,
     workers: usize,
     command_wait: Option<Duration>,
 }
@@ -80,6 +81,8 @@ pub struct Stack {
     pub redis: RedisServer,
     /// LiteLLM emulator, when enabled.
     pub emu: Option<litellm_emu::EmulatorHandle>,
+    /// External LiteLLM (base URL, master key), when used instead of the emulator.
+    pub external: Option<(String, String)>,
     /// The secret key.
     pub secret: SecretKey,
     /// API base URL.
@@ -99,6 +102,14 @@ impl StackBuilder {
     /// With the LiteLLM emulator.
     pub fn litellm(mut self, on: bool) -> Self {
         self.litellm = on;
+        self
+    }
+    /// With an external LiteLLM (the real proxy of the contract tier): base URL and master key.
+    pub fn litellm_external(mut self, base_url: &str, master_key: &str) -> Self {
+        self.external = Some((
+            base_url.trim_end_matches('/').to_string(),
+            master_key.to_string(),
+        ));
         self
     }
     /// Number of workers (default 1).
@@ -137,6 +148,7 @@ impl StackBuilder {
             nats,
             redis,
             emu,
+            external: self.external.clone(),
             secret: SecretKey::generate(),
             api_url: String::new(),
             api: None,
@@ -167,6 +179,14 @@ impl Stack {
 
     /// LiteLLM settings pointing at the emulator.
     pub fn litellm_settings(&self) -> Option<LitellmSettings> {
+        if let Some((base, key)) = &self.external {
+            return Some(LitellmSettings {
+                base_url: base.clone(),
+                master_key: key.clone(),
+                public_url: base.clone(),
+                timeout: Duration::from_secs(30),
+            });
+        }
         self.emu.as_ref().map(|e| LitellmSettings {
             base_url: e.base_url.clone(),
             master_key: "sk-emu-master".into(),

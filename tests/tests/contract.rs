@@ -1,0 +1,282 @@
+//! Contract tier: the same sync scenarios against the REAL LiteLLM proxy (`../shared/litellm/real-litellm`,
+//! started by `scripts/test`). Skipped, with a message, when `VC_CONTRACT_LITELLM_URL` is not set.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vc_tests::stack::Stack;
+use vc_tests::wait::eventually;
+
+struct Real {
+    url: String,
+    key: String,
+    fake_openai: Option<String>,
+    http: reqwest::Client,
+}
+
+fn real() -> Option<Real> {
+    let url = std::env::var("VC_CONTRACT_LITELLM_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        eprintln!("contract tier: SKIPPED (VC_CONTRACT_LITELLM_URL not set; scripts/test sets it when ../shared/litellm/real-litellm exists)");
+        return None;
+    };
+    Some(Real {
+        url: url.trim_end_matches('/').to_string(),
+        key: std::env::var("VC_CONTRACT_LITELLM_MASTER_KEY")
+            .unwrap_or_else(|_| "sk-vc-master".into()),
+        fake_openai: std::env::var("VC_CONTRACT_FAKE_OPENAI_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    })
+}
+
+impl Real {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn deployments_with_id(&self, id: &str) -> Vec<Value> {
+        let (_, b) = self.get("/model/info").await;
+        b["data"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| d["model_info"]["id"] == id)
+            .collect()
+    }
+
+    async fn chat(&self, key: &str, model: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/chat/completions", self.url))
+            .bearer_auth(key)
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix} {}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Register → one deployment with model_info.id = registry id; update and a replayed command keep one;
+/// delete removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_litellm_model_sync_by_id() {
+    let Some(real) = real() else { return };
+    let s = Stack::builder()
+        .litellm_external(&real.url, &real.key)
+        .start()
+        .await;
+    let base = real
+        .fake_openai
+        .clone()
+        .map(|u| format!("{u}/v1"))
+        .unwrap_or_else(|| "http://127.0.0.1:9/v1".into());
+    let name = unique("Contract Model");
+    let r = s.post("/api/models", json!({"name": name, "provider": "openai-compatible", "modelId": "fake-model", "baseUrl": base, "apiKey": "sk-upstream-contract"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["model"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["model"]["litellm"]["state"], "synced", "{}", r.text);
+    assert_eq!(real.deployments_with_id(&id).await.len(), 1);
+
+    let u = s
+        .put(
+            &format!("/api/models/{id}"),
+            json!({"modelId": "fake-model-2"}),
+        )
+        .await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    let d = real.deployments_with_id(&id).await;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["litellm_params"]["model"], "openai/fake-model-2");
+
+    // A replayed command (same Nats-Msg-Id) never adds a second deployment.
+    let nc = s.nats_client().await;
+    let js = async_nats::jetstream::new(nc);
+    let body = serde_json::to_vec(
+        &json!({"name": unique("Replayed"), "provider": "openai", "modelId": "gpt-x"}),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", "contract-replay-1");
+        js.publish_with_headers("vc.cmd.model.register", h, body.clone().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    eventually(
+        "replayed command applied",
+        Duration::from_secs(30),
+        || async {
+            let c = s.get("/api/commands/contract-replay-1").await;
+            (c.body["status"] == "succeeded")
+                .then(|| c.body["result"]["model"]["id"].as_str().map(str::to_string))
+                .flatten()
+        },
+    )
+    .await;
+    let replay_id = s.get("/api/commands/contract-replay-1").await.body["result"]["model"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(real.deployments_with_id(&replay_id).await.len(), 1);
+
+    assert_eq!(s.delete(&format!("/api/models/{id}")).await.status, 204);
+    assert!(real.deployments_with_id(&id).await.is_empty());
+    assert_eq!(
+        s.delete(&format!("/api/models/{replay_id}")).await.status,
+        204
+    );
+}
+
+/// A realm key: generated once with the realm's models and a monthly budget, updated in place on grant
+/// and revoke; a revoked model is refused by LiteLLM at once; realm delete deletes the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_litellm_realm_key_lifecycle() {
+    let Some(real) = real() else { return };
+    let Some(fake) = real.fake_openai.clone() else {
+        eprintln!("contract tier: realm scenario SKIPPED (VC_CONTRACT_FAKE_OPENAI_URL not set)");
+        return;
+    };
+    let s = Stack::builder()
+        .litellm_external(&real.url, &real.key)
+        .start()
+        .await;
+    let mut ids = Vec::new();
+    for n in ["A", "B"] {
+        let r = s.post("/api/models", json!({"name": unique(&format!("Realm Model {n}")), "provider": "openai-compatible", "modelId": "fake-model", "baseUrl": format!("{fake}/v1"), "apiKey": "sk-up"})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push((
+            r.body["model"]["id"].as_str().unwrap().to_string(),
+            r.body["model"]["litellmModelName"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ));
+    }
+    let realm = s
+        .post("/api/realms", json!({"name": unique("Contract Realm")}))
+        .await;
+    assert_eq!(realm.status, 201, "{}", realm.text);
+    let realm_id = realm.body["realm"]["id"].as_str().unwrap().to_string();
+    let g = s
+        .post(
+            &format!("/api/models/{}/realms", ids[0].0),
+            json!({"realmId": realm_id, "monthlyBudgetUsd": 25.0}),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    assert_eq!(g.body["routerKey"]["hasVirtualKey"], true);
+    assert_eq!(
+        g.body["routerKey"]["litellm"]["state"], "synced",
+        "{}",
+        g.text
+    );
+    let g = s
+        .post(
+            &format!("/api/models/{}/realms", ids[1].0),
+            json!({"realmId": realm_id}),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+
+    // The key value, as an agent receives it.
+    let (_, did) = vc_tests::stack::new_agent();
+    assert_eq!(
+        s.post("/api/agents", json!({"did": did, "name": "contract agent"}))
+            .await
+            .status,
+        201
+    );
+    let add = s
+        .post(
+            &format!("/api/realms/{realm_id}/agents"),
+            json!({"agentDid": did, "isPrimary": true}),
+        )
+        .await;
+    assert_eq!(add.body["llmPushed"], true, "{}", add.text);
+    let agent = s.store.agent(&did).await.unwrap().unwrap();
+    let cfg = vc_shared::views::open_config(&s.sealer(), &agent)
+        .unwrap()
+        .unwrap();
+    let key = cfg.api_key.clone().unwrap();
+
+    let (st, info) = real.get(&format!("/key/info?key={key}")).await;
+    assert_eq!(st, 200, "{info}");
+    let mut models: Vec<String> = info["info"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    models.sort();
+    let mut want = vec![ids[0].1.clone(), ids[1].1.clone()];
+    want.sort();
+    assert_eq!(models, want);
+    assert_eq!(info["info"]["max_budget"], 25.0);
+    assert_eq!(info["info"]["budget_duration"], "1mo");
+
+    let (st, body) = real.chat(&key, &ids[0].1).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        s.delete(&format!("/api/models/{}/realms/{realm_id}", ids[0].0))
+            .await
+            .status,
+        204
+    );
+    let (st, body) = real.chat(&key, &ids[0].1).await;
+    assert_eq!(st, 401, "revoked model must be refused: {body}");
+    let (st, body) = real.chat(&key, &ids[1].1).await;
+    assert_eq!(st, 200, "{body}");
+
+    // Last model revoked: the key must not reach all models.
+    assert_eq!(
+        s.delete(&format!(
+            "/api/models/{}/realms?realmId={realm_id}",
+            ids[1].0
+        ))
+        .await
+        .status,
+        204
+    );
+    let (st, body) = real.chat(&key, &ids[1].1).await;
+    assert!(
+        st == 401 || st == 400 || st == 403,
+        "key of an empty realm must reach nothing: {st} {body}"
+    );
+
+    assert_eq!(
+        s.delete(&format!("/api/realms/{realm_id}")).await.status,
+        204
+    );
+    let (st, _) = real.get(&format!("/key/info?key={key}")).await;
+    assert!(st == 404 || st == 400 || st == 401, "deleted key: {st}");
+    for (id, _) in ids {
+        s.delete(&format!("/api/models/{id}")).await;
+    }
+}
