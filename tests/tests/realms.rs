@@ -119,7 +119,7 @@ async fn one_key_per_realm_changed_in_place() {
 async fn agent_configs_follow_their_realm() {
     let s = Stack::builder().litellm(true).start().await;
     let (m1, n1) = model(&s, "Alpha").await;
-    let (m2, n2) = model(&s, "Beta").await;
+    let (m2, _n2) = model(&s, "Beta").await;
     let r = realm(&s, "Team").await;
     let other = realm(&s, "Other").await;
     for m in [&m1, &m2] {
