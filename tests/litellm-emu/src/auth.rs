@@ -62,6 +62,20 @@ fn presented_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// 401 `token_not_found_in_db` for a well-formed key that is not (or no longer) in the database.
+pub(crate) fn token_not_found(key: &str) -> ApiError {
+    ApiError::proxy(
+        401,
+        format!(
+            "Authentication Error, Invalid proxy server token passed. Received API Key = {}, Key Hash (Token) ={}. Unable to find token in cache or `LiteLLM_VerificationTokenTable`",
+            key_name(key),
+            hash_key(key)
+        ),
+        json!("token_not_found_in_db"),
+        json!("key"),
+    )
+}
+
 /// Authenticate a request (route-independent checks only).
 pub(crate) fn authenticate(emu: &Emulator, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let key = presented_key(headers)?;
@@ -82,15 +96,7 @@ pub(crate) fn authenticate(emu: &Emulator, headers: &HeaderMap) -> Result<Caller
         db.keys.iter().find(|k| k.token == token).cloned()
     };
     let Some(vk) = found else {
-        return Err(ApiError::proxy(
-            401,
-            format!(
-                "Authentication Error, Invalid proxy server token passed. Received API Key = {}, Key Hash (Token) ={token}. Unable to find token in cache or `LiteLLM_VerificationTokenTable`",
-                key_name(&key)
-            ),
-            json!("token_not_found_in_db"),
-            json!("key"),
-        ));
+        return Err(token_not_found(&key));
     };
     if vk.blocked == Some(true) {
         return Err(ApiError::auth(

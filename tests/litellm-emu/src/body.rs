@@ -267,6 +267,24 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional untyped `list` (items are checked by the caller, as the proxy's DB layer does).
+    pub(crate) fn list(&mut self, name: &str) -> Field<Vec<Value>> {
+        match self.get(name) {
+            Field::Set(Value::Array(items)) => Field::Set(items.clone()),
+            Field::Set(other) => {
+                self.push(
+                    "list_type",
+                    &[json!(name)],
+                    "Input should be a valid list",
+                    other,
+                );
+                Field::Absent
+            }
+            Field::Absent => Field::Absent,
+            Field::Null => Field::Null,
+        }
+    }
+
     /// An optional `dict`.
     pub(crate) fn object(&mut self, name: &str) -> Field<Map<String, Value>> {
         self.object_as(

@@ -83,7 +83,7 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
         // The row may have changed since authentication; the current one decides.
         let idx = db
             .key_index(&snapshot.token)
-            .ok_or_else(|| ApiError::auth(401, "Authentication Error, key was deleted"))?;
+            .ok_or_else(|| auth::token_not_found(&snapshot.key))?;
         let vk = &db.keys[idx];
         if let Some(m) = model {
             if !vk.allows(m) {
@@ -146,6 +146,26 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
     Ok(served)
 }
 
+/// The proxy's 400 for an undecodable chat body (orjson's wording).
+fn invalid_json(e: &serde_json::Error) -> ApiError {
+    let what = if e.is_eof() {
+        "unexpected end of data"
+    } else {
+        "unexpected character, expected a JSON value"
+    };
+    ApiError::proxy(
+        400,
+        format!(
+            "Invalid JSON payload: {what}: line {} column {} (char {})",
+            e.line(),
+            e.column(),
+            e.column().saturating_sub(1)
+        ),
+        json!("invalid_request_error"),
+        json!("request_body"),
+    )
+}
+
 fn completion_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("chatcmpl-{}", &id[..12])
@@ -161,14 +181,7 @@ pub(crate) async fn completions(
     let request: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::proxy(
-                400,
-                format!("Invalid JSON payload: {e}"),
-                json!("invalid_request_error"),
-                json!("request_body"),
-            )
-        })?
+        serde_json::from_slice(&body).map_err(|e| invalid_json(&e))?
     };
     let model = request.get("model").and_then(Value::as_str);
     let stream = request.get("stream").and_then(Value::as_bool) == Some(true);

@@ -273,19 +273,22 @@ pub(crate) async fn generate(
     auth::require_key_admin(&caller, "/key/generate")?;
     let obj = json_object(&headers, &body)?;
     let mut f = Fields::body(&obj);
-    let models = f.str_list("models").value().unwrap_or_default();
+    let models = f.list("models").value().unwrap_or_default();
     let max_budget = f.f64("max_budget").value();
     let budget_duration = f.str("budget_duration").value();
     let duration = f.str("duration").value();
     let key_alias = f.str("key_alias").value();
     let custom_key = f.str("key").value();
-    let metadata = f.object("metadata").value().unwrap_or_default();
+    let metadata = Value::Object(f.object("metadata").value().unwrap_or_default());
     let team_id = f.str("team_id").value();
     let tpm_limit = f.i64("tpm_limit").value();
     let rpm_limit = f.i64("rpm_limit").value();
     let blocked = f.bool("blocked").value();
     f.finish()?;
 
+    // A non-string model name makes the insert fail: a 500 from the DB layer.
+    let models = string_items(models)
+        .ok_or_else(|| ApiError::internal(500, py_error_dict("Internal Server Error.")))?;
     if let Some(k) = custom_key.as_deref().filter(|k| !k.starts_with("sk-")) {
         return Err(ApiError::internal(
             400,
@@ -355,6 +358,17 @@ pub(crate) async fn generate(
     Ok(Json(generate_json(&vk, expires)))
 }
 
+/// The items of a JSON list if they are all strings.
+fn string_items(items: Vec<Value>) -> Option<Vec<String>> {
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The Prisma error a `null` on a non-nullable column produces (`models`, `spend`).
 fn prisma_null_error(field: &str) -> ApiError {
     let inner = format!(
@@ -379,7 +393,7 @@ pub(crate) async fn update(
     let obj = json_object(&headers, &body)?;
     let mut f = Fields::body(&obj);
     let given_key = f.require_str("key");
-    let models = f.str_list("models");
+    let models = f.list("models");
     let max_budget = f.f64("max_budget");
     let budget_duration = f.str("budget_duration");
     let duration = f.str("duration");
@@ -448,14 +462,20 @@ pub(crate) async fn update(
         )),
         _ => None,
     };
-    if models == Field::Null {
-        return Err(prisma_null_error("models"));
-    }
+    let models = match models {
+        Field::Null => return Err(prisma_null_error("models")),
+        Field::Set(items) => Field::Set(string_items(items).ok_or_else(|| {
+            ApiError::auth(
+                400,
+                "Authentication Error, Invalid argument type. `models` should be of any of the following types: `String`",
+            )
+        })?),
+        Field::Absent => Field::Absent,
+    };
     if spend == Field::Null {
         return Err(prisma_null_error("spend"));
     }
 
-    let metadata_cleared = metadata == Field::Null;
     let vk = &mut db.keys[idx];
     if let Field::Set(m) = models {
         vk.models = m;
@@ -469,11 +489,13 @@ pub(crate) async fn update(
     apply_nullable(&mut vk.tpm_limit, tpm_limit);
     apply_nullable(&mut vk.rpm_limit, rpm_limit);
     apply_nullable(&mut vk.team_id, team_id);
-    match metadata {
-        Field::Set(m) => vk.metadata = m,
-        Field::Null => vk.metadata = Map::new(),
-        Field::Absent => {}
-    }
+    vk.metadata = match metadata {
+        Field::Set(m) => Value::Object(m),
+        Field::Null => Value::Null,
+        // Every update writes `existing metadata or {}` back.
+        Field::Absent if vk.metadata.is_null() => Value::Object(Map::new()),
+        Field::Absent => vk.metadata.take(),
+    };
     if let Some(expires) = new_expiry {
         vk.expires = expires;
     }
@@ -487,10 +509,6 @@ pub(crate) async fn update(
     out.insert("key".into(), Value::String(given_key));
     out.insert("token".into(), Value::String(vk.token.clone()));
     out.extend(info_json(vk));
-    if metadata_cleared {
-        // The answer shows the `null` that was written; the stored JSON column reads back as `{}`.
-        out.insert("metadata".into(), Value::Null);
-    }
     Ok(Json(Value::Object(out)))
 }
 
@@ -563,8 +581,9 @@ pub(crate) async fn info(
     let caller = auth::authenticate(&emu, &headers)?;
     let given = match (query.get("key"), &caller) {
         (Some(k), _) => Some(k.clone()),
-        // Without `?key=`, a virtual key reads its own row; the master key has none.
-        (None, Caller::Key(vk)) => Some(vk.key.clone()),
+        // Without `?key=`, a virtual key reads its own row (echoed as its token); the master
+        // key has none.
+        (None, Caller::Key(vk)) => Some(vk.token.clone()),
         (None, Caller::Master) => None,
     };
     let not_found = || {

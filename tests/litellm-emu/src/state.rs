@@ -87,8 +87,9 @@ pub struct VirtualKey {
     /// Expiry, from `duration`; `None` = never.
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires: Option<OffsetDateTime>,
-    /// Free-form metadata (a JSON object).
-    pub metadata: Map<String, Value>,
+    /// Free-form metadata: a JSON object, or `null` right after a `/key/update` with
+    /// `"metadata": null` (the next update rewrites it as `{}`, as the real proxy does).
+    pub metadata: Value,
     /// Spend so far in USD.
     pub spend: f64,
     /// `Some(true)` blocks every call with the key.

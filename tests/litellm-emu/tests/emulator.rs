@@ -396,6 +396,15 @@ async fn key_update_semantics() {
     assert_eq!(s, 200);
     assert_eq!(b["max_budget"], Value::Null);
     assert_eq!(b["key_alias"], Value::Null);
+    // `metadata: null` is written as null; the next update rewrites it as `{}`.
+    let (_, b) = env
+        .post("/key/update", json!({"key": key, "metadata": null}))
+        .await;
+    assert_eq!(b["metadata"], Value::Null);
+    let (_, b) = env
+        .post("/key/update", json!({"key": key, "rpm_limit": 3}))
+        .await;
+    assert_eq!(b["metadata"], json!({}));
     // `models: null` is rejected by the database layer.
     let (s, _) = env
         .post("/key/update", json!({"key": key, "models": null}))
