@@ -144,6 +144,12 @@ async fn real_litellm_model_sync_by_id() {
         .as_str()
         .unwrap()
         .to_string();
+    // The record completes at commit; the LiteLLM sync follows it.
+    let model_path = format!("/api/models/{replay_id}");
+    eventually("replayed model synced", Duration::from_secs(60), || async {
+        (s.get(&model_path).await.body["model"]["litellm"]["state"] == "synced").then_some(())
+    })
+    .await;
     assert_eq!(real.deployments_with_id(&replay_id).await.len(), 1);
 
     assert_eq!(s.delete(&format!("/api/models/{id}")).await.status, 204);
