@@ -28,6 +28,8 @@ pub const CMD_MAX_MSGS: i64 = 1_000_000;
 pub const SYNC_MAX_MSGS: i64 = 200_000;
 /// How long events are kept.
 pub const EVT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long stream setup retries while JetStream is not ready.
+pub const STREAM_SETUP_DEADLINE: Duration = Duration::from_secs(60);
 /// JetStream duplicate window for commands (our own dedupe in Redis lasts longer).
 pub const CMD_DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 
@@ -119,13 +121,22 @@ pub async fn ensure_streams(js: &jetstream::Context, replicas: usize) -> Result<
             ..Default::default()
         },
     ];
+    // JetStream may not be ready yet right after a server (re)start: retry until a deadline.
+    let deadline = tokio::time::Instant::now() + STREAM_SETUP_DEADLINE;
     for spec in specs {
         let name = spec.name.clone();
-        let fut = js.get_or_create_stream(spec);
-        match tokio::time::timeout(Duration::from_secs(15), fut).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(BusError::JetStream(format!("stream {name}: {e}"))),
-            Err(_) => return Err(BusError::Timeout(Duration::from_secs(15))),
+        loop {
+            let fut = js.get_or_create_stream(spec.clone());
+            let err = match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => BusError::JetStream(format!("stream {name}: {e}")),
+                Err(_) => BusError::Timeout(CALL_TIMEOUT),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(err);
+            }
+            tracing::warn!(error = %err, "JetStream not ready; retrying stream setup.");
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
     Ok(())

@@ -266,7 +266,7 @@ impl Stack {
         });
         // Wait until it answers.
         let url = format!("http://{}/healthz", addr.expect("addr"));
-        crate::wait::eventually("api up", Duration::from_secs(20), || {
+        crate::wait::eventually("api up", Duration::from_secs(90), || {
             let url = url.clone();
             async move {
                 reqwest::get(&url)
