@@ -835,7 +835,10 @@ return 1
 
 const PRESENCE_HEARTBEAT_LUA: &str = r#"
 -- KEYS[1] = presence:{did}; ARGV = sessionId, lastSeen, ttl ms, activeLlm ('' = unchanged)
-if redis.call('HGET', KEYS[1], 'sessionId') ~= ARGV[1] then return 0 end
+-- Returns 1 (held), 0 (a newer session holds the record) or -1 (no record).
+local cur = redis.call('HGET', KEYS[1], 'sessionId')
+if not cur then return -1 end
+if cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'lastSeen', ARGV[2])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'activeLlm', ARGV[4]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -869,6 +872,17 @@ static PRESENCE_OFFLINE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(PRESENCE_OFFLINE_LUA));
 static ACK_MAX: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(ACK_MAX_LUA));
+
+/// Whether a session still holds its agent's presence record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceHold {
+    /// It does.
+    Held,
+    /// A newer session holds it: the session must close (4409).
+    Superseded,
+    /// There is no record (expired or flushed): refresh re-creates it.
+    Missing,
+}
 
 fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)
@@ -918,7 +932,7 @@ impl Store {
     }
 
     /// Records a heartbeat (`lastSeen`, and `activeLlm` JSON when given) if the session still holds
-    /// the record; `false` otherwise.
+    /// the record.
     pub async fn presence_heartbeat(
         &self,
         did: &str,
@@ -926,7 +940,7 @@ impl Store {
         last_seen: &str,
         active_llm: Option<&str>,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PresenceHold, StoreError> {
         let mut c = self.conn.clone();
         let mut inv = PRESENCE_HEARTBEAT.key(keys::presence(did));
         inv.arg(session_id)
@@ -934,7 +948,11 @@ impl Store {
             .arg(ttl_ms(ttl))
             .arg(active_llm.unwrap_or(""));
         let n: i64 = timed(inv.invoke_async(&mut c)).await?;
-        Ok(n == 1)
+        Ok(match n {
+            1 => PresenceHold::Held,
+            0 => PresenceHold::Superseded,
+            _ => PresenceHold::Missing,
+        })
     }
 
     /// Marks the agent offline (`online` = "0", `lastSeen` kept for `ttl`) if the session still holds

@@ -1,1 +1,72 @@
-fn main() {}
+//! `vc-edge`: configuration → telemetry → connect → bind → [`vc_edge::run`] until SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use vc_shared::config::{Service, Settings};
+
+/// `EX_USAGE`: bad command line or configuration.
+const EX_USAGE: u8 = 64;
+/// `EX_UNAVAILABLE`: a dependency (NATS, Redis) could not be reached.
+const EX_UNAVAILABLE: u8 = 69;
+/// `EX_OSERR`: the listen address could not be bound.
+const EX_OSERR: u8 = 71;
+
+fn config_path(args: &[String]) -> Result<Option<PathBuf>, String> {
+    match args {
+        [] => Ok(None),
+        [flag, file] if flag == "--config" => Ok(Some(PathBuf::from(file))),
+        [arg] if arg.starts_with("--config=") => Ok(Some(PathBuf::from(&arg["--config=".len()..]))),
+        _ => Err("usage: vc-edge [--config FILE]".to_string()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = config_path(&args).map_err(|e| vec![e]).and_then(|file| {
+        let s = Settings::load(file.as_deref(), &env)?;
+        s.validate(Service::Edge).map(|()| s)
+    });
+    let settings = match settings {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("vc-edge: {e}");
+            }
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    vc_shared::telemetry::init(
+        settings.log_format,
+        env.get("RUST_LOG").map(String::as_str),
+        "vc_edge=info",
+    );
+    let hostname = env
+        .get("HOSTNAME")
+        .cloned()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok());
+    let deps = match vc_edge::Deps::connect(&settings, hostname.as_deref()).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start.");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&settings.edge_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, addr = %settings.edge_addr, "Cannot bind.");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    match vc_edge::run(listener, deps, vc_shared::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Edge failed.");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,688 @@
+//! The hub: this edge's sessions by DID, the NATS subjects they need (reference counted), and the
+//! delivery of pushes to sessions.
+//!
+//! One NATS subscription per subject, whatever the number of local sessions needing it
+//! (`vc.push.agent.<did>` for each held agent, `vc.push.realm.<realmId>` for each realm a held agent is
+//! routed through). Every subscription feeds one dispatcher task, which decodes each push once, encodes
+//! each `llm_config` frame once (per realm group, or per agent) and hands the same bytes to every local
+//! session concerned, through that session's bounded queue.
+//!
+//! Versions only move forward: the hub remembers, per session, the last version it queued and never
+//! queues an older or equal one, whichever path (agent push, realm push, Redis re-read) it came from.
+//! Every time a session starts to need a new subject, the hub subscribes, makes a round trip through
+//! NATS ([`Hub::barrier`]: from then on the server has the subscription), and re-reads the agent from
+//! Redis, so a push published while the subscription was being set up is never lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_nats::{Client, Message};
+use futures::stream::{BoxStream, SelectAll};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+use vc_shared::crypto::Sealer;
+use vc_shared::domain::Mode;
+use vc_shared::store::Store;
+use vc_shared::subjects;
+use vc_shared::wire::{ConfigState, Push};
+use vc_shared::ws::{self, LlmConfigPayload, ServerMsg};
+
+use crate::config::EdgeConfig;
+use crate::metrics::Metrics;
+
+/// A subscription's messages, ending when its subject is released.
+pub(crate) type SubStream = BoxStream<'static, Message>;
+
+/// One frame for one session's writer.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    /// The encoded frame (shared with every other session receiving the same broadcast).
+    pub(crate) frame: Utf8Bytes,
+    /// Set for `llm_config` frames: the writer records it as sent once written.
+    pub(crate) version: Option<u64>,
+}
+
+/// Why and how the edge closes a session: set once (first reason wins), then the token is cancelled.
+#[derive(Debug, Clone)]
+pub(crate) struct CloseReason {
+    pub(crate) code: u16,
+    /// Metric label.
+    pub(crate) label: &'static str,
+    /// Close frame reason text (at most 123 bytes on the wire).
+    pub(crate) text: String,
+}
+
+/// A session's control block, shared by its reader, writer and the hub.
+#[derive(Debug)]
+pub(crate) struct SessionCtl {
+    /// Cancelled when the session must end (a close reason, the peer leaving, or the edge draining:
+    /// it is a child of the edge's drain token). The reader and writer both watch it.
+    pub(crate) token: CancellationToken,
+    reason: OnceLock<CloseReason>,
+    /// 1 + the last `llm_config` version written to the socket; 0 = none yet.
+    sent: AtomicU64,
+}
+
+impl SessionCtl {
+    pub(crate) fn new(token: CancellationToken) -> Self {
+        SessionCtl {
+            token,
+            reason: OnceLock::new(),
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// Ends the session with a close frame. Returns whether this was the first reason given.
+    pub(crate) fn close(&self, code: u16, label: &'static str, text: impl Into<String>) -> bool {
+        let first = self
+            .reason
+            .set(CloseReason {
+                code,
+                label,
+                text: text.into(),
+            })
+            .is_ok();
+        self.token.cancel();
+        first
+    }
+
+    /// Ends the session without a close frame of ours (the peer left).
+    pub(crate) fn end(&self) {
+        self.token.cancel();
+    }
+
+    pub(crate) fn reason(&self) -> Option<&CloseReason> {
+        self.reason.get()
+    }
+
+    pub(crate) fn mark_sent(&self, version: u64) {
+        self.sent
+            .fetch_max(version.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether a config of at least `version` was written on this session (an ack for it is honest).
+    pub(crate) fn was_sent(&self, version: u64) -> bool {
+        let s = self.sent.load(Ordering::Relaxed);
+        s > 0 && version < s
+    }
+}
+
+/// A local session as the hub sees it.
+struct Slot {
+    session_id: Arc<str>,
+    /// Rank from the presence claim (Redis clock, strictly increasing per DID): higher is newer.
+    since: i64,
+    tx: mpsc::Sender<Outbound>,
+    ctl: Arc<SessionCtl>,
+    /// Last version queued to this session.
+    known: Option<u64>,
+    /// The realm this session's agent is routed through (its subject is held for it).
+    realm: Option<Arc<str>>,
+}
+
+/// A subject wanted by at least one local session.
+struct SubEntry {
+    refs: usize,
+    kind: &'static str,
+    /// Cancelled when the last reference goes: ends the subscription's stream (which unsubscribes).
+    token: CancellationToken,
+    /// Set once the subscription exists on the client.
+    ready: Arc<OnceCell<()>>,
+}
+
+/// What a caller needs to make sure a subject is subscribed.
+#[derive(Clone)]
+pub(crate) struct SubTicket {
+    subject: String,
+    token: CancellationToken,
+    ready: Arc<OnceCell<()>>,
+}
+
+/// A session whose agent became routed through a realm: once the realm subject is subscribed, its
+/// state must be re-read.
+pub(crate) struct Reroute {
+    pub(crate) did: Arc<str>,
+    pub(crate) ticket: SubTicket,
+}
+
+type RealmMove = (Option<Arc<str>>, Option<Arc<str>>);
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<Arc<str>, Vec<Slot>>,
+    subs: HashMap<String, SubEntry>,
+}
+
+/// Round trips through NATS: publish a sequence number to our own subject; when it comes back, the
+/// server has processed every subscription this client sent before it.
+struct Barrier {
+    subject: String,
+    next: AtomicU64,
+    waiters: Mutex<Vec<(u64, oneshot::Sender<()>)>>,
+}
+
+/// A local session, as listed by [`Hub::snapshot`].
+pub(crate) struct SessionRef {
+    pub(crate) did: Arc<str>,
+    pub(crate) session_id: Arc<str>,
+    pub(crate) since: i64,
+    pub(crate) ctl: Arc<SessionCtl>,
+}
+
+/// The hub. One per edge, shared by every task of the edge.
+pub(crate) struct Hub {
+    pub(crate) cfg: EdgeConfig,
+    pub(crate) nats: Client,
+    pub(crate) store: Store,
+    pub(crate) metrics: Metrics,
+    sealer: Sealer,
+    /// Cancelled when the edge drains; every session token is its child.
+    pub(crate) drain: CancellationToken,
+    /// Set when the edge drains (also read by `/readyz`).
+    pub(crate) draining: Arc<AtomicBool>,
+    state: Mutex<State>,
+    /// New subscriptions for the dispatcher; it owns every subscription's stream.
+    add_tx: mpsc::Sender<SubStream>,
+    /// Slots for connections authenticating now (`max_authenticating`).
+    pub(crate) auth_slots: tokio::sync::Semaphore,
+    barrier: Barrier,
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn realm_of(state: &ConfigState) -> Option<&str> {
+    match state.mode {
+        Some(Mode::Realm) => state.realm_id.as_deref(),
+        _ => None,
+    }
+}
+
+impl Hub {
+    pub(crate) fn new(
+        cfg: EdgeConfig,
+        nats: Client,
+        store: Store,
+        sealer: Sealer,
+        metrics: Metrics,
+        draining: Arc<AtomicBool>,
+        add_tx: mpsc::Sender<SubStream>,
+    ) -> Self {
+        let barrier = Barrier {
+            subject: barrier_subject(&cfg.edge_id),
+            next: AtomicU64::new(0),
+            waiters: Mutex::new(Vec::new()),
+        };
+        Hub {
+            auth_slots: tokio::sync::Semaphore::new(cfg.max_authenticating.max(1)),
+            cfg,
+            nats,
+            store,
+            metrics,
+            sealer,
+            drain: CancellationToken::new(),
+            draining,
+            state: Mutex::new(State::default()),
+            add_tx,
+            barrier,
+        }
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    // ----- sessions -------------------------------------------------------------------------------
+
+    /// Adds an authenticated session; returns the ticket of its agent subject. Older local sessions of
+    /// the same DID are closed 4409 at once (other edges learn it from the `SessionClaimed` push).
+    pub(crate) fn register(
+        &self,
+        did: &Arc<str>,
+        session_id: &Arc<str>,
+        since: i64,
+        tx: mpsc::Sender<Outbound>,
+        ctl: Arc<SessionCtl>,
+    ) -> SubTicket {
+        let mut st = lock(&self.state);
+        let slots = st.sessions.entry(did.clone()).or_default();
+        for s in slots.iter().filter(|s| s.since < since) {
+            if s.ctl.close(
+                ws::close::SUPERSEDED,
+                "superseded",
+                "a newer session of this agent took over",
+            ) {
+                self.metrics.closed("superseded");
+            }
+        }
+        slots.push(Slot {
+            session_id: session_id.clone(),
+            since,
+            tx,
+            ctl,
+            known: None,
+            realm: None,
+        });
+        self.acquire(&mut st, subjects::push_agent(did), "agent")
+    }
+
+    /// Removes a session and releases the subjects it held.
+    pub(crate) fn unregister(&self, did: &str, session_id: &str) {
+        let mut st = lock(&self.state);
+        let Some(slots) = st.sessions.get_mut(did) else {
+            return;
+        };
+        let Some(i) = slots.iter().position(|s| &*s.session_id == session_id) else {
+            return;
+        };
+        let slot = slots.swap_remove(i);
+        if slots.is_empty() {
+            st.sessions.remove(did);
+        }
+        if let Some(realm) = &slot.realm {
+            self.release(&mut st, &subjects::push_realm(realm));
+        }
+        self.release(&mut st, &subjects::push_agent(did));
+    }
+
+    /// Every local session (for presence refresh and re-sync).
+    pub(crate) fn snapshot(&self) -> Vec<SessionRef> {
+        let st = lock(&self.state);
+        st.sessions
+            .iter()
+            .flat_map(|(did, slots)| {
+                slots.iter().map(|s| SessionRef {
+                    did: did.clone(),
+                    session_id: s.session_id.clone(),
+                    since: s.since,
+                    ctl: s.ctl.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes every local session of `did`.
+    pub(crate) fn close_did(&self, did: &str, code: u16, label: &'static str, text: &str) {
+        let st = lock(&self.state);
+        for s in st.sessions.get(did).into_iter().flatten() {
+            if s.ctl.close(code, label, text) {
+                self.metrics.closed(label);
+            }
+        }
+    }
+
+    /// A session ranked `at` took over `did` (on this or another edge): older local sessions close 4409.
+    fn supersede(&self, did: &str, session_id: &str, at: i64) {
+        let st = lock(&self.state);
+        for s in st.sessions.get(did).into_iter().flatten() {
+            if &*s.session_id != session_id
+                && s.since < at
+                && s.ctl.close(
+                    ws::close::SUPERSEDED,
+                    "superseded",
+                    "a newer session of this agent took over",
+                )
+            {
+                self.metrics.closed("superseded");
+            }
+        }
+    }
+
+    // ----- delivery -------------------------------------------------------------------------------
+
+    /// The `llm_config` frame of a state (API key opened), or `None` if the sealed key cannot be opened
+    /// (wrong `VC_SECRET_KEY`): an operator must act, and the agent keeps what it has.
+    fn encode(&self, state: &ConfigState, agent_id: Option<&str>) -> Option<Utf8Bytes> {
+        let config = match state
+            .config
+            .as_ref()
+            .map(|c| c.open(&self.sealer))
+            .transpose()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, version = state.version, "Cannot open a config's API key; is VC_SECRET_KEY the worker's?");
+                return None;
+            }
+        };
+        let payload = LlmConfigPayload {
+            config,
+            version: state.version,
+            mode: state.mode,
+            realm_id: state.realm_id.clone(),
+        };
+        Some(Utf8Bytes::from(
+            ServerMsg::LlmConfig(payload).encode(agent_id),
+        ))
+    }
+
+    /// Queues `state` to every local session of `did` that has not had this version (or a newer one),
+    /// encoding the frame at most once (`frame` caches it across calls: one broadcast group). Updates
+    /// the sessions' realm routing; returns the sessions whose new realm subject needs a re-read.
+    fn deliver(
+        &self,
+        st: &mut State,
+        did: &str,
+        state: &ConfigState,
+        frame: &mut Option<Option<Utf8Bytes>>,
+        agent_id: Option<&str>,
+        out: &mut Vec<Reroute>,
+    ) {
+        let Some(slots) = st.sessions.get_mut(did) else {
+            return;
+        };
+        // (old realm, new realm) of each session whose routing changed.
+        let mut moves: Vec<RealmMove> = Vec::new();
+        for s in slots.iter_mut() {
+            if s.known.is_some_and(|k| state.version <= k) {
+                continue;
+            }
+            let Some(bytes) = frame
+                .get_or_insert_with(|| self.encode(state, agent_id))
+                .clone()
+            else {
+                return;
+            };
+            s.known = Some(state.version);
+            match s.tx.try_send(Outbound {
+                frame: bytes,
+                version: Some(state.version),
+            }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if s.ctl.close(
+                        ws::close::POLICY,
+                        "slow",
+                        "agent reads too slowly (send queue full)",
+                    ) {
+                        self.metrics.closed("slow");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+            let new_realm = realm_of(state);
+            if s.realm.as_deref() != new_realm {
+                let old = s.realm.take();
+                s.realm = new_realm.map(Arc::from);
+                moves.push((old, s.realm.clone()));
+            }
+        }
+        for (old, new) in moves {
+            if let Some(new) = new {
+                let ticket = self.acquire(st, subjects::push_realm(&new), "realm");
+                out.push(Reroute {
+                    did: Arc::from(did),
+                    ticket,
+                });
+            }
+            if let Some(old) = old {
+                self.release(st, &subjects::push_realm(&old));
+            }
+        }
+    }
+
+    /// Delivers one agent's state (per-agent push, or a Redis read). The frame carries `agentId`.
+    pub(crate) fn deliver_agent(&self, did: &str, state: &ConfigState) -> Vec<Reroute> {
+        let mut out = Vec::new();
+        let mut frame = None;
+        let mut st = lock(&self.state);
+        self.deliver(&mut st, did, state, &mut frame, Some(did), &mut out);
+        out
+    }
+
+    /// Delivers a realm broadcast: each group's frame is encoded once (without `agentId`) and the same
+    /// bytes go to every local agent of the group.
+    fn deliver_realm(&self, groups: &[vc_shared::wire::RealmGroup]) -> Vec<Reroute> {
+        let mut out = Vec::new();
+        let mut st = lock(&self.state);
+        for g in groups {
+            let mut frame = None;
+            for did in &g.agents {
+                self.deliver(&mut st, did, &g.state, &mut frame, None, &mut out);
+            }
+        }
+        out
+    }
+
+    /// For each reroute: subscribe to the realm, round trip, re-read the agent and deliver if newer.
+    pub(crate) fn follow(self: &Arc<Self>, reroutes: Vec<Reroute>) {
+        for r in reroutes {
+            let hub = self.clone();
+            tokio::spawn(async move {
+                if hub.ensure(&r.ticket).await.is_err() {
+                    return;
+                }
+                hub.barrier().await;
+                hub.reread(&r.did).await;
+            });
+        }
+    }
+
+    /// Re-reads an agent from Redis and delivers its state if newer (closing its sessions if the
+    /// agent no longer exists).
+    pub(crate) async fn reread(self: &Arc<Self>, did: &str) {
+        match self.store.agent(did).await {
+            Ok(Some(a)) => {
+                let more = self.deliver_agent(did, &a.state);
+                self.follow(more);
+            }
+            Ok(None) => self.close_did(did, ws::close::NOT_REGISTERED, "deleted", "agent deleted"),
+            Err(e) => {
+                warn!(error = %e, did, "Re-read of an agent failed; the next push or re-sync will catch up.")
+            }
+        }
+    }
+
+    // ----- subscriptions --------------------------------------------------------------------------
+
+    fn acquire(&self, st: &mut State, subject: String, kind: &'static str) -> SubTicket {
+        let e = st.subs.entry(subject.clone()).or_insert_with(|| {
+            self.metrics.subscribed(kind, 1);
+            SubEntry {
+                refs: 0,
+                kind,
+                token: CancellationToken::new(),
+                ready: Arc::new(OnceCell::new()),
+            }
+        });
+        e.refs += 1;
+        SubTicket {
+            subject,
+            token: e.token.clone(),
+            ready: e.ready.clone(),
+        }
+    }
+
+    fn release(&self, st: &mut State, subject: &str) {
+        let Some(e) = st.subs.get_mut(subject) else {
+            return;
+        };
+        e.refs -= 1;
+        if e.refs == 0 {
+            if let Some(e) = st.subs.remove(subject) {
+                e.token.cancel();
+                self.metrics.subscribed(e.kind, -1);
+            }
+        }
+    }
+
+    /// Makes sure the ticket's subject is subscribed on the client (the first caller subscribes, the
+    /// others wait for it).
+    pub(crate) async fn ensure(&self, t: &SubTicket) -> Result<(), async_nats::SubscribeError> {
+        t.ready
+            .get_or_try_init(|| async {
+                let sub = self.nats.subscribe(t.subject.clone()).await?;
+                let stream = sub.take_until(t.token.clone().cancelled_owned()).boxed();
+                // The dispatcher lives as long as the hub; if it is gone the edge is stopping.
+                let _ = self.add_tx.send(stream).await;
+                debug!(subject = %t.subject, "Subscribed.");
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// A round trip through NATS (see the module docs). `false` if it did not complete in time (NATS
+    /// down: the re-sync after reconnecting catches up).
+    pub(crate) async fn barrier(&self) -> bool {
+        let seq = self.barrier.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self
+                .barrier
+                .waiters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            w.retain(|(_, tx)| !tx.is_closed());
+            w.push((seq, tx));
+        }
+        if self
+            .nats
+            .publish(self.barrier.subject.clone(), seq.to_string().into())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        tokio::time::timeout(self.cfg.barrier_timeout, rx)
+            .await
+            .is_ok()
+    }
+
+    fn barrier_reached(&self, seq: u64) {
+        let mut w = self
+            .barrier
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (done, rest): (Vec<_>, Vec<_>) = w.drain(..).partition(|(s, _)| *s <= seq);
+        *w = rest;
+        drop(w);
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The dispatcher: owns every subscription stream and handles each message in turn. Handling is
+    /// synchronous (decode, lock, queue), so one task keeps up with the bus; anything that needs Redis
+    /// is spawned.
+    pub(crate) async fn dispatch(
+        self: Arc<Self>,
+        mut add_rx: mpsc::Receiver<SubStream>,
+        barrier: SubStream,
+    ) {
+        let mut all: SelectAll<SubStream> = SelectAll::new();
+        all.push(barrier);
+        loop {
+            tokio::select! {
+                s = add_rx.recv() => match s {
+                    Some(s) => all.push(s),
+                    None => break,
+                },
+                Some(m) = all.next() => self.on_message(m),
+            }
+        }
+    }
+
+    fn on_message(self: &Arc<Self>, m: Message) {
+        if m.subject.as_str() == self.barrier.subject {
+            if let Some(seq) = std::str::from_utf8(&m.payload)
+                .ok()
+                .and_then(|s| s.parse().ok())
+            {
+                self.barrier_reached(seq);
+            }
+            return;
+        }
+        let kind = if m.subject.starts_with("vc.push.realm.") {
+            "realm"
+        } else {
+            "agent"
+        };
+        self.metrics.push_received(kind);
+        let push: Push = match serde_json::from_slice(&m.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(subject = %m.subject, error = %e, "Undecodable push skipped.");
+                return;
+            }
+        };
+        match push {
+            Push::AgentConfig { did, state } => {
+                let r = self.deliver_agent(&did, &state);
+                self.follow(r);
+            }
+            Push::RealmConfigs { groups, .. } => {
+                let r = self.deliver_realm(&groups);
+                self.follow(r);
+            }
+            Push::AgentDeleted { did } => {
+                self.close_did(&did, ws::close::NOT_REGISTERED, "deleted", "agent deleted")
+            }
+            Push::SessionClaimed {
+                did,
+                session_id,
+                at_ms,
+                ..
+            } => self.supersede(&did, &session_id, at_ms),
+        }
+    }
+
+    /// After a NATS reconnect (pushes may have been missed): re-read every held agent and deliver
+    /// what is newer; close the sessions of agents deleted meanwhile.
+    pub(crate) async fn resync(self: &Arc<Self>) {
+        self.metrics.resynced();
+        self.barrier().await;
+        let mut dids: Vec<Arc<str>> = self.snapshot().into_iter().map(|s| s.did).collect();
+        dids.sort();
+        dids.dedup();
+        for chunk in dids.chunks(500) {
+            let names: Vec<String> = chunk.iter().map(|d| d.to_string()).collect();
+            match self.store.agents_by_did(&names).await {
+                Ok(agents) => {
+                    let mut found: HashMap<&str, &ConfigState> =
+                        HashMap::with_capacity(agents.len());
+                    for a in &agents {
+                        found.insert(a.did.as_str(), &a.state);
+                    }
+                    for did in chunk {
+                        match found.get(&**did) {
+                            Some(state) => {
+                                let r = self.deliver_agent(did, state);
+                                self.follow(r);
+                            }
+                            None => self.close_did(
+                                did,
+                                ws::close::NOT_REGISTERED,
+                                "deleted",
+                                "agent deleted",
+                            ),
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "Re-sync read failed; sessions keep their configs until the next push.")
+                }
+            }
+        }
+    }
+
+    /// The subjects this edge subscribes now (for tests and debugging).
+    pub(crate) fn subjects(&self) -> Vec<String> {
+        let st = lock(&self.state);
+        let mut v: Vec<String> = st.subs.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+/// The subject of an edge's barrier round trips (only that edge subscribes to it).
+pub(crate) fn barrier_subject(edge_id: &str) -> String {
+    format!("_VC_EDGE.{edge_id}.barrier")
+}

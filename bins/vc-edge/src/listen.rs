@@ -1,0 +1,148 @@
+//! One listener for everything: each accepted connection's request line is peeked (not consumed);
+//! `GET /ws` goes to the WebSocket session code, anything else to the axum router of the operational
+//! endpoints (`/healthz`, `/readyz`, `/metrics`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Where a connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `GET /ws` (query string allowed).
+    Ws,
+    /// Any other request: the operational endpoints.
+    Http,
+    /// Closed, or no request line in time.
+    Gone,
+}
+
+/// Longest request line prefix looked at; a longer target is not `/ws`.
+const PEEK_BYTES: usize = 512;
+/// Pause between peeks while the request line is still incomplete.
+const PEEK_RETRY: Duration = Duration::from_millis(5);
+
+/// Reads the request line's method and path without consuming them.
+pub(crate) async fn classify(stream: &TcpStream, within: Duration) -> Route {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; PEEK_BYTES];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return Route::Gone,
+        };
+        if n == 0 {
+            return Route::Gone;
+        }
+        if let Some(route) = parse_request_line(&buf[..n]) {
+            return route;
+        }
+        if n == buf.len() {
+            return Route::Http;
+        }
+        if Instant::now() + PEEK_RETRY >= deadline {
+            return Route::Gone;
+        }
+        tokio::time::sleep(PEEK_RETRY).await;
+    }
+}
+
+/// `Some` once the method and target are complete (or the line is clearly not ours).
+pub(crate) fn parse_request_line(b: &[u8]) -> Option<Route> {
+    // Until the second space, the target may still be arriving, unless the line already ended.
+    let line_ended = b.contains(&b'\n');
+    let mut parts = b.splitn(3, |&c| c == b' ');
+    let method = parts.next()?;
+    let Some(target) = parts.next() else {
+        return line_ended.then_some(Route::Http);
+    };
+    if parts.next().is_none() {
+        return line_ended.then_some(Route::Http);
+    }
+    let path = target.split(|&c| c == b'?').next().unwrap_or(target);
+    Some(
+        if method == b"GET" && path == vc_shared::ws::PATH.as_bytes() {
+            Route::Ws
+        } else {
+            Route::Http
+        },
+    )
+}
+
+/// Answers a WebSocket upgrade with 503 (draining, or at the connection cap) and closes.
+pub(crate) async fn refuse(mut stream: TcpStream, why: &str) {
+    let body = format!("{{\"error\":\"{why}\",\"code\":\"UNAVAILABLE\"}}");
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // Consume the request first: closing with unread bytes would reset the connection and could
+    // destroy the response before the client reads it.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut req = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => req.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let _ = tokio::time::timeout_at(deadline, stream.write_all(resp.as_bytes())).await;
+    let _ = tokio::time::timeout_at(deadline, stream.shutdown()).await;
+}
+
+/// The axum side of the shared listener: connections routed to HTTP arrive through a channel.
+pub(crate) struct ChannelListener {
+    pub(crate) rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    pub(crate) addr: SocketAddr,
+}
+
+impl axum::serve::Listener for ChannelListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The edge stopped routing connections: never accept again (graceful shutdown ends serve).
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(parse_request_line(b"GET /ws HTTP/1.1\r\n"), Some(Route::Ws));
+        assert_eq!(
+            parse_request_line(b"GET /ws?x=1 HTTP/1.1\r\n"),
+            Some(Route::Ws)
+        );
+        assert_eq!(
+            parse_request_line(b"GET /wsx HTTP/1.1\r\n"),
+            Some(Route::Http)
+        );
+        assert_eq!(
+            parse_request_line(b"GET /readyz HTTP/1.1\r\n"),
+            Some(Route::Http)
+        );
+        assert_eq!(
+            parse_request_line(b"POST /ws HTTP/1.1\r\n"),
+            Some(Route::Http)
+        );
+        assert_eq!(parse_request_line(b"GET /w"), None);
+        assert_eq!(parse_request_line(b"GET"), None);
+        assert_eq!(parse_request_line(b"GARBAGE\r\n"), Some(Route::Http));
+    }
+}
