@@ -72,7 +72,8 @@ pub async fn wait_connected(client: &async_nats::Client, within: Duration) -> Re
     Ok(())
 }
 
-/// Creates (or updates) the streams the control plane uses. Idempotent; every service may call it.
+/// Creates the streams the control plane uses when missing (an existing stream keeps its config: change
+/// replicas or limits with `nats stream edit`). Idempotent; every service may call it.
 pub async fn ensure_streams(js: &jetstream::Context, replicas: usize) -> Result<(), BusError> {
     let specs = [
         stream::Config {

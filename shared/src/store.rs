@@ -10,6 +10,8 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `{vc}:rev` | string | catalog revision, bumped by every commit (optimistic concurrency) |
+//! | `{vc}:secret-check` | string | a canary sealed with `VC_SECRET_KEY` (wrong key → services refuse to start) |
+//! | `litellm:{status}` | string | last reconcile report (worker → `GET /api/litellm/status`) |
 //! | `{vc}:version-seq` | string | last config version handed out (one counter for all agents) |
 //! | `{vc}:model:<id>` | string | [`StoredModel`] JSON |
 //! | `{vc}:models` | set | model ids |
@@ -68,6 +70,8 @@ pub mod keys {
     pub const AGENTS: &str = "{vc}:agents";
     /// Audit stream.
     pub const AUDIT: &str = "{vc}:audit";
+    /// A value sealed with the deployment's secret key, to detect a wrong `VC_SECRET_KEY` at start.
+    pub const SECRET_CHECK: &str = "{vc}:secret-check";
     /// Last config version handed out (versions come from one counter, so one realm broadcast carries
     /// one version for all its agents).
     pub const VERSION_SEQ: &str = "{vc}:version-seq";
@@ -776,7 +780,7 @@ impl Store {
         self.hgetall(&keys::presence(did)).await
     }
 
-    /// Presence of many agents (pipelined; presence keys live in different slots).
+    /// Presence of many agents (one call per agent: presence keys live in different slots).
     pub async fn presences(
         &self,
         dids: &[String],
@@ -786,6 +790,40 @@ impl Store {
             out.push(self.presence(d).await?);
         }
         Ok(out)
+    }
+
+    /// Forgets an agent's runtime traces (acked version, presence) after the agent is deleted, so a
+    /// later re-registration of the same DID starts clean. These keys live outside the `{vc}` slot, so
+    /// this runs after the commit (and again on redelivery: it is idempotent).
+    pub async fn forget_agent_runtime(&self, did: &str) -> Result<(), StoreError> {
+        for key in [keys::ack(did), keys::presence(did)] {
+            let mut c = self.conn.clone();
+            let _: i64 = timed(redis::cmd("DEL").arg(key).query_async(&mut c)).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `sealer` holds the key this deployment's secrets were sealed with: the first caller
+    /// stores a sealed canary; later callers must be able to open it. A mismatch would otherwise show
+    /// up only as commands failing one by one.
+    pub async fn check_secret_key(
+        &self,
+        sealer: &crate::crypto::Sealer,
+    ) -> Result<bool, StoreError> {
+        use crate::crypto::Purpose;
+        const CANARY: &str = "vc-secret-key-check";
+        let sealed = sealer.seal(Purpose::Command, CANARY).unwrap_or_default();
+        let mut c = self.conn.clone();
+        let _: Option<String> = timed(
+            redis::cmd("SET")
+                .arg(keys::SECRET_CHECK)
+                .arg(&sealed)
+                .arg("NX")
+                .query_async(&mut c),
+        )
+        .await?;
+        let stored = self.get(keys::SECRET_CHECK).await?.unwrap_or_default();
+        Ok(sealer.open(Purpose::Command, &stored).ok().as_deref() == Some(CANARY))
     }
 
     /// Last acknowledged config version of an agent.

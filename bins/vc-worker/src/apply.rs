@@ -472,6 +472,13 @@ impl<'a> Tx<'a> {
         self.effects.sync_realms.insert(realm.id.clone());
     }
 
+    /// `realm.key.updated` for a realm that holds a key.
+    fn key_event(&mut self, realm: &StoredRealm, details: Value) {
+        if realm.key.is_some() {
+            self.event("realm.key.updated", format!("realm:{}", realm.id), details);
+        }
+    }
+
     async fn realm_result(&mut self, realm: &StoredRealm) -> Result<Value, ApplyError> {
         let granted = self.granted_models(&realm.id).await?;
         let members = self.ctx.store.realm_members(&realm.id).await?.len();
@@ -617,6 +624,7 @@ impl<'a> Tx<'a> {
             for (realm_id, _) in self.ctx.store.model_grants(&m.id).await? {
                 if let Some(mut realm) = self.realm(&realm_id).await? {
                     self.touch_realm_key(&mut realm);
+                    self.key_event(&realm, json!({"modelId": m.id, "modelStatus": m.status}));
                     self.put_realm(realm);
                     self.refresh_realm_agents(&realm_id).await?;
                 }
@@ -670,6 +678,7 @@ impl<'a> Tx<'a> {
             self.grant_remove(&realm_id, id).await?;
             if let Some(mut realm) = self.realm(&realm_id).await? {
                 self.touch_realm_key(&mut realm);
+                self.key_event(&realm, json!({"deletedModelId": id}));
                 self.put_realm(realm);
                 self.refresh_realm_agents(&realm_id).await?;
             }
@@ -1114,6 +1123,9 @@ impl<'a> Tx<'a> {
                 "agent {did} is already registered"
             )));
         }
+        // The initial (null) state takes a version from the global counter, so a DID that was deleted
+        // and registered again still only ever sees versions move forward.
+        let version = self.next_version();
         let agent = StoredAgent {
             did: did.into(),
             name: name.into(),
@@ -1121,7 +1133,7 @@ impl<'a> Tx<'a> {
             source: None,
             state: ConfigState {
                 config: None,
-                version: 0,
+                version,
                 mode: None,
                 realm_id: None,
             },
@@ -1143,7 +1155,7 @@ impl<'a> Tx<'a> {
             online: false,
             edge_id: None,
             last_seen: None,
-            config_version: 0,
+            config_version: version,
             acked_version: None,
             active_llm: None,
             created_at: agent.created_at,

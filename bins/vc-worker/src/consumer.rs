@@ -449,6 +449,9 @@ async fn finish_failed(
 
 /// Side effects after a commit: LiteLLM sync (inline within a budget, else queued), pushes, events.
 pub async fn after_commit(worker: &Worker, effects: &Effects) -> Result<(), push::EmitError> {
+    for did in &effects.deleted_agents {
+        worker.store.forget_agent_runtime(did).await?;
+    }
     let deadline = tokio::time::Instant::now() + INLINE_SYNC_BUDGET;
     for id in &effects.sync_models {
         crate::queue::sync_now_or_queue(worker, crate::queue::Entity::Model(id.clone()), deadline)

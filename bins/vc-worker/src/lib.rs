@@ -95,6 +95,16 @@ pub async fn run(
     vc_shared::bus::ensure_streams(&js, deps.stream_replicas)
         .await
         .map_err(|e| Error::Setup(e.to_string()))?;
+    match deps.store.check_secret_key(&deps.sealer).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Error::Setup(
+                "VC_SECRET_KEY does not match the key this deployment's secrets were sealed with"
+                    .into(),
+            ))
+        }
+        Err(e) => return Err(Error::Setup(format!("redis: {e}"))),
+    }
     let litellm = match &deps.litellm {
         Some(l) => Some(
             litellm::Litellm::new(&l.base_url, &l.master_key, l.timeout)
