@@ -186,6 +186,15 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VC_LITELLM_TIMEOUT_MS", "litellm_timeout_ms"),
 ];
 
+/// TOML keys whose values are whole numbers.
+const NUMERIC_KEYS: &[&str] = &[
+    "command_wait_ms",
+    "edge_max_connections",
+    "nats_stream_replicas",
+    "reconcile_interval_secs",
+    "litellm_timeout_ms",
+];
+
 /// Where LiteLLM is, when configured.
 #[derive(Clone)]
 pub struct LitellmSettings {
@@ -234,25 +243,65 @@ impl Settings {
             }
         }
         for (var, key) in ENV_KEYS {
-            if let Some(v) = env.get(*var) {
-                if v.is_empty() {
-                    continue;
-                }
-                b = match b.set_override(*key, v.clone()) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        errors.push(format!("{var}: {e}"));
-                        return Err(errors);
-                    }
-                };
+            let Some(v) = env.get(*var).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            // Type errors are found here, one per variable, so that all of them are reported together.
+            if NUMERIC_KEYS.contains(key) && v.trim().parse::<u64>().is_err() {
+                errors.push(format!("{var} must be a whole number (got {v:?})"));
+                continue;
+            }
+            if *key == "log_format" && !matches!(v.as_str(), "text" | "json") {
+                errors.push(format!("{var} must be \"text\" or \"json\" (got {v:?})"));
+                continue;
+            }
+            match b.clone().set_override(*key, v.clone()) {
+                Ok(next) => b = next,
+                Err(e) => errors.push(format!("{var}: {e}")),
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        let loaded = b
+            .build()
+            .and_then(|c| c.try_deserialize::<Settings>())
+            .map_err(|e| format!("configuration: {e}"));
+        match loaded {
+            Ok(s) if errors.is_empty() => Ok(s),
+            Ok(_) => Err(errors),
+            Err(e) => {
+                errors.push(e);
+                Err(errors)
+            }
         }
-        let cfg = b.build().map_err(|e| vec![format!("configuration: {e}")])?;
-        cfg.try_deserialize::<Settings>()
-            .map_err(|e| vec![format!("configuration: {e}")])
+    }
+
+    /// [`Settings::load`] then [`Settings::validate`], reporting the problems of both at once (the
+    /// validation runs on what could be loaded, with defaults where a value was refused).
+    pub fn load_validated(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+        service: Service,
+    ) -> Result<Settings, Vec<String>> {
+        match Settings::load(file, env) {
+            Ok(s) => s.validate(service).map(|_| s),
+            Err(mut errors) => {
+                // Validate the values that were acceptable, so their problems are reported too.
+                let acceptable: HashMap<String, String> = env
+                    .iter()
+                    .filter(|(k, v)| {
+                        !errors.iter().any(|e| {
+                            e.starts_with(&format!("{k} ")) || e.starts_with(&format!("{k}:"))
+                        }) && !v.is_empty()
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if let Ok(s) = Settings::load(None, &acceptable) {
+                    if let Err(more) = s.validate(service) {
+                        errors.extend(more);
+                    }
+                }
+                Err(errors)
+            }
+        }
     }
 
     /// Checks every setting the given service needs; all problems at once.
@@ -453,6 +502,33 @@ mod tests {
         std::fs::write(&f, "bogus = 1\n").unwrap();
         assert!(Settings::load(Some(&f), &env(&[])).is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn load_and_validation_errors_reported_together() {
+        let errs = Settings::load_validated(
+            Some(Path::new("/nonexistent/vc.toml")),
+            &env(&[
+                ("VC_COMMAND_WAIT_MS", "abc"),
+                ("VC_LOG_FORMAT", "JSON"),
+                ("VC_API_ADDR", "nope"),
+            ]),
+            Service::Api,
+        )
+        .unwrap_err();
+        for needle in [
+            "does not exist",
+            "VC_COMMAND_WAIT_MS",
+            "VC_LOG_FORMAT",
+            "VC_API_ADDR",
+            "VC_SECRET_KEY",
+            "VC_ADMIN_TOKEN",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(needle)),
+                "{needle} missing in {errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,10 +26,9 @@ fn config_path(args: &[String]) -> Result<Option<PathBuf>, String> {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = config_path(&args).map_err(|e| vec![e]).and_then(|file| {
-        let s = Settings::load(file.as_deref(), &env)?;
-        s.validate(Service::Edge).map(|()| s)
-    });
+    let settings = config_path(&args)
+        .map_err(|e| vec![e])
+        .and_then(|file| Settings::load_validated(file.as_deref(), &env, Service::Edge));
     let settings = match settings {
         Ok(s) => s,
         Err(errors) => {

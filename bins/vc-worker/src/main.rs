@@ -16,9 +16,7 @@ async fn main() -> ExitCode {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
     let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load(config_file.as_deref(), &env)
-        .and_then(|s| s.validate(Service::Worker).map(|_| s))
-    {
+    let settings = match Settings::load_validated(config_file.as_deref(), &env, Service::Worker) {
         Ok(s) => s,
         Err(errors) => {
             for e in errors {
