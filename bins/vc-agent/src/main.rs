@@ -65,9 +65,9 @@ enum Cmd {
         /// Stop after this many seconds (default: at SIGINT/SIGTERM).
         #[arg(long)]
         duration_secs: Option<u64>,
-        /// Print a summary line on stderr this often.
-        #[arg(long, default_value_t = 5)]
-        report_secs: u64,
+        /// Print a summary line on stderr this often (milliseconds).
+        #[arg(long, default_value_t = 5000)]
+        report_ms: u64,
     },
 }
 
@@ -170,7 +170,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, vc_agent::AgentError> {
             edge,
             keys,
             duration_secs,
-            report_secs,
+            report_ms,
         } => {
             let keys = keys.load()?;
             let n = keys.len();
@@ -185,7 +185,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode, vc_agent::AgentError> {
                 }
             };
             tokio::pin!(until);
-            let mut tick = tokio::time::interval(Duration::from_secs(report_secs.max(1)));
+            let mut tick = tokio::time::interval(Duration::from_millis(report_ms.max(10)));
             loop {
                 tokio::select! {
                     _ = &mut until => break,
@@ -193,7 +193,8 @@ async fn run(cmd: Cmd) -> Result<ExitCode, vc_agent::AgentError> {
                         let versions: Vec<Option<u64>> = swarm.agents().iter().map(|a| a.version()).collect();
                         let with = versions.iter().filter(|v| v.is_some()).count();
                         let max = versions.iter().flatten().max().copied();
-                        tracing::info!(agents = n, connected = swarm.connected(), with_config = with, max_version = ?max, "Swarm.");
+                        let at_max = versions.iter().filter(|v| v.is_some() && **v == max).count();
+                        tracing::info!(agents = n, connected = swarm.connected(), with_config = with, max_version = ?max, at_max, "Swarm.");
                     }
                 }
             }
