@@ -317,3 +317,75 @@ async fn realms_without_litellm() {
     assert_eq!(realm_view.body["realm"]["agentCount"], 1);
     assert_eq!(realm_view.body["realm"]["modelCount"], 1);
 }
+
+/// Agent registration rules and the llm-config forms' errors over REST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_registration_and_config_errors() {
+    let s = Stack::builder().start().await;
+    let bad = s
+        .post(
+            "/api/agents",
+            json!({"did": "did:web:example.com", "name": "x"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(bad.body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("did is not a valid did:key"));
+    let no_name = s.post("/api/agents", json!({"did": new_agent().1})).await;
+    assert_eq!(no_name.body["error"], "name is required");
+    let did = agent(&s).await;
+    let dup = s
+        .post("/api/agents", json!({"did": did, "name": "again"}))
+        .await;
+    assert_eq!(dup.status, 409, "{}", dup.text);
+    let one = s.get(&format!("/api/agents/{did}")).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body["agent"]["did"], json!(did));
+    assert_eq!(one.body["agent"]["online"], false);
+    assert_eq!(
+        s.get(&format!("/api/agents/{}", new_agent().1))
+            .await
+            .status,
+        404
+    );
+    let cases = [
+        (json!({"realmId": "r1"}), 400, "realmModelId is required"),
+        (
+            json!({"registryModelId": "nope"}),
+            404,
+            "model nope not found",
+        ),
+        (json!({"provider": "openai"}), 400, "model is required"),
+        (
+            json!({"provider": "bogus", "model": "m"}),
+            400,
+            "provider must be one of",
+        ),
+        (
+            json!({"provider": "openai", "model": "m", "baseUrl": "ftp://x"}),
+            400,
+            "baseUrl must be",
+        ),
+        (
+            json!({"provider": "openai", "model": "m", "maxTokens": -1}),
+            400,
+            "maxTokens",
+        ),
+    ];
+    for (body, status, msg) in cases {
+        let r = s
+            .put(&format!("/api/agents/{did}/llm-config"), body.clone())
+            .await;
+        assert_eq!(r.status, status, "{body} → {}", r.text);
+        assert!(
+            r.body["error"].as_str().unwrap().contains(msg),
+            "{body} → {}",
+            r.text
+        );
+    }
+    let empty = s.get(&format!("/api/agents/{did}/llm-config")).await;
+    assert_eq!(empty.body["config"], Value::Null);
+    assert_eq!(empty.body["mode"], Value::Null);
+}
