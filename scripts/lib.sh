@@ -8,6 +8,7 @@
 #   vc_find_bin NAME          path of a command, also looking in /usr/sbin (Debian's nats-server lives there)
 #   vc_nats_server_bin        $VC_NATS_SERVER_BIN or Debian's nats-server
 #   vc_nats_config            nats/sync-always.conf for nats-server >= 2.10, else nats/single.conf
+#   vc_nats_auth_config       the same with the per-component NATS users (nats/*-auth.conf, nats/auth.conf)
 #   vc_port_in_use PORT       whether something accepts TCP connections on 127.0.0.1:PORT
 #   vc_free_port              a loopback TCP port nobody listens on (best effort)
 #   vc_wait_http URL SECS     wait until URL answers 2xx
@@ -122,6 +123,15 @@ vc_nats_config() {
   else
     printf '%s\n' "$VC_REPO/nats/single.conf"
   fi
+}
+
+# The config of vc_nats_config with the per-component users of nats/auth.conf (passwords from the
+# environment: VC_NATS_API_PASSWORD, VC_NATS_WORKER_PASSWORD, VC_NATS_EDGE_PASSWORD,
+# VC_NATS_INTEGRATION_PASSWORD): nats/sync-always-auth.conf or nats/single-auth.conf.
+vc_nats_auth_config() {
+  local conf
+  conf=$(vc_nats_config "$1")
+  printf '%s\n' "${conf%.conf}-auth.conf"
 }
 
 # True when something accepts TCP connections on 127.0.0.1:PORT.

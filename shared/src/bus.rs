@@ -35,17 +35,38 @@ pub const CMD_DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 
 /// Connects with retry-on-reconnect and a bounded outgoing buffer. `name` identifies the client in
 /// `nats-server` monitoring.
+///
+/// `url` may carry credentials (`nats://user:password@host:4222`, the per-component users of
+/// `nats/auth.conf`). async-nats ignores credentials in URLs (nats-io/nats.rs#1623), so they are taken
+/// from the first URL that has them, passed as options, and stripped from the addresses (which
+/// async-nats may log); an address is never echoed in an error with its password.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    let urls: Vec<async_nats::ServerAddr> = url
+    let mut creds: Option<(String, String)> = None;
+    let mut urls: Vec<async_nats::ServerAddr> = Vec::new();
+    for (i, u) in url
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
-        .map(|u| {
-            u.parse::<async_nats::ServerAddr>()
-                .map_err(|e| BusError::Connect(format!("{u}: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let opts = async_nats::ConnectOptions::new()
+        .enumerate()
+    {
+        let addr = u
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|e| BusError::Connect(format!("NATS_URL entry {}: {e}", i + 1)))?;
+        if creds.is_none() && addr.has_user_pass() {
+            creds = Some((
+                addr.username().unwrap_or_default().to_string(),
+                addr.password().unwrap_or_default().to_string(),
+            ));
+        }
+        let mut bare = addr.into_inner();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        urls.push(
+            async_nats::ServerAddr::from_url(bare)
+                .map_err(|e| BusError::Connect(format!("NATS_URL entry {}: {e}", i + 1)))?,
+        );
+    }
+    let mut opts = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(3))
@@ -53,6 +74,9 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .client_capacity(8192)
         .subscription_capacity(65_536)
         .max_reconnects(None);
+    if let Some((user, password)) = creds {
+        opts = opts.user_and_password(user, password);
+    }
     let client = opts
         .connect(urls)
         .await

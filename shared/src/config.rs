@@ -114,7 +114,7 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &redact_url_credentials(&self.nats_url))
             .field("redis_url", &"<redacted>")
             .field("litellm_base_url", &self.litellm_base_url)
             .field(
@@ -185,6 +185,21 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VC_RECONCILE_INTERVAL_SECS", "reconcile_interval_secs"),
     ("VC_LITELLM_TIMEOUT_MS", "litellm_timeout_ms"),
 ];
+
+/// `scheme://user:password@host` → `scheme://user:***@host`, for logs and errors.
+pub fn redact_url_credentials(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let userinfo = &u[s + 3..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{}{user}:***{}", &u[..s + 3], &u[at..])
+            }
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// TOML keys whose values are whole numbers.
 const NUMERIC_KEYS: &[&str] = &[
@@ -321,7 +336,10 @@ impl Settings {
                 || u.starts_with("ws://")
                 || !u.contains("://"))
             {
-                errors.push(format!("NATS_URL entry {u:?} must be nats://host:port"));
+                errors.push(format!(
+                    "NATS_URL entry {:?} must be nats://host:port",
+                    redact_url_credentials(u)
+                ));
             }
         }
         for u in self
@@ -529,6 +547,16 @@ mod tests {
                 "{needle} missing in {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(
+            redact_url_credentials("nats://api:pw@a:4222,nats://b:4222"),
+            "nats://api:***@a:4222,nats://b:4222"
+        );
+        let s = Settings::load(None, &env(&[("NATS_URL", "nats://api:secretpw@h:1")])).unwrap();
+        assert!(!format!("{s:?}").contains("secretpw"));
     }
 
     #[test]

@@ -253,6 +253,7 @@ impl Stack {
             command_wait: self.command_wait,
             litellm: self.litellm_settings(),
             stream_replicas: 1,
+            drain_delay: Duration::ZERO,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

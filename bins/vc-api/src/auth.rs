@@ -1,11 +1,26 @@
-//! Who is calling: the bootstrap global admin (`VC_ADMIN_TOKEN`).
+//! Who is calling: the bootstrap global admin (`VC_ADMIN_TOKEN`) or a realm-admin token
+//! (`POST /api/tokens`, looked up by the SHA-256 of its secret), and what each may do.
+//!
+//! | actor | may |
+//! |---|---|
+//! | global admin (`admin`) | everything |
+//! | realm admin (`token:<id>`) | read its realms (`GET /api/realms` filtered, `/api/realms/{id}`, `/models`); add and remove agents of its realms; read agents that are members of one of its realms (`/api/agents/{did}`, `/llm-config`, `/realm-llm` limited to its realms); set their config to realm routing through one of its realms; clear a config that routes through one of its realms; read the commands it submitted |
+//!
+//! Everything else answers 403 `FORBIDDEN`. Every 401 and every 403 of these checks is recorded as an
+//! `auth.failed` audit event by [`crate::access`].
 
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
-use vc_shared::error::ErrorCode;
+use vc_shared::crypto::sha256_hex;
+use vc_shared::domain::ConfigSource;
 
 use crate::error::ApiError;
 use crate::{Actor, AppState};
+
+/// Prefix of realm-admin token secrets.
+pub const TOKEN_PREFIX: &str = "vct_";
+/// Length of a token secret: the prefix and 32 random bytes in hex.
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 64;
 
 /// Constant-time comparison of two secrets (through their digests, so lengths leak nothing either).
 fn same_secret(a: &str, b: &str) -> bool {
@@ -16,11 +31,20 @@ fn same_secret(a: &str, b: &str) -> bool {
         == 0
 }
 
-/// Authenticates the bearer token of a request.
+/// Whether a bearer value has the shape of a realm-admin token secret (checked before any Redis call,
+/// so that floods of garbage tokens cost nothing but a hash).
+fn looks_like_token(t: &str) -> bool {
+    t.len() == TOKEN_LEN
+        && t.starts_with(TOKEN_PREFIX)
+        && t.as_bytes()[TOKEN_PREFIX.len()..]
+            .iter()
+            .all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Authenticates the bearer token of a request. A Redis failure is a 503 (not an auth failure).
 pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor, ApiError> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
+        return Err(ApiError::unauthorized(
             "Authorization: Bearer <token> is required",
         ));
     };
@@ -33,12 +57,7 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "Authorization header must be \"Bearer <token>\"",
-            )
-        })?;
+        .ok_or_else(|| ApiError::unauthorized("Authorization header must be \"Bearer <token>\""))?;
     if same_secret(token, &state.admin_token) {
         return Ok(Actor {
             name: "admin".into(),
@@ -46,8 +65,16 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor
             realm_ids: Vec::new(),
         });
     }
-    tracing::info!("Rejected a request with an unknown bearer token.");
-    Err(ApiError::new(ErrorCode::Unauthorized, "invalid token"))
+    if looks_like_token(token) {
+        if let Some(t) = state.store.token_by_secret_hash(&sha256_hex(token)).await? {
+            return Ok(Actor {
+                name: format!("token:{}", t.id),
+                admin: false,
+                realm_ids: t.realm_ids,
+            });
+        }
+    }
+    Err(ApiError::unauthorized("invalid token"))
 }
 
 impl Actor {
@@ -61,8 +88,7 @@ impl Actor {
         if self.admin {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
+            Err(ApiError::forbidden(
                 "this operation needs a global admin token",
             ))
         }
@@ -78,14 +104,14 @@ impl Actor {
         if self.can_read_realm(realm_id) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this token does not administer realm {realm_id}"),
-            ))
+            Err(ApiError::forbidden(format!(
+                "this token does not administer realm {realm_id}"
+            )))
         }
     }
 
-    /// 403 unless admin, or the agent is a member of one of this actor's realms.
+    /// 403 unless admin, or the agent is a member of one of this actor's realms. For a realm admin an
+    /// unknown agent is a 403 too (checked before existence: no probing of other realms' DIDs).
     pub async fn require_agent(&self, state: &AppState, did: &str) -> Result<(), ApiError> {
         if self.admin {
             return Ok(());
@@ -94,10 +120,88 @@ impl Actor {
         if realms.iter().any(|m| self.realm_ids.contains(&m.realm_id)) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("agent {did} is not in a realm this token administers"),
-            ))
+            Err(ApiError::forbidden(format!(
+                "agent {did} is not in a realm this token administers"
+            )))
         }
+    }
+
+    /// For a realm admin: 403 unless the agent belongs to no realm yet or already to one of this actor's
+    /// realms. Taking an agent that another realm holds into one's own realm (and then re-routing it)
+    /// needs a global admin.
+    pub async fn require_adoptable(&self, state: &AppState, did: &str) -> Result<(), ApiError> {
+        if self.admin {
+            return Ok(());
+        }
+        let realms = state.store.agent_realms(did).await?;
+        if realms.is_empty() || realms.iter().any(|m| self.realm_ids.contains(&m.realm_id)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "agent {did} belongs to realms this token does not administer"
+            )))
+        }
+    }
+
+    /// For a realm admin: 403 unless the agent's config source is realm routing through one of this
+    /// actor's realms (what a realm admin may clear).
+    pub fn require_routed_here(
+        &self,
+        did: &str,
+        source: Option<&ConfigSource>,
+    ) -> Result<(), ApiError> {
+        if self.admin {
+            return Ok(());
+        }
+        match source {
+            Some(ConfigSource::Realm { realm_id, .. }) if self.realm_ids.contains(realm_id) => {
+                Ok(())
+            }
+            _ => Err(ApiError::forbidden(format!(
+                "agent {did} is not routed through a realm this token administers"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_shape() {
+        let good = format!("{TOKEN_PREFIX}{}", "ab".repeat(32));
+        assert!(looks_like_token(&good));
+        assert!(!looks_like_token(&good[..good.len() - 1]));
+        assert!(!looks_like_token(&good.to_uppercase()));
+        assert!(!looks_like_token(&format!("xxx_{}", "ab".repeat(32))));
+        assert!(!looks_like_token("vct_é"));
+    }
+
+    #[test]
+    fn realm_admin_checks() {
+        let a = Actor {
+            name: "token:t".into(),
+            admin: false,
+            realm_ids: vec!["r1".into()],
+        };
+        assert!(a.require_admin().unwrap_err().access_denied);
+        assert!(a.require_realm("r1").is_ok());
+        assert!(a.require_realm("r2").is_err());
+        let here = ConfigSource::Realm {
+            realm_id: "r1".into(),
+            model_id: "m".into(),
+        };
+        let there = ConfigSource::Realm {
+            realm_id: "r2".into(),
+            model_id: "m".into(),
+        };
+        let reg = ConfigSource::Registry {
+            model_id: "m".into(),
+        };
+        assert!(a.require_routed_here("d", Some(&here)).is_ok());
+        assert!(a.require_routed_here("d", Some(&there)).is_err());
+        assert!(a.require_routed_here("d", Some(&reg)).is_err());
+        assert!(a.require_routed_here("d", None).is_err());
     }
 }

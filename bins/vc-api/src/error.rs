@@ -12,6 +12,17 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Message naming the field or thing; never internals, never a secret.
     pub message: String,
+    /// Refused by the API's own access control (401, or a 403 of an `Actor::require_*` check): the
+    /// response carries an [`AccessDenied`] extension and is recorded as `auth.failed`. A domain 403 from
+    /// the worker (e.g. "not a member of realm") is not an access failure.
+    pub access_denied: bool,
+}
+
+/// Response extension of an access failure: what [`crate::access`] records as `auth.failed`.
+#[derive(Debug, Clone)]
+pub struct AccessDenied {
+    /// Why (never token material).
+    pub reason: String,
 }
 
 impl ApiError {
@@ -20,6 +31,21 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            access_denied: false,
+        }
+    }
+    /// 401 (recorded as an access failure).
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self {
+            access_denied: true,
+            ..Self::new(ErrorCode::Unauthorized, m)
+        }
+    }
+    /// 403 of the API's access control (recorded as an access failure).
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self {
+            access_denied: true,
+            ..Self::new(ErrorCode::Forbidden, m)
         }
     }
     /// 400.
@@ -38,19 +64,13 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        Self {
-            code: e.code,
-            message: e.message,
-        }
+        Self::new(e.code, e.message)
     }
 }
 
 impl From<OutcomeError> for ApiError {
     fn from(e: OutcomeError) -> Self {
-        Self {
-            code: e.code,
-            message: e.message,
-        }
+        Self::new(e.code, e.message)
     }
 }
 
@@ -70,11 +90,18 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        (
+        let denied = self.access_denied.then(|| AccessDenied {
+            reason: message.clone(),
+        });
+        let mut resp = (
             status,
             axum::Json(serde_json::json!({"error": message, "code": self.code.as_str()})),
         )
-            .into_response()
+            .into_response();
+        if let Some(d) = denied {
+            resp.extensions_mut().insert(d);
+        }
+        resp
     }
 }
 

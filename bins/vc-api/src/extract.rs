@@ -55,6 +55,11 @@ impl FromRequestParts<AppState> for Actor {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Set by `access::guard` for every `/api` request; authenticate here only when the router is
+        // used without it.
+        if let Some(a) = parts.extensions.get::<Actor>() {
+            return Ok(a.clone());
+        }
         crate::auth::authenticate(&parts.headers, state).await
     }
 }

@@ -5,16 +5,28 @@
 //! - [`submit`]: a write becomes one command on JetStream (`vc.cmd.<kind>`, `Nats-Msg-Id` = command id);
 //!   the handler waits for the worker's outcome on this instance's reply inbox, up to `VC_COMMAND_WAIT_MS`,
 //!   then answers 202 with a status URL.
-//! - [`auth`], [`extract`], [`error`]: bearer auth, JSON body rules (1 MiB, 415, 400), the one error type.
+//! - [`tokens`]: realm-admin tokens (`/api/tokens`), written straight to Redis with their audit events.
+//! - [`access`]: the `/api` middleware: authentication once per request, `auth.failed` audit events
+//!   (rate-limited). [`auth`]: who the caller is and what it may do.
+//! - [`extract`], [`error`]: JSON body rules (1 MiB, 415, 400), the one error type.
+//! - [`metrics`]: `/metrics` counters (requests by route and status class, commands, 202s, auth failures).
+//!
+//! Shutdown ([`run`]): `/readyz` turns 503 at once, requests are still served for
+//! [`Deps::drain_delay`] (so load balancers stop sending), then the listener closes and in-flight
+//! requests get up to [`DRAIN_DEADLINE`] to finish.
 //!
 //! The API never calls LiteLLM.
 
+pub mod access;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod routes;
 pub mod submit;
+pub mod tokens;
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +75,10 @@ pub struct AppState {
     pub litellm_public_url: Option<String>,
     /// Set on SIGTERM.
     pub draining: Arc<AtomicBool>,
+    /// Counters served at `/metrics`.
+    pub metrics: metrics::ApiMetrics,
+    /// Rate limit of `auth.failed` audit writes (per instance).
+    pub auth_events: Arc<access::RateLimit>,
 }
 
 /// What `run` is given.
@@ -81,7 +97,17 @@ pub struct Deps {
     pub litellm: Option<vc_shared::config::LitellmSettings>,
     /// Stream replicas (streams are created if missing).
     pub stream_replicas: usize,
+    /// On shutdown, how long requests are still served after `/readyz` turned 503, before the listener
+    /// closes (lets load balancers notice). `main`: [`DEFAULT_DRAIN_DELAY`]; tests: zero.
+    pub drain_delay: Duration,
 }
+
+/// Drain delay of the binary.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(2);
+/// Once the listener is closed, how long in-flight requests get before `run` returns anyway.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+/// Request timeout beyond the outcome wait (auth, validation, publish ack, reads).
+pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -129,11 +155,20 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::litellm_status))
         .routes(routes!(routes::litellm_reconcile))
         .routes(routes!(routes::audit))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::delete_token))
         .split_for_parts()
 }
 
 /// The whole router: `/api/*`, `/api/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
+///
+/// Layers, outermost first: timeout (`command_wait` + [`REQUEST_TIMEOUT_MARGIN`], so a write that waits
+/// its full outcome time still answers its 202 itself), panic catcher, tracing, request metrics, and on
+/// `/api` the access middleware.
 pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
+    let request_timeout = state.command_wait + REQUEST_TIMEOUT_MARGIN;
+    let metrics = state.metrics.clone();
+    let guard = axum::middleware::from_fn_with_state(state.clone(), access::guard);
     let (api, doc) = api_routes();
     let doc = Arc::new(doc);
     let api = api
@@ -145,10 +180,15 @@ pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
             }),
         )
         .fallback(routes::not_found)
+        .layer(guard)
         .with_state(state);
     Router::new()
         .merge(api)
         .merge(vc_shared::ops::router(ops))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             error::ApiError::new(vc_shared::error::ErrorCode::Internal, "internal error")
@@ -156,7 +196,7 @@ pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
         }))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(60),
+            request_timeout,
         ))
 }
 
@@ -177,7 +217,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// Serves on `listener` until `shutdown`; then drains (readyz 503, in-flight requests finish, 15 s cap).
+/// Serves on `listener` until `shutdown`; then drains: `/readyz` answers 503 at once, requests are still
+/// served for `deps.drain_delay`, then the listener closes and in-flight requests get up to
+/// [`DRAIN_DEADLINE`] to finish (outcome replies keep flowing meanwhile).
 pub async fn run(
     listener: TcpListener,
     deps: Deps,
@@ -195,6 +237,9 @@ pub async fn run(
         waiters.clone(),
     ));
     let draining = Arc::new(AtomicBool::new(false));
+    let api_metrics = metrics::ApiMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    api_metrics.register(&mut registry);
     let state = AppState {
         nats: deps.nats.clone(),
         js,
@@ -207,6 +252,8 @@ pub async fn run(
         litellm_base_url: deps.litellm.as_ref().map(|l| l.base_url.clone()),
         litellm_public_url: deps.litellm.as_ref().map(|l| l.public_url.clone()),
         draining: draining.clone(),
+        metrics: api_metrics,
+        auth_events: Arc::new(access::RateLimit::default()),
     };
     let ops = vc_shared::ops::Ops {
         readiness: vc_shared::ops::Readiness {
@@ -214,22 +261,46 @@ pub async fn run(
             store: deps.store.clone(),
             draining: draining.clone(),
         },
-        registry: Arc::new(prometheus_client::registry::Registry::default()),
+        registry: Arc::new(registry),
     };
     let app = router(state, ops);
     tracing::info!(addr = ?listener.local_addr().ok(), "API listening.");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    // Shutdown protocol: signal → draining (readyz 503) → keep serving `drain_delay` → stop accepting →
+    // in-flight requests finish, at most DRAIN_DEADLINE → return.
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
     let d = draining.clone();
-    tokio::spawn(async move {
+    let drain_delay = deps.drain_delay;
+    let signal = tokio::spawn(async move {
         shutdown.await;
         d.store(true, Ordering::Relaxed);
-        tracing::info!("API draining.");
-        let _ = tx.send(());
+        tracing::info!(delay = ?drain_delay, "API draining: readyz 503, still serving.");
+        tokio::time::sleep(drain_delay).await;
+        tracing::info!("API closing its listener; in-flight requests finish.");
+        let _ = close_tx.send(());
+        let _ = closed_tx.send(());
     });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = rx.await;
-    });
-    let result = serve.await;
+    let serve = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = close_rx.await;
+        })
+        .into_future();
+    tokio::pin!(serve);
+    let deadline = async move {
+        if closed_rx.await.is_ok() {
+            tokio::time::sleep(DRAIN_DEADLINE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        r = &mut serve => r,
+        () = deadline => {
+            tracing::warn!(deadline = ?DRAIN_DEADLINE, "In-flight requests did not finish in time; stopping anyway.");
+            Ok(())
+        }
+    };
+    signal.abort();
     replies.abort();
     result.map_err(Error::from)
 }

@@ -53,6 +53,7 @@ async fn main() -> ExitCode {
         command_wait: Duration::from_millis(settings.command_wait_ms),
         litellm: settings.litellm(),
         stream_replicas: settings.nats_stream_replicas,
+        drain_delay: vc_api::DEFAULT_DRAIN_DELAY,
     };
     match vc_api::run(listener, deps, vc_shared::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,7 +34,7 @@ async fn write(
     ids: &[(&str, &str)],
 ) -> ApiResult<Response> {
     let bytes = build_body(body, ids, state)?;
-    submit(state, kind, bytes, idem(headers).as_deref(), &actor.name).await
+    submit(state, kind, bytes, idem(headers).as_deref(), actor).await
 }
 
 fn check_id(field: &str, id: &str) -> ApiResult<()> {
@@ -441,6 +441,15 @@ pub async fn add_agent(
 ) -> ApiResult<Response> {
     actor.require_realm(&id)?;
     check_id("id", &id)?;
+    if !actor.is_admin() {
+        if let Some(did) = body
+            .as_ref()
+            .and_then(|b| b.get("agentDid"))
+            .and_then(Value::as_str)
+        {
+            actor.require_adoptable(&s, did.trim()).await?;
+        }
+    }
     write(
         &s,
         &actor,
@@ -510,12 +519,12 @@ pub async fn get_agent(
     actor: Actor,
     Path(did): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    actor.require_agent(&s, &did).await?;
     let a = s
         .store
         .agent(&did)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
-    actor.require_agent(&s, &did).await?;
     Ok(Json(
         json!({"agent": views::load_agent_view(&s.store, &a).await?}),
     ))
@@ -548,12 +557,12 @@ pub async fn get_llm_config(
     actor: Actor,
     Path(did): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    actor.require_agent(&s, &did).await?;
     let a = s
         .store
         .agent(&did)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
-    actor.require_agent(&s, &did).await?;
     Ok(Json(json!({
         "config": views::safe_config(&a),
         "mode": a.state.mode,
@@ -574,22 +583,21 @@ pub async fn put_llm_config(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     if !actor.is_admin() {
-        // Realm admins may only set realm routing, through one of their realms.
-        let realm = body
-            .as_ref()
-            .and_then(|b| b.get("realmId"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        match realm {
-            Some(r) => actor.require_realm(&r)?,
-            None => {
-                return Err(ApiError::new(
-                    vc_shared::error::ErrorCode::Forbidden,
-                    "realm admins may only set realm routing",
+        // Realm admins may only set realm routing, through one of their realms: decided on the command
+        // as the worker will read it (so no other form can slip through), before anything is published.
+        actor.require_agent(&s, &did).await?;
+        let bytes = build_body(body.clone(), &[("did", &did)], &s)?;
+        match command::Command::parse(CommandKind::AgentLlmConfigSet, &bytes)? {
+            command::Command::AgentLlmConfigSet {
+                form: command::LlmConfigForm::Realm { realm_id, .. },
+                ..
+            } => actor.require_realm(&realm_id)?,
+            _ => {
+                return Err(ApiError::forbidden(
+                    "realm admins may only set realm routing ({realmId, realmModelId})",
                 ))
             }
         }
-        actor.require_agent(&s, &did).await?;
     }
     write(
         &s,
@@ -611,6 +619,15 @@ pub async fn delete_llm_config(
     Path(did): Path<String>,
 ) -> ApiResult<Response> {
     actor.require_agent(&s, &did).await?;
+    if !actor.is_admin() {
+        // A realm admin may clear only a config that routes through one of its realms.
+        let a = s
+            .store
+            .agent(&did)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
+        actor.require_routed_here(&did, a.source.as_ref())?;
+    }
     write(
         &s,
         &actor,
@@ -629,12 +646,19 @@ pub async fn realm_llm(
     actor: Actor,
     Path(did): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    actor.require_agent(&s, &did).await?;
     s.store
         .agent(&did)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
-    actor.require_agent(&s, &did).await?;
-    let memberships = s.store.agent_realms(&did).await?;
+    // A realm admin sees only its own realms of the agent.
+    let memberships: Vec<_> = s
+        .store
+        .agent_realms(&did)
+        .await?
+        .into_iter()
+        .filter(|m| actor.can_read_realm(&m.realm_id))
+        .collect();
     let ids: Vec<String> = memberships.iter().map(|m| m.realm_id.clone()).collect();
     let realms = s.store.realms_by_id(&ids).await?;
     let mut out = Vec::new();
@@ -660,14 +684,18 @@ pub async fn realm_llm(
     })))
 }
 
-/// A command's status.
-#[utoipa::path(get, path = "/api/commands/{id}", tag = "commands", params(("id" = String, Path)), responses((status = 200, body = CommandRecord), (status = 404)))]
+/// A command's status. A realm admin may read only the commands it submitted.
+#[utoipa::path(get, path = "/api/commands/{id}", tag = "commands", params(("id" = String, Path)), responses((status = 200, body = CommandRecord), (status = 403), (status = 404)))]
 pub async fn get_command(
     State(s): State<AppState>,
     actor: Actor,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CommandRecord>> {
-    let _ = actor;
+    if !actor.is_admin() && s.store.command_issuer(&id).await?.as_deref() != Some(&actor.name) {
+        return Err(ApiError::forbidden(format!(
+            "command {id} was not submitted by this token"
+        )));
+    }
     let mut rec = s
         .store
         .command(&id)

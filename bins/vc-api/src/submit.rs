@@ -19,7 +19,8 @@ use vc_shared::domain::now_rfc3339;
 use vc_shared::error::ErrorCode;
 
 use crate::error::{ApiError, ApiResult};
-use crate::AppState;
+use crate::metrics::KindLabels;
+use crate::{Actor, AppState};
 
 /// Most outcomes waited for at once; beyond, requests answer 202 at once.
 pub const MAX_WAITERS: usize = 10_000;
@@ -151,12 +152,19 @@ fn pending_response(id: &str) -> Response {
 }
 
 /// Validates, publishes and waits. `idempotency_key` makes a retried request return the first outcome.
+///
+/// A publish that fails (no stream acknowledgement within 5 s: `503`) removes the pending record but
+/// keeps the `Idempotency-Key` pointing at the same command id. A retry with that key finds the claim
+/// without a record and publishes again **under the same command id**: if the first publish did reach
+/// the stream after all (the acknowledgement was lost, or the client flushed it after a reconnect),
+/// JetStream's duplicate window (`Nats-Msg-Id`) and the worker's completed-record check make sure it is
+/// applied once. Releasing the key instead would give the retry a new id and could apply it twice.
 pub async fn submit(
     state: &AppState,
     kind: CommandKind,
     body: Bytes,
     idempotency_key: Option<&str>,
-    actor: &str,
+    actor: &Actor,
 ) -> ApiResult<Response> {
     Command::parse(kind, &body)?;
     let mut command_id = uuid::Uuid::now_v7().to_string();
@@ -166,11 +174,15 @@ pub async fn submit(
                 "Idempotency-Key must be 1-256 characters",
             ));
         }
-        let hash = sha256_hex(&format!("{actor}\n{}\n{key}", kind.as_str()));
+        let hash = sha256_hex(&format!("{}\n{}\n{key}", actor.name, kind.as_str()));
         let holder = state.store.claim_idempotency(&hash, &command_id).await?;
         if holder != command_id {
-            // A retry: answer the first request's outcome, never apply twice.
-            return wait_existing(state, kind, &holder).await;
+            if state.store.command(&holder).await?.is_some() {
+                // A retry: answer the first request's outcome, never apply twice.
+                return wait_existing(state, kind, &holder).await;
+            }
+            // The first request's publish failed (its record was removed): publish again, same id.
+            command_id = holder;
         }
     }
     let record = CommandRecord {
@@ -184,12 +196,25 @@ pub async fn submit(
         effects: None,
     };
     if !state.store.put_pending_command(&record).await? {
+        if idempotency_key.is_some() {
+            // A concurrent request with the same key (first try or retry) wrote this id's record first:
+            // it publishes; this one answers its outcome.
+            return wait_existing(state, kind, &command_id).await;
+        }
+        // Without a key only a UUIDv7 clash gets here: take another id.
         command_id = uuid::Uuid::now_v7().to_string();
         let rec = CommandRecord {
             command_id: command_id.clone(),
             ..record
         };
         state.store.put_pending_command(&rec).await?;
+    }
+    if !actor.is_admin() {
+        // Realm admins may read back only their own commands (`GET /api/commands/{id}`).
+        state
+            .store
+            .put_command_issuer(&command_id, &actor.name)
+            .await?;
     }
     let rx = state.waiters.register(&command_id);
     let mut headers = async_nats::HeaderMap::new();
@@ -198,7 +223,7 @@ pub async fn submit(
         HDR_REPLY_TO,
         format!("{}.{command_id}", state.inbox).as_str(),
     );
-    headers.insert(HDR_ACTOR, actor);
+    headers.insert(HDR_ACTOR, actor.name.as_str());
     let published = async {
         let ack = state
             .js
@@ -207,23 +232,34 @@ pub async fn submit(
             .map_err(|e| e.to_string())?;
         ack.await.map_err(|e| e.to_string())
     };
-    match tokio::time::timeout(vc_shared::bus::CALL_TIMEOUT, published).await {
-        Ok(Ok(_)) => {}
+    let failure = match tokio::time::timeout(vc_shared::bus::CALL_TIMEOUT, published).await {
+        Ok(Ok(_)) => None,
         Ok(Err(e)) => {
-            state.waiters.remove(&command_id);
-            tracing::warn!(error = %e, "Command publish failed.");
-            return Err(ApiError::unavailable(
-                "command bus unavailable, retry later",
-            ));
+            tracing::warn!(error = %e, command = %command_id, "Command publish failed.");
+            Some("command bus unavailable, retry later")
         }
         Err(_) => {
-            state.waiters.remove(&command_id);
-            return Err(ApiError::unavailable(
-                "command bus did not acknowledge in time, retry later",
-            ));
+            tracing::warn!(command = %command_id, "Command publish not acknowledged in time.");
+            Some("command bus did not acknowledge in time, retry later")
         }
+    };
+    if let Some(message) = failure {
+        state.waiters.remove(&command_id);
+        state.metrics.publish_failures.inc();
+        if let Err(e) = state.store.drop_pending_command(&command_id).await {
+            tracing::warn!(error = %e, command = %command_id, "Could not remove the record of an unpublished command.");
+        }
+        return Err(ApiError::unavailable(message));
     }
+    state
+        .metrics
+        .commands_published
+        .get_or_create(&KindLabels {
+            kind: kind.as_str().into(),
+        })
+        .inc();
     let Some(rx) = rx else {
+        state.metrics.waits_timed_out.inc();
         return Ok(pending_response(&command_id));
     };
     match tokio::time::timeout(state.command_wait, rx).await {
@@ -238,7 +274,10 @@ pub async fn submit(
                 .and_then(|r| r.outcome())
             {
                 Some(o) => Ok(outcome_response(kind, o)),
-                None => Ok(pending_response(&command_id)),
+                None => {
+                    state.metrics.waits_timed_out.inc();
+                    Ok(pending_response(&command_id))
+                }
             }
         }
     }
