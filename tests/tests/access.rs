@@ -907,7 +907,7 @@ async fn drain_serves_then_finishes_in_flight_requests() {
     let addr = listener.local_addr().unwrap();
     let deps = vc_api::Deps {
         nats,
-        store: vc_shared::store::Store::connect(&s.redis_url())
+        store: vc_shared::store::Store::connect(&s.redis.url())
             .await
             .unwrap(),
         sealer: s.sealer(),
