@@ -348,13 +348,15 @@ impl Settings {
             .map(str::trim)
             .filter(|u| !u.is_empty())
         {
-            if !(u.starts_with("redis://")
-                || u.starts_with("rediss://")
-                || u.starts_with("redis+cluster://"))
-            {
+            if u.starts_with("rediss://") {
                 errors.push(
-                    "REDIS_URL must start with redis://, rediss:// or redis+cluster://".to_string(),
+                    "REDIS_URL: rediss:// (TLS) is not supported by this build; use redis:// on a private network"
+                        .to_string(),
                 );
+                break;
+            }
+            if !(u.starts_with("redis://") || u.starts_with("redis+cluster://")) {
+                errors.push("REDIS_URL must start with redis:// or redis+cluster://".to_string());
                 break;
             }
         }
