@@ -595,17 +595,24 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> DomainResult<T> {
         Some(_) => return Err(DomainError::bad_request("body must be a JSON object")),
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        let msg = strip_position(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
             DomainError::bad_request(format!("body is not valid JSON: {inner}"))
+        } else if msg.starts_with("duplicate field") {
+            DomainError::bad_request(msg)
         } else if path == "." {
-            DomainError::bad_request(format!("body must be a JSON object: {inner}"))
+            DomainError::bad_request(format!("body must be a JSON object: {msg}"))
         } else {
-            DomainError::bad_request(format!("{path}: {}", strip_position(&inner.to_string())))
+            DomainError::bad_request(format!("{path}: {msg}"))
         }
-    })
+    })?;
+    // Exactly one JSON value: trailing bytes are refused.
+    de.end()
+        .map_err(|e| DomainError::bad_request(format!("body is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 fn strip_position(msg: &str) -> String {
@@ -618,7 +625,7 @@ fn strip_position(msg: &str) -> String {
 fn check_len(field: &str, value: &str, max: usize) -> DomainResult<()> {
     if value.len() > max {
         return Err(DomainError::bad_request(format!(
-            "{field} is too long (at most {max} characters)"
+            "{field} is too long (at most {max} bytes of UTF-8)"
         )));
     }
     if value
@@ -744,7 +751,7 @@ fn realm_slug(field: &str, value: &str) -> DomainResult<String> {
     let s = slug(value);
     if s.is_empty() {
         return Err(DomainError::bad_request(format!(
-            "{field} must contain at least one letter or digit"
+            "{field} must contain at least one ASCII letter or digit (a-z, 0-9)"
         )));
     }
     if s.len() > 100 {
@@ -777,7 +784,7 @@ impl Command {
                 };
                 if crate::domain::slug(&name).is_empty() {
                     return Err(DomainError::bad_request(
-                        "name must contain at least one letter or digit",
+                        "name must contain at least one ASCII letter or digit (a-z, 0-9)",
                     ));
                 }
                 let api_key = SecretInput::from_pair("apiKey", b.api_key, b.api_key_sealed)?;
@@ -799,7 +806,7 @@ impl Command {
                 if let Some(n) = &name {
                     if slug(n).is_empty() {
                         return Err(DomainError::bad_request(
-                            "name must contain at least one letter or digit",
+                            "name must contain at least one ASCII letter or digit (a-z, 0-9)",
                         ));
                     }
                 }

@@ -180,6 +180,7 @@ pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
             }),
         )
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(guard)
         .with_state(state);
     Router::new()

@@ -799,3 +799,11 @@ pub async fn not_found() -> impl IntoResponse {
         Json(json!({"error": "no such route", "code": "NOT_FOUND"})),
     )
 }
+
+/// 405 for a method the path does not have, as JSON.
+pub async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": "method not allowed on this route", "code": "METHOD_NOT_ALLOWED"})),
+    )
+}
