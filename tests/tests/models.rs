@@ -442,7 +442,11 @@ async fn ops_endpoints_and_openapi() {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = s.request(m, &concrete, None, None, &[]).await;
             assert!(
-                r.status != 405 && !(r.status == 404 && r.body["error"] == "no such route"),
+                r.status != 405
+                    && !(r.status == 404
+                        && r.body["error"]
+                            .as_str()
+                            .is_some_and(|e| e.starts_with("no such route"))),
                 "{method} {path} → {}",
                 r.status
             );

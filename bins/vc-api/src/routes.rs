@@ -800,10 +800,11 @@ pub async fn not_found() -> impl IntoResponse {
     )
 }
 
-/// 405 for a method the path does not have, as JSON.
+/// A method the path does not have: answered as the contract's `NOT_FOUND` (its error codes have no
+/// 405), as JSON.
 pub async fn method_not_allowed() -> impl IntoResponse {
     (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": "method not allowed on this route", "code": "METHOD_NOT_ALLOWED"})),
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no such route for this method", "code": "NOT_FOUND"})),
     )
 }
