@@ -17,7 +17,7 @@ use vc_shared::config::LitellmSettings;
 use vc_shared::crypto::{Sealer, SecretKey};
 use vc_shared::store::Store;
 
-use crate::servers::{NatsServer, RedisServer};
+use crate::servers::{NatsCluster, NatsServer, RedisCluster, RedisOpts, RedisServer};
 
 /// Admin token used by every in-process API.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -60,6 +60,12 @@ pub struct StackBuilder {
     external: Option<(String, String)>,
     workers: usize,
     command_wait: Option<Duration>,
+    nats_cluster: Option<usize>,
+    redis_cluster: Option<usize>,
+    redis_opts: Option<RedisOpts>,
+    stream_replicas: Option<usize>,
+    reconcile_every: Option<Duration>,
+    worker_ack_wait: Option<Duration>,
 }
 
 /// An HTTP response as tests see it.
@@ -95,7 +101,18 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// A store handle for assertions.
     pub store: Store,
+    /// The NATS cluster the services use, when started with [`StackBuilder::nats_cluster`] (then
+    /// [`Stack::nats`] is a spare single server that no service uses).
+    pub nats_cluster: Option<NatsCluster>,
+    /// The Redis Cluster the services use, when started with [`StackBuilder::redis_cluster`] (then
+    /// [`Stack::redis`] is a spare single server that no service uses).
+    pub redis_cluster: Option<RedisCluster>,
     command_wait: Duration,
+    nats_url: String,
+    redis_url: String,
+    stream_replicas: usize,
+    reconcile_every: Duration,
+    worker_ack_wait: Option<Duration>,
 }
 
 impl StackBuilder {
@@ -122,6 +139,40 @@ impl StackBuilder {
         self.command_wait = Some(d);
         self
     }
+    /// Services use a NATS cluster of `n` nodes ([`NatsCluster`], all URLs comma-separated in their
+    /// `NATS_URL`) instead of the single server; streams get `min(n, 3)` replicas unless
+    /// [`StackBuilder::stream_replicas`] says otherwise.
+    pub fn nats_cluster(mut self, n: usize) -> Self {
+        self.nats_cluster = Some(n);
+        self
+    }
+    /// Services use a Redis Cluster of `n` masters ([`RedisCluster`], node URLs comma-separated in
+    /// their `REDIS_URL`, which the store treats as a cluster) instead of the single server.
+    pub fn redis_cluster(mut self, n: usize) -> Self {
+        self.redis_cluster = Some(n);
+        self
+    }
+    /// Options of the single Redis server (default [`RedisOpts::default`]: AOF, `appendfsync always`).
+    pub fn redis_opts(mut self, opts: RedisOpts) -> Self {
+        self.redis_opts = Some(opts);
+        self
+    }
+    /// JetStream stream replicas the services ask for (default 1, or the NATS cluster's size up to 3).
+    pub fn stream_replicas(mut self, n: usize) -> Self {
+        self.stream_replicas = Some(n);
+        self
+    }
+    /// Workers reconcile LiteLLM every `d` (default: never; the production default is 300 s).
+    pub fn reconcile_every(mut self, d: Duration) -> Self {
+        self.reconcile_every = Some(d);
+        self
+    }
+    /// `ack_wait` of the command consumer (default 30 s, as in production): how long a command held by
+    /// a killed worker waits before another worker gets it.
+    pub fn worker_ack_wait(mut self, d: Duration) -> Self {
+        self.worker_ack_wait = Some(d);
+        self
+    }
 
     /// Starts everything.
     pub async fn start(self) -> Stack {
@@ -129,9 +180,37 @@ impl StackBuilder {
         let nats = tokio::task::spawn_blocking(NatsServer::start)
             .await
             .expect("nats");
-        let redis = tokio::task::spawn_blocking(RedisServer::start)
+        let redis_opts = self.redis_opts.clone().unwrap_or_default();
+        let redis = tokio::task::spawn_blocking(move || RedisServer::start_with(redis_opts))
             .await
             .expect("redis");
+        let nats_cluster = match self.nats_cluster {
+            Some(n) => Some(
+                tokio::task::spawn_blocking(move || NatsCluster::start(n))
+                    .await
+                    .expect("nats cluster"),
+            ),
+            None => None,
+        };
+        let redis_cluster = match self.redis_cluster {
+            Some(n) => Some(
+                tokio::task::spawn_blocking(move || RedisCluster::start(n))
+                    .await
+                    .expect("redis cluster"),
+            ),
+            None => None,
+        };
+        let nats_url = nats_cluster
+            .as_ref()
+            .map(NatsCluster::urls)
+            .unwrap_or_else(|| nats.url());
+        let redis_url = redis_cluster
+            .as_ref()
+            .map(RedisCluster::urls_csv)
+            .unwrap_or_else(|| redis.url());
+        let stream_replicas = self
+            .stream_replicas
+            .unwrap_or_else(|| self.nats_cluster.map(|n| n.clamp(1, 3)).unwrap_or(1));
         let emu = if self.litellm {
             Some(
                 litellm_emu::Emulator::spawn(litellm_emu::EmulatorConfig {
@@ -143,7 +222,7 @@ impl StackBuilder {
         } else {
             None
         };
-        let store = Store::connect(&redis.url()).await.expect("store");
+        let store = Store::connect(&redis_url).await.expect("store");
         let mut stack = Stack {
             nats,
             redis,
@@ -158,7 +237,14 @@ impl StackBuilder {
                 .build()
                 .expect("http"),
             store,
+            nats_cluster,
+            redis_cluster,
             command_wait: self.command_wait.unwrap_or(Duration::from_secs(10)),
+            nats_url,
+            redis_url,
+            stream_replicas,
+            reconcile_every: self.reconcile_every.unwrap_or(Duration::ZERO),
+            worker_ack_wait: self.worker_ack_wait,
         };
         for _ in 0..self.workers.max(1) {
             let w = stack.spawn_worker().await;
@@ -200,12 +286,27 @@ impl Stack {
         Sealer::new(self.secret.clone())
     }
 
+    /// The `NATS_URL` the services use (the cluster's URLs, comma-separated, in cluster mode).
+    pub fn nats_url(&self) -> String {
+        self.nats_url.clone()
+    }
+
+    /// The `REDIS_URL` the services use (the cluster's node URLs, comma-separated, in cluster mode).
+    pub fn redis_url(&self) -> String {
+        self.redis_url.clone()
+    }
+
+    /// The JetStream stream replicas the services ask for.
+    pub fn stream_replicas(&self) -> usize {
+        self.stream_replicas
+    }
+
     /// Starts one more worker (library `run`, in-process).
     pub async fn spawn_worker(&self) -> Service {
-        let nats = vc_shared::bus::connect(&self.nats.url(), "test-worker")
+        let nats = vc_shared::bus::connect(&self.nats_url, "test-worker")
             .await
             .expect("nats");
-        let store = Store::connect(&self.redis.url()).await.expect("store");
+        let store = Store::connect(&self.redis_url).await.expect("store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -215,12 +316,16 @@ impl Stack {
             store,
             sealer: self.sealer(),
             litellm: self.litellm_settings(),
-            stream_replicas: 1,
-            reconcile_every: Duration::ZERO,
+            stream_replicas: self.stream_replicas,
+            reconcile_every: self.reconcile_every,
         };
+        let mut tuning = vc_worker::Tuning::default();
+        if let Some(d) = self.worker_ack_wait {
+            tuning.command_ack_wait = d;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            if let Err(e) = vc_worker::run(Some(listener), deps, async move {
+            if let Err(e) = vc_worker::run_tuned(Some(listener), deps, tuning, async move {
                 let _ = rx.await;
             })
             .await
@@ -237,10 +342,10 @@ impl Stack {
 
     /// Starts an API (library `run`, in-process).
     pub async fn spawn_api(&self) -> Service {
-        let nats = vc_shared::bus::connect(&self.nats.url(), "test-api")
+        let nats = vc_shared::bus::connect(&self.nats_url, "test-api")
             .await
             .expect("nats");
-        let store = Store::connect(&self.redis.url()).await.expect("store");
+        let store = Store::connect(&self.redis_url).await.expect("store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -252,7 +357,7 @@ impl Stack {
             admin_token: ADMIN_TOKEN.into(),
             command_wait: self.command_wait,
             litellm: self.litellm_settings(),
-            stream_replicas: 1,
+            stream_replicas: self.stream_replicas,
             drain_delay: Duration::ZERO,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -286,7 +391,7 @@ impl Stack {
 
     /// A raw NATS client.
     pub async fn nats_client(&self) -> async_nats::Client {
-        vc_shared::bus::connect(&self.nats.url(), "test-client")
+        vc_shared::bus::connect(&self.nats_url, "test-client")
             .await
             .expect("nats")
     }

@@ -89,6 +89,12 @@ struct Tx<'a> {
     realms: HashMap<String, Option<StoredRealm>>,
     grants: HashMap<String, BTreeMap<String, String>>,
     agents: HashMap<String, Option<StoredAgent>>,
+    /// Configs sealed by this command, by their JSON: agents given the same config get the same sealed
+    /// value (one seal, one nonce, reused only for that same plaintext), so their states are equal and
+    /// a realm push groups them into one state, which edges encode once. Sealing each agent's copy
+    /// afresh made every state distinct: a realm push carried one group per agent and, beyond ~1,900
+    /// agents, exceeded NATS' 1 MiB payload limit.
+    sealed: HashMap<String, SealedLlmConfig>,
     ops: Vec<Op>,
     effects: Effects,
 }
@@ -374,10 +380,20 @@ impl<'a> Tx<'a> {
         agent.source = source;
         self.index(&agent);
         let version = self.next_version();
-        let sealed = config
-            .as_ref()
-            .map(|c| SealedLlmConfig::seal(self.ctx.sealer, c))
-            .transpose()?;
+        let sealed = match &config {
+            None => None,
+            Some(c) => {
+                let plain = serde_json::to_string(c).unwrap_or_default();
+                match self.sealed.get(&plain) {
+                    Some(s) => Some(s.clone()),
+                    None => {
+                        let s = SealedLlmConfig::seal(self.ctx.sealer, c)?;
+                        self.sealed.insert(plain, s.clone());
+                        Some(s)
+                    }
+                }
+            }
+        };
         let realm_id = match &agent.source {
             Some(ConfigSource::Realm { realm_id, .. }) => Some(realm_id.clone()),
             _ => None,
@@ -1324,6 +1340,7 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Applied, ApplyErro
         realms: HashMap::new(),
         grants: HashMap::new(),
         agents: HashMap::new(),
+        sealed: HashMap::new(),
         ops: Vec::new(),
         effects: Effects::default(),
     };

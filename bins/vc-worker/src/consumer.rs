@@ -47,6 +47,14 @@ pub enum Processing {
 
 /// Creates the shared durable consumer of commands.
 pub async fn command_consumer(js: &jetstream::Context) -> Result<pull::Stream, String> {
+    command_consumer_with(js, ACK_WAIT).await
+}
+
+/// [`command_consumer`] with another `ack_wait` (used when this call creates the consumer).
+pub async fn command_consumer_with(
+    js: &jetstream::Context,
+    ack_wait: Duration,
+) -> Result<pull::Stream, String> {
     let stream = js
         .get_stream(subjects::CMD_STREAM)
         .await
@@ -57,7 +65,7 @@ pub async fn command_consumer(js: &jetstream::Context) -> Result<pull::Stream, S
             pull::Config {
                 durable_name: Some(subjects::CMD_CONSUMER.into()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
+                ack_wait,
                 max_ack_pending: 1,
                 max_deliver: -1,
                 filter_subject: subjects::CMD_ALL.into(),
@@ -83,7 +91,7 @@ pub async fn run_commands(worker: Worker, mut shutdown: tokio::sync::watch::Rece
         if *shutdown.borrow() {
             return;
         }
-        let mut messages = match command_consumer(&js).await {
+        let mut messages = match command_consumer_with(&js, worker.command_ack_wait).await {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "Command consumer unavailable; retrying.");
@@ -110,7 +118,7 @@ pub async fn run_commands(worker: Worker, mut shutdown: tokio::sync::watch::Rece
             let span = tracing::info_span!("command", subject = %msg.subject);
             let status = handle_with_progress(&worker, &msg).instrument(span).await;
             let ack = match status {
-                Processing::Done => msg.ack().await,
+                Processing::Done => ack_confirmed(&worker, &msg).await,
                 Processing::Retry(d) => msg.ack_with(AckKind::Nak(Some(d))).await,
                 Processing::Poison => msg.ack_with(AckKind::Term).await,
             };
@@ -121,11 +129,40 @@ pub async fn run_commands(worker: Worker, mut shutdown: tokio::sync::watch::Rece
     }
 }
 
+/// Acknowledges a done command and waits for JetStream to confirm, retrying until `ack_wait` has
+/// passed. A plain ack is fire-and-forget: one sent while the consumer's leader changes (a NATS node
+/// lost) or while the client reconnects is silently lost, and the next command is then held back for
+/// the whole `ack_wait` (30 s) until the done command is redelivered. A confirmed ack is retried
+/// through the election instead. (An ack request nobody answers comes back as "no responders", which
+/// counts as a failure here, unlike `double_ack`, which takes any reply for a confirmation.)
+async fn ack_confirmed(worker: &Worker, msg: &jetstream::Message) -> Result<(), async_nats::Error> {
+    let Some(reply) = msg.reply.clone() else {
+        return msg.ack().await;
+    };
+    let deadline = tokio::time::Instant::now() + worker.command_ack_wait;
+    loop {
+        let attempt = worker
+            .nats
+            .request(reply.clone(), Bytes::from_static(b"+ACK"))
+            .await;
+        match attempt {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                debug!(error = %e, "Ack not confirmed; retrying.");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 async fn handle_with_progress(worker: &Worker, msg: &jetstream::Message) -> Processing {
     let fut = handle(worker, msg);
     tokio::pin!(fut);
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let every = PROGRESS_EVERY
+        .min(worker.command_ack_wait / 3)
+        .max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
             r = &mut fut => return r,

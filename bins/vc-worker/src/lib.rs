@@ -71,6 +71,26 @@ pub struct Worker {
     pub litellm_healthy: Arc<AtomicBool>,
     /// Metrics.
     pub metrics: metrics::Metrics,
+    /// How long a command may stay unacknowledged before JetStream hands it to another worker.
+    pub command_ack_wait: Duration,
+}
+
+/// Timings with production defaults. Fault tests shorten `command_ack_wait` so that a worker killed
+/// while holding a command stalls the queue for seconds rather than 30 s; nothing else changes.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// `ack_wait` of the shared command consumer (default [`consumer::ACK_WAIT`], 30 s). Applies when
+    /// this worker creates the durable consumer; an existing consumer keeps its setting. Progress acks
+    /// are sent every third of it (at most every 10 s).
+    pub command_ack_wait: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            command_ack_wait: consumer::ACK_WAIT,
+        }
+    }
 }
 
 /// Why the worker stopped.
@@ -84,11 +104,32 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// Aborts tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Runs the worker until `shutdown` resolves; the command in hand is finished first (deadline 20 s).
 /// `metrics_listener` serves `/healthz`, `/readyz` and `/metrics` when given.
 pub async fn run(
     metrics_listener: Option<TcpListener>,
     deps: Deps,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    run_tuned(metrics_listener, deps, Tuning::default(), shutdown).await
+}
+
+/// [`run`] with non-default [`Tuning`].
+pub async fn run_tuned(
+    metrics_listener: Option<TcpListener>,
+    deps: Deps,
+    tuning: Tuning,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let js = async_nats::jetstream::new(deps.nats.clone());
@@ -126,6 +167,7 @@ pub async fn run(
         },
         litellm_healthy: Arc::new(AtomicBool::new(true)),
         metrics: metrics::Metrics::default(),
+        command_ack_wait: tuning.command_ack_wait,
     };
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -156,6 +198,21 @@ pub async fn run(
         deps.reconcile_every,
         stop_rx.clone(),
     ));
+    // The worker's tasks live no longer than this future: dropping it (an aborted task, a caller's
+    // timeout) stops them at once, without finishing the command in hand, exactly as when the process
+    // dies. Without this, a dropped `run` only dropped `stop_tx`, and the command loop saw that as a
+    // graceful stop: it finished, replied to and acked the command in hand.
+    let _tasks = AbortOnDrop(
+        [
+            Some(commands.abort_handle()),
+            Some(syncs.abort_handle()),
+            Some(periodic.abort_handle()),
+            ops_task.as_ref().map(|t| t.abort_handle()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    );
     info!(litellm = deps.litellm.is_some(), "Worker started.");
     shutdown.await;
     info!("Worker draining.");

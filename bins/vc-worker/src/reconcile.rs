@@ -46,16 +46,20 @@ pub struct Report {
     pub drift: Drift,
 }
 
+/// How long the reconcile lease lasts unless renewed (it is renewed while the reconcile runs, so a
+/// worker that dies in the middle of one blocks the next for at most this long; it was a fixed 300 s).
+const LEASE: Duration = Duration::from_secs(30);
+
 /// Reconciles once, if no other worker is (lease). Errors are logged and counted.
 pub async fn reconcile_once(worker: &Worker) {
-    let Some(ll) = worker.syncer.litellm.clone() else {
+    if worker.syncer.litellm.is_none() {
         return;
-    };
-    let Ok(Some(token)) = worker
-        .store
-        .try_lock("reconcile", Duration::from_secs(300))
-        .await
-    else {
+    }
+    let _ = crate::sync::leased(&worker.store, "reconcile", LEASE, reconcile_locked(worker)).await;
+}
+
+async fn reconcile_locked(worker: &Worker) {
+    let Some(ll) = worker.syncer.litellm.clone() else {
         return;
     };
     let mut drift = Drift::default();
@@ -131,7 +135,6 @@ pub async fn reconcile_once(worker: &Worker) {
     if let Err(e) = set {
         warn!(error = %e, "Could not store the reconcile report.");
     }
-    let _ = worker.store.unlock("reconcile", &token).await;
 }
 
 /// Periodic reconcile until `shutdown`.

@@ -21,8 +21,42 @@ use crate::litellm::{Litellm, LitellmError};
 pub const NO_MODELS: &str = "vc-no-models";
 /// Alias prefix of realm keys (`vc-realm-<realmId>`).
 pub const KEY_ALIAS_PREFIX: &str = "vc-realm-";
-/// How long one entity's sync lease lasts.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long one entity's sync lease lasts unless renewed. The holder renews it every third of this
+/// while it syncs (see [`leased`]), so a sync may take as long as it needs, and a worker that dies
+/// holding the lease (kill -9, in the middle of a sync) blocks that entity's sync for at most 15 s.
+/// It used to be a fixed 60 s lease: a crash blocked the entity for a minute, and a sync slower than a
+/// minute (several LiteLLM calls at a 30 s timeout) lost its lease while still running.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// Runs `f` under the lease `lock:{<name>}` (`ttl`, renewed every `ttl / 3` while `f` runs), then
+/// releases it. `Ok(None)` when another holder has the lease. A renewal that fails (Redis unreachable
+/// for longer than `ttl`) does not stop `f`: every leased task here is level-triggered and harmless to
+/// run twice; the lease only avoids doing the work twice at once.
+pub async fn leased<T>(
+    store: &Store,
+    name: &str,
+    ttl: Duration,
+    f: impl std::future::Future<Output = T>,
+) -> Result<Option<T>, StoreError> {
+    let Some(token) = store.try_lock(name, ttl).await? else {
+        return Ok(None);
+    };
+    tokio::pin!(f);
+    let every = ttl / 3;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let out = loop {
+        tokio::select! {
+            v = &mut f => break v,
+            _ = renew.tick() => {
+                if !matches!(store.extend_lock(name, &token, ttl).await, Ok(true)) {
+                    tracing::warn!(lease = name, "Lease lost while working; carrying on.");
+                }
+            }
+        }
+    };
+    let _ = store.unlock(name, &token).await;
+    Ok(Some(out))
+}
 
 /// Why a sync did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -85,12 +119,10 @@ impl Syncer {
         name: String,
         f: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        let Some(token) = self.store.try_lock(&name, LEASE).await? else {
-            return Err(SyncError::Busy(name));
-        };
-        let out = f.await;
-        let _ = self.store.unlock(&name, &token).await;
-        out
+        match leased(&self.store, &name, LEASE, f).await? {
+            Some(out) => out,
+            None => Err(SyncError::Busy(name)),
+        }
     }
 
     async fn record(

@@ -1,0 +1,467 @@
+//! Helpers shared by the fault scenarios (`fault_*.rs`, issue 5 items 1–5): sizes (CI or soak), a
+//! deterministic generator of mixed commands, publishing with PubAck tracking, and normalized snapshots of
+//! the whole observable state (REST views and the LiteLLM emulator) for comparisons.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use vc_shared::command::{CommandStatus, HDR_MSG_ID, HDR_REPLY_TO};
+use vc_shared::store::{keys, Store};
+use vc_tests::stack::Stack;
+
+/// `VC_SOAK=1` (set by `scripts/soak`) selects the long variants.
+pub fn soak() -> bool {
+    std::env::var("VC_SOAK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A size: `$var` when set, else the soak or the CI value.
+pub fn size(var: &str, ci: usize, soak_value: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(if soak() { soak_value } else { ci })
+}
+
+/// `d` scaled by `VC_TEST_PATIENCE`.
+pub fn secs(s: u64) -> Duration {
+    vc_tests::wait::scaled(Duration::from_secs(s))
+}
+
+/// One command to publish.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    /// `Nats-Msg-Id`.
+    pub id: String,
+    /// `vc.cmd.<kind>`.
+    pub subject: String,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl Cmd {
+    fn new(kind: &str, body: Value) -> Cmd {
+        Cmd {
+            id: uuid::Uuid::new_v4().to_string(),
+            subject: format!("vc.cmd.{kind}"),
+            body,
+        }
+    }
+
+    /// The kind (`model.register`, ...).
+    pub fn kind(&self) -> &str {
+        self.subject.trim_start_matches("vc.cmd.")
+    }
+}
+
+/// A deterministic stream of `n` mixed commands: model register/update, realm create, grant (some with
+/// budgets), revoke, agent register, realm join and llm-config set in its three forms. Entities get
+/// explicit ids so later commands can name them; some commands are refused by the worker (a revoke of a
+/// model not granted, a realm config for a non-member...), which is part of the mix.
+pub fn mixed_commands(n: usize, seed: u64) -> Vec<Cmd> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut models: Vec<String> = Vec::new();
+    let mut realms: Vec<String> = Vec::new();
+    let mut agents: Vec<String> = Vec::new();
+    let max_models = (n / 25).clamp(4, 60);
+    let max_realms = (n / 40).clamp(3, 40);
+    let max_agents = (n / 6).clamp(5, 3000);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let roll: u32 = rng.gen_range(0..100);
+        // 0 model.register, 1 model.update, 2 realm.create, 3 grant, 4 revoke, 5 agent.register,
+        // 6 realm.agent.add, 7 llm-config set.
+        let what = match roll {
+            0..=7 if models.len() < max_models => 0,
+            0..=19 => 1,
+            20..=25 if realms.len() < max_realms => 2,
+            20..=43 => 3,
+            44..=53 => 4,
+            54..=67 if agents.len() < max_agents => 5,
+            54..=81 => 6,
+            _ => 7,
+        };
+        // Fall back to creating what a command needs when nothing exists yet.
+        let mut what = what;
+        if models.is_empty() && matches!(what, 1 | 3 | 4 | 7) {
+            what = 0;
+        }
+        if realms.is_empty() && matches!(what, 3 | 4 | 6) {
+            what = 2;
+        }
+        if agents.is_empty() && matches!(what, 6 | 7) {
+            what = 5;
+        }
+        let pick = |rng: &mut StdRng, v: &[String]| v[rng.gen_range(0..v.len())].clone();
+        let c = match what {
+            0 => {
+                let i = models.len();
+                let id = format!("model-{seed}-{i}");
+                models.push(id.clone());
+                let mut body = json!({"id": id, "name": format!("Model {i}"), "provider": "openai",
+                    "modelId": format!("gpt-{i}")});
+                if rng.gen_bool(0.5) {
+                    body["apiKey"] = json!(format!("sk-upstream-{seed}-{i}"));
+                }
+                Cmd::new("model.register", body)
+            }
+            1 => {
+                let id = pick(&mut rng, &models);
+                let body = match rng.gen_range(0..4) {
+                    0 => json!({"id": id, "name": format!("Renamed {}", rng.gen_range(0..1000))}),
+                    1 => json!({"id": id, "modelId": format!("gpt-v{}", rng.gen_range(0..1000))}),
+                    2 => json!({"id": id, "status": "inactive"}),
+                    _ => json!({"id": id, "status": "active"}),
+                };
+                Cmd::new("model.update", body)
+            }
+            2 => {
+                let i = realms.len();
+                let id = format!("realm-{seed}-{i}");
+                realms.push(id.clone());
+                Cmd::new(
+                    "realm.create",
+                    json!({"id": id, "name": format!("Realm {i}")}),
+                )
+            }
+            3 => {
+                let mut body = json!({"modelId": pick(&mut rng, &models),
+                    "realmId": pick(&mut rng, &realms)});
+                match rng.gen_range(0..10) {
+                    0 => body["monthlyBudgetUsd"] = json!(rng.gen_range(1..500)),
+                    1 => body["monthlyBudgetUsd"] = Value::Null,
+                    _ => {}
+                }
+                Cmd::new("realm.grant", body)
+            }
+            4 => Cmd::new(
+                "realm.revoke",
+                json!({"modelId": pick(&mut rng, &models), "realmId": pick(&mut rng, &realms)}),
+            ),
+            5 => {
+                let k = vc_shared::did::generate_key();
+                let did = vc_shared::did::did_from_key(&k.verifying_key());
+                agents.push(did.clone());
+                Cmd::new(
+                    "agent.register",
+                    json!({"did": did, "name": format!("agent {}", agents.len())}),
+                )
+            }
+            6 => Cmd::new(
+                "realm.agent.add",
+                json!({"realmId": pick(&mut rng, &realms), "agentDid": pick(&mut rng, &agents),
+                    "isPrimary": rng.gen_bool(0.3)}),
+            ),
+            _ => {
+                let did = pick(&mut rng, &agents);
+                let body = match rng.gen_range(0..3) {
+                    0 if !realms.is_empty() => json!({"did": did,
+                        "realmId": pick(&mut rng, &realms), "realmModelId": pick(&mut rng, &models)}),
+                    1 => json!({"did": did, "registryModelId": pick(&mut rng, &models)}),
+                    _ => json!({"did": did, "provider": "openai",
+                        "model": format!("manual-{}", rng.gen_range(0..100)),
+                        "apiKey": format!("sk-manual-{}", rng.gen_range(0..100))}),
+                };
+                Cmd::new("agent.llm_config.set", body)
+            }
+        };
+        out.push(c);
+    }
+    out
+}
+
+/// Publishes `cmds` in order on one connection (pipelined, `window` PubAcks outstanding at most) and
+/// returns the ids JetStream acknowledged, in publish order, with the ones it refused.
+pub async fn publish_all(
+    js: &async_nats::jetstream::Context,
+    cmds: &[Cmd],
+    window: usize,
+    reply_to: Option<&str>,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut acked = Vec::with_capacity(cmds.len());
+    let mut refused = Vec::new();
+    for chunk in cmds.chunks(window.max(1)) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for c in chunk {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(HDR_MSG_ID, c.id.as_str());
+            if let Some(r) = reply_to {
+                h.insert(HDR_REPLY_TO, r);
+            }
+            let body = serde_json::to_vec(&c.body).expect("json").into();
+            pending.push((
+                c.id.clone(),
+                js.publish_with_headers(c.subject.clone(), h, body).await,
+            ));
+        }
+        for (id, p) in pending {
+            match p {
+                Ok(ack) => match ack.await {
+                    Ok(_) => acked.push(id),
+                    Err(e) => refused.push((id, e.to_string())),
+                },
+                Err(e) => refused.push((id, e.to_string())),
+            }
+        }
+    }
+    (acked, refused)
+}
+
+/// `{vc}:rev`: every completed command (applied or refused) bumps it exactly once.
+pub async fn rev(store: &Store) -> u64 {
+    store.rev().await.unwrap_or(0)
+}
+
+/// Waits until `{vc}:rev` reaches `n` (bounded), returning how long it took.
+pub async fn wait_rev(store: &Store, n: u64, within: Duration) -> Duration {
+    let t = Instant::now();
+    vc_tests::wait::eventually(&format!("{{vc}}:rev reaches {n}"), within, || async {
+        let r = store.rev().await.map_err(|e| e.to_string())?;
+        if r >= n {
+            Ok(r)
+        } else {
+            Err(format!("at {r}"))
+        }
+    })
+    .await;
+    t.elapsed()
+}
+
+/// The status of each command record (`None` when missing).
+pub async fn statuses(store: &Store, ids: &[String]) -> HashMap<String, Option<CommandStatus>> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let s = store
+            .command(id)
+            .await
+            .expect("read record")
+            .map(|r| r.status);
+        out.insert(id.clone(), s);
+    }
+    out
+}
+
+/// Every audit event as `(event id, event JSON)`, oldest first.
+pub async fn audit(store: &Store) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .audit_after(cursor.as_deref(), 1000)
+            .await
+            .expect("audit");
+        if page.is_empty() {
+            return out;
+        }
+        cursor = page.last().map(|(id, _)| id.clone());
+        for (_, data) in page {
+            let v: Value = serde_json::from_str(&data).expect("audit JSON");
+            out.push((v["id"].as_str().unwrap_or_default().to_string(), v));
+        }
+    }
+}
+
+/// Audit events per command id (the event id is `<commandId>#<n>`), checking no event id repeats.
+pub fn events_per_command(events: &[(String, Value)]) -> BTreeMap<String, usize> {
+    let mut seen = HashSet::new();
+    let mut per = BTreeMap::new();
+    for (id, _) in events {
+        assert!(seen.insert(id.clone()), "audit event {id} written twice");
+        let cmd = id.split('#').next().unwrap_or_default().to_string();
+        *per.entry(cmd).or_insert(0) += 1;
+    }
+    per
+}
+
+/// Removes volatile fields (timestamps, key prefixes) recursively.
+pub fn normalize(v: &mut Value) {
+    const VOLATILE: [&str; 10] = [
+        "createdAt",
+        "updatedAt",
+        "syncedAt",
+        "lastSeen",
+        "keyPrefix",
+        "grantedAt",
+        "submittedAt",
+        "completedAt",
+        "since",
+        "at",
+    ];
+    match v {
+        Value::Object(m) => {
+            for k in VOLATILE {
+                m.remove(k);
+            }
+            for (_, x) in m.iter_mut() {
+                normalize(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+fn sorted_by(mut v: Vec<Value>, field: &str) -> Vec<Value> {
+    v.sort_by(|a, b| a[field].to_string().cmp(&b[field].to_string()));
+    v
+}
+
+/// The observable state, normalized: models, realms, agents, each agent's llm-config (key values are
+/// never visible; the key's *models* are), and LiteLLM's deployments and keys (ids, names, models,
+/// budgets; not key values).
+pub async fn snapshot(s: &Stack) -> Value {
+    let get = |path: String| async move {
+        let r = s.get(&path).await;
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text);
+        r.body
+    };
+    let models = sorted_by(
+        get("/api/models".into()).await["models"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        "id",
+    );
+    let realms = sorted_by(
+        get("/api/realms".into()).await["realms"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        "id",
+    );
+    let mut agents = sorted_by(
+        get("/api/agents".into()).await["agents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        "did",
+    );
+    let mut configs = serde_json::Map::new();
+    for a in &mut agents {
+        if let Some(rs) = a["realms"].as_array_mut() {
+            rs.sort_by_key(|r| r["realmId"].to_string());
+        }
+        let did = a["did"].as_str().unwrap_or_default().to_string();
+        configs.insert(
+            did.clone(),
+            get(format!("/api/agents/{did}/llm-config")).await,
+        );
+    }
+    let mut state = json!({
+        "models": models,
+        "realms": realms,
+        "agents": agents,
+        "configs": configs,
+        "litellm": litellm_snapshot(s),
+    });
+    normalize(&mut state);
+    state
+}
+
+/// LiteLLM's deployments (id, name, upstream, base) and keys (alias, sorted models, budget, blocked,
+/// realm metadata), sorted.
+pub fn litellm_snapshot(s: &Stack) -> Value {
+    let Some(emu) = s.emu.as_ref().map(|e| &e.emu) else {
+        return Value::Null;
+    };
+    let mut deps: Vec<Value> = emu
+        .deployments()
+        .into_iter()
+        .map(|d| {
+            json!({"id": d.id, "modelName": d.model_name,
+                "model": d.litellm_params.get("model"), "apiBase": d.litellm_params.get("api_base"),
+                "hasKey": d.litellm_params.contains_key("api_key")})
+        })
+        .collect();
+    deps.sort_by_key(|d| d["id"].to_string());
+    let mut ks: Vec<Value> = emu
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let mut models = k.models.clone();
+            models.sort();
+            json!({"alias": k.key_alias, "models": models, "maxBudget": k.max_budget,
+                "budgetDuration": k.budget_duration, "blocked": k.blocked,
+                "realmId": k.metadata.get("vc_realm_id"), "realmName": k.metadata.get("vc_realm_name")})
+        })
+        .collect();
+    ks.sort_by_key(|k| k["alias"].to_string());
+    json!({"deployments": deps, "keys": ks})
+}
+
+/// Checks LiteLLM holds no duplicate: one deployment per id and per name, one key per alias.
+pub fn assert_no_litellm_duplicates(s: &Stack) {
+    let emu = &s.emu.as_ref().expect("emulator").emu;
+    let deps = emu.deployments();
+    let ids: HashSet<_> = deps.iter().map(|d| d.id.clone()).collect();
+    let names: HashSet<_> = deps.iter().map(|d| d.model_name.clone()).collect();
+    assert_eq!(ids.len(), deps.len(), "duplicate deployment ids: {deps:?}");
+    assert_eq!(names.len(), deps.len(), "duplicate deployment names");
+    let ks = emu.keys();
+    let aliases: HashSet<_> = ks.iter().map(|k| k.key_alias.clone()).collect();
+    assert_eq!(aliases.len(), ks.len(), "duplicate keys per alias");
+}
+
+/// Waits until every model and realm key shows `litellm.state` `synced` (bounded); returns the time.
+pub async fn wait_all_synced(s: &Stack, within: Duration) -> Duration {
+    let t = Instant::now();
+    vc_tests::wait::eventually("every model and realm key synced", within, || async {
+        let models = s.get("/api/models").await.body;
+        for m in models["models"].as_array().cloned().unwrap_or_default() {
+            if m["litellm"]["state"] != "synced" {
+                return Err(format!("model {} is {}", m["id"], m["litellm"]));
+            }
+        }
+        let realms = s.get("/api/realms").await.body;
+        for r in realms["realms"].as_array().cloned().unwrap_or_default() {
+            if !r["routerKey"].is_null() && r["routerKey"]["litellm"]["state"] != "synced" {
+                return Err(format!(
+                    "realm {} key is {}",
+                    r["id"], r["routerKey"]["litellm"]
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    t.elapsed()
+}
+
+/// The first difference between two JSON values, as a path and both sides (for readable failures).
+pub fn first_diff(a: &Value, b: &Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<_> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (l, r) = (
+                    x.get(k.as_str()).unwrap_or(&Value::Null),
+                    y.get(k.as_str()).unwrap_or(&Value::Null),
+                );
+                if let Some(d) = first_diff(l, r, &format!("{path}.{k}")) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (l, r))| first_diff(l, r, &format!("{path}[{i}]"))),
+        _ if a == b => None,
+        _ => Some(format!("{path}: {a} != {b}")),
+    }
+}
+
+/// Reads a key straight from Redis (assertions on raw records).
+pub async fn raw_get(store: &Store, key: &str) -> Option<String> {
+    let mut c = store.conn();
+    redis::cmd("GET").arg(key).query_async(&mut c).await.ok()
+}
+
+/// The `{vc}:rev` key name (for messages).
+pub const REV_KEY: &str = keys::REV;

@@ -1,0 +1,298 @@
+//! Fault: worker crashes (issue 5 item 1).
+//!
+//! Two workers consume a stream of mixed commands while one of them is killed every ~2 s (the task is
+//! aborted, which now stops all of the worker's tasks at once, like kill -9 of its process) and replaced.
+//! At the end every command JetStream acknowledged has a completed record, none was committed twice,
+//! LiteLLM holds no duplicate, and the whole observable state equals a serial replay of the same commands
+//! on a fresh stack with one worker.
+//!
+//! CI: 1,000 commands, `ack_wait` 3 s. `scripts/soak`: 10,000 commands (`VC_SOAK=1`); sizes can be set
+//! with `VC_FAULT_COMMANDS`, `VC_FAULT_ACK_WAIT_SECS` and `VC_FAULT_KILL_EVERY_MS`.
+
+mod fault_support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fault_support::*;
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use vc_shared::command::{CommandStatus, HDR_MSG_ID, HDR_REPLY_TO};
+use vc_tests::stack::Stack;
+
+/// `Service::kill()` must behave like kill -9 of the process: a worker killed after its commit, during
+/// the LiteLLM sync, must not go on to sync, reply and ack (that is the redelivery path's job). Before the
+/// fix in `vc_worker::run`, dropping `run` only dropped its stop signal, which the command loop took for a
+/// graceful stop: it finished the command in hand, replied and acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_does_not_finish_its_command() {
+    let mut s = Stack::builder()
+        .litellm(true)
+        .worker_ack_wait(Duration::from_secs(2))
+        .start()
+        .await;
+    let emu = s.emu.as_ref().unwrap().emu.clone();
+    emu.set_latency(Duration::from_secs(2));
+    let nc = s.nats_client().await;
+    let mut replies = nc.subscribe("test.fault.reply").await.unwrap();
+    let js = async_nats::jetstream::new(nc);
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(HDR_MSG_ID, id.as_str());
+    h.insert(HDR_REPLY_TO, "test.fault.reply");
+    let body = json!({"name": "Slow Sync", "provider": "openai", "modelId": "gpt-x"});
+    js.publish_with_headers(
+        "vc.cmd.model.register",
+        h,
+        serde_json::to_vec(&body).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    vc_tests::wait::eventually("committed", secs(10), || async {
+        s.store
+            .command(&id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.status == CommandStatus::Succeeded)
+    })
+    .await;
+    // Committed; the worker is now inside the inline sync (2 s of LiteLLM latency).
+    s.workers.pop().expect("one worker").kill();
+    let got = tokio::time::timeout(Duration::from_secs(4), replies.next()).await;
+    assert!(
+        got.is_err(),
+        "a killed worker went on and sent its outcome: {got:?}"
+    );
+    assert!(
+        emu.deployments().is_empty(),
+        "a killed worker went on syncing"
+    );
+    // A new worker gets the command after ack_wait, finds it committed, re-emits its effects (the sync)
+    // and its outcome, and applies nothing again.
+    emu.set_latency(Duration::ZERO);
+    let w = s.spawn_worker().await;
+    s.workers.push(w);
+    let again = tokio::time::timeout(secs(15), replies.next())
+        .await
+        .expect("outcome re-sent by the new worker")
+        .expect("message");
+    let o: serde_json::Value = serde_json::from_slice(&again.payload).unwrap();
+    assert_eq!(o["status"], "succeeded");
+    // The dead worker's sync lease expires (15 s at most: it is no longer renewed) and the re-emitted
+    // sync creates the deployment, once.
+    let t = Instant::now();
+    vc_tests::assert_eventually!(emu.deployments().len() == 1, secs(30));
+    eprintln!(
+        "[fault] deployment created {:?} after the new worker re-sent the outcome",
+        t.elapsed()
+    );
+    assert_eq!(rev(&s.store).await, 1, "committed once");
+}
+
+/// Item 1: kill a worker every ~2 s under a stream of mixed commands; nothing acknowledged is lost,
+/// nothing is applied twice, and the final state equals a serial replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_crashes_lose_nothing_and_apply_nothing_twice() {
+    let n = size("VC_FAULT_COMMANDS", 1000, 10_000);
+    let ack_wait = Duration::from_secs(size("VC_FAULT_ACK_WAIT_SECS", 3, 3) as u64);
+    let kill_every = Duration::from_millis(size("VC_FAULT_KILL_EVERY_MS", 2000, 2000) as u64);
+    let seed = 0x5eed_0001;
+    let cmds = mixed_commands(n, seed);
+    let mut s = Stack::builder()
+        .litellm(true)
+        .workers(2)
+        .worker_ack_wait(ack_wait)
+        .start()
+        .await;
+
+    // LiteLLM answers in ~10 ms, as a real proxy's admin API does: syncing commands spend a while after
+    // their commit, where a kill leaves a committed but unacknowledged command.
+    let latency = Duration::from_millis(size("VC_FAULT_LITELLM_LATENCY_MS", 10, 10) as u64);
+    s.emu.as_ref().unwrap().emu.set_latency(latency);
+    // Publish everything from one connection (stream order = publish order), while the kills go on.
+    let js = async_nats::jetstream::new(s.nats_client().await);
+    let to_publish = cmds.clone();
+    let publisher = tokio::spawn(async move { publish_all(&js, &to_publish, 200, None).await });
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut kills = 0usize;
+    let mut acked: Option<Vec<String>> = None;
+    let mut publisher = Some(publisher);
+    let deadline = started + secs(if soak() { 3600 } else { 240 });
+    let mut next_kill = Instant::now() + kill_every;
+    let cjs = async_nats::jetstream::new(s.nats_client().await);
+    // Kills that hit the worker holding the command: (before its commit, after its commit).
+    let held = std::sync::Arc::new(std::sync::Mutex::new((0usize, 0usize)));
+    // Stalls: time during which no command completed although some were waiting (a killed worker held
+    // the command in flight until `ack_wait` passed).
+    let (mut last_rev, mut last_move) = (0u64, Instant::now());
+    let (mut stalls, mut longest_stall) = (0usize, Duration::ZERO);
+    loop {
+        if let Some(p) = publisher.as_ref().filter(|p| p.is_finished()) {
+            let _ = p;
+            let (ok, refused) = publisher.take().unwrap().await.unwrap();
+            assert!(refused.is_empty(), "JetStream refused: {refused:?}");
+            acked = Some(ok);
+        }
+        let done = rev(&s.store).await;
+        if done != last_rev {
+            let gap = last_move.elapsed();
+            if gap >= Duration::from_secs(1) && last_rev > 0 {
+                stalls += 1;
+                longest_stall = longest_stall.max(gap);
+            }
+            (last_rev, last_move) = (done, Instant::now());
+        }
+        if let Some(a) = &acked {
+            if done >= a.len() as u64 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {n} commands completed after {:?} ({kills} kills)",
+            started.elapsed()
+        );
+        if Instant::now() >= next_kill {
+            let i = rng.gen_range(0..s.workers.len());
+            let before = cmd_consumer_state(&cjs).await;
+            s.workers.remove(i).kill();
+            // Classify the kill: did the victim hold the command in flight, before or after its commit?
+            if let Some((floor, 1)) = before {
+                let cmd_id = cmds[floor as usize].id.clone();
+                let (store, cjs, held) = (s.store.clone(), cjs.clone(), held.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let committed = store
+                        .command(&cmd_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| r.status != CommandStatus::Pending);
+                    tokio::time::sleep(ack_wait / 2).await;
+                    if cmd_consumer_state(&cjs)
+                        .await
+                        .is_some_and(|(f, _)| f == floor)
+                    {
+                        let mut h = held.lock().unwrap();
+                        if committed {
+                            h.1 += 1;
+                        } else {
+                            h.0 += 1;
+                        }
+                    }
+                });
+            }
+            let w = s.spawn_worker().await;
+            s.workers.push(w);
+            kills += 1;
+            let jitter = rng.gen_range(0.75..1.25);
+            next_kill = Instant::now() + kill_every.mul_f64(jitter);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acked = acked.unwrap();
+    let crash_elapsed = started.elapsed();
+    let (held_before, held_after) = *held.lock().unwrap();
+    eprintln!(
+        "[fault] crash run: {} commands completed in {crash_elapsed:?} with {kills} worker kills ({:.0} commands/s); \
+         {stalls} stalls of >= 1 s, longest {longest_stall:?}; the victim held the command in flight \
+         {} times before its commit and {} times after it (committed, not yet acknowledged)",
+        acked.len(),
+        acked.len() as f64 / crash_elapsed.as_secs_f64(),
+        held_before,
+        held_after,
+    );
+
+    // 1. Every acknowledged command has a completed record.
+    let st = statuses(&s.store, &acked).await;
+    let missing: Vec<_> = st
+        .iter()
+        .filter(|(_, v)| !matches!(v, Some(CommandStatus::Succeeded | CommandStatus::Failed)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "commands without a completed record: {missing:?}"
+    );
+    // 2. Committed exactly once: every commit bumps {vc}:rev once, and the script refuses a second commit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rev(&s.store).await,
+        acked.len() as u64,
+        "{REV_KEY} must equal the number of commands"
+    );
+    // ... and no audit event was written twice.
+    let events = audit(&s.store).await;
+    let per_cmd = events_per_command(&events);
+    // 3. LiteLLM converges, without duplicates.
+    let converge = wait_all_synced(&s, secs(150)).await;
+    eprintln!("[fault] LiteLLM sync converged {converge:?} after the last command");
+    assert_no_litellm_duplicates(&s);
+    let crashed = snapshot(&s).await;
+    for w in s.workers.drain(..) {
+        w.stop().await;
+    }
+    drop(s);
+
+    // 4. The same commands, serially, on a fresh stack with one worker.
+    let r = Stack::builder().litellm(true).start().await;
+    let js = async_nats::jetstream::new(r.nats_client().await);
+    let by_id: BTreeMap<&str, &Cmd> = cmds.iter().map(|c| (c.id.as_str(), c)).collect();
+    let replay: Vec<Cmd> = acked.iter().map(|id| by_id[id.as_str()].clone()).collect();
+    let t = Instant::now();
+    let (ok, refused) = publish_all(&js, &replay, 200, None).await;
+    assert!(refused.is_empty() && ok.len() == replay.len());
+    wait_rev(
+        &r.store,
+        ok.len() as u64,
+        secs(if soak() { 1800 } else { 180 }),
+    )
+    .await;
+    let replay_elapsed = t.elapsed();
+    eprintln!(
+        "[fault] serial replay: {} commands in {replay_elapsed:?} ({:.0} commands/s, one worker, no faults)",
+        ok.len(),
+        ok.len() as f64 / replay_elapsed.as_secs_f64()
+    );
+    wait_all_synced(&r, secs(60)).await;
+    let replayed = snapshot(&r).await;
+    let replay_statuses = statuses(&r.store, &ok).await;
+    assert_eq!(st, replay_statuses, "each command ended the same way");
+    let replay_events = events_per_command(&audit(&r.store).await);
+    assert_eq!(per_cmd, replay_events, "audit events per command");
+    if let Some(d) = first_diff(&crashed, &replayed, "state") {
+        panic!("the crash run's final state differs from the serial replay: {d}");
+    }
+    let succeeded = st
+        .values()
+        .filter(|v| **v == Some(CommandStatus::Succeeded))
+        .count();
+    eprintln!(
+        "[fault] compared: {} models, {} realms, {} agents, {} deployments, {} keys; {succeeded} of {} commands succeeded, {} audit events",
+        crashed["models"].as_array().map_or(0, Vec::len),
+        crashed["realms"].as_array().map_or(0, Vec::len),
+        crashed["agents"].as_array().map_or(0, Vec::len),
+        crashed["litellm"]["deployments"].as_array().map_or(0, Vec::len),
+        crashed["litellm"]["keys"].as_array().map_or(0, Vec::len),
+        acked.len(),
+        events.len()
+    );
+}
+
+/// `(ack floor stream sequence, acks pending)` of the command consumer.
+async fn cmd_consumer_state(js: &async_nats::jetstream::Context) -> Option<(u64, usize)> {
+    let stream = js.get_stream(vc_shared::subjects::CMD_STREAM).await.ok()?;
+    let mut c = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+            vc_shared::subjects::CMD_CONSUMER,
+        )
+        .await
+        .ok()?;
+    let i = c.info().await.ok()?;
+    Some((i.ack_floor.stream_sequence, i.num_ack_pending))
+}
