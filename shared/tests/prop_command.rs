@@ -275,6 +275,26 @@ fn bug_trailing_bytes_after_the_object_are_accepted() {
     }
 }
 
+/// Input: `{"id":[1}` on `model.update` (also `{"name":5,` on `realm.create`): not JSON, but refused as
+/// "id: invalid type: sequence, expected a string" — a field error, found before the syntax error — so
+/// the worker does not dead-letter it. The REST API is not affected (it parses the body whole first).
+#[test]
+#[ignore = "bug: a syntax error after a field of the wrong type is reported as that field's error, not \"body is not valid JSON\" (shared/src/command.rs decode), so NATS does not dead-letter it"]
+fn bug_syntax_error_after_a_mistyped_field_is_a_field_error() {
+    for (kind, body) in [
+        (CommandKind::RealmCreate, &br#"{"name":5,"#[..]),
+        (CommandKind::ModelUpdate, br#"{"id":[1}"#),
+    ] {
+        let e = Command::parse(kind, body).expect_err("not JSON");
+        assert!(
+            e.message.starts_with("body is not valid JSON"),
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            e.message
+        );
+    }
+}
+
 /// Input: `{"name":"a","name":"b"}` on `realm.create` (only via NATS: the REST API folds duplicates).
 #[test]
 fn bug_duplicate_field_message_says_the_body_is_not_an_object() {

@@ -5,7 +5,8 @@
 //! what the edge must do, and the edge must do exactly that — never a panic, never a silent hang:
 //! - an `error` frame `{error, code}` (`UNAUTHORIZED` for a valid non-auth frame before authentication,
 //!   `BAD_REQUEST` otherwise), the session staying open;
-//! - `pong` for a heartbeat, nothing for the ack of a version the session sent;
+//! - `pong` for a heartbeat, nothing for the ack of a version at or below the highest one the session
+//!   sent (acks only move forward), an error for any other ack;
 //! - `auth_failed` then close 4401 for any `auth_response` that is not validly signed (or malformed);
 //! - close 1009 over 64 KiB, 1007 for text that is not UTF-8, 1002 for protocol violations.
 //!
@@ -72,7 +73,7 @@ fn frame_text() -> BoxedStrategy<String> {
         2 => (prop_oneof![valid_did().prop_map(Value::String), json_leaf()],
               prop_oneof!["[A-Za-z0-9_-]{86}".prop_map(Value::String), json_leaf()])
             .prop_map(|(did, signature)| json!({"did": did, "signature": signature})),
-        2 => prop_oneof![Just(json!(1)), number(), json_leaf()].prop_map(|v| json!({"version": v})),
+        2 => prop_oneof![Just(json!(0)), Just(json!(1)), Just(json!(2)), number(), json_leaf()].prop_map(|v| json!({"version": v})),
         2 => json_value().prop_map(|v| json!({"activeLlm": v})),
         1 => (5000usize..10_000).prop_map(|n| json!({"activeLlm": "a".repeat(n)})),
         1 => Just(Value::Null),
@@ -162,7 +163,8 @@ fn expect(frame: &Frame, authed: bool, sent_version: u64) -> Expect {
             (Err(_), _) => Expect::Error("BAD_REQUEST"),
             (Ok(env), true) => match env.msg {
                 ClientMsg::AuthResponse(_) => Expect::Error("BAD_REQUEST"),
-                ClientMsg::LlmConfigAck(a) if a.version == sent_version => Expect::Nothing,
+                // An ack of a version at or below the highest sent is honest (acks only move forward).
+                ClientMsg::LlmConfigAck(a) if a.version <= sent_version => Expect::Nothing,
                 ClientMsg::LlmConfigAck(_) => Expect::Error("BAD_REQUEST"),
                 ClientMsg::Heartbeat(h) => match h.active_llm.filter(|v| !v.is_null()) {
                     Some(v) if v.to_string().len() > MAX_ACTIVE_LLM_BYTES => {
