@@ -323,6 +323,9 @@ impl Stack {
         if let Some(d) = self.worker_ack_wait {
             tuning.command_ack_wait = d;
         }
+        // Tests publish unreadable commands on purpose (fuzz_nats): find them in a quarter second
+        // rather than the production 2 s, so each costs the suite well under a second.
+        tuning.stuck_check_every = Duration::from_millis(250);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             if let Err(e) = vc_worker::run_tuned(Some(listener), deps, tuning, async move {

@@ -268,11 +268,6 @@ enum OutcomeRule {
 /// dead-lettered. Set to `false` once fixed.
 const TOLERATE_KNOWN_BODY_BUGS: bool = true;
 
-/// While `bug_poison_with_empty_id_is_dead_lettered_once_per_window` is open, poison messages with an
-/// empty `Nats-Msg-Id` may be missing from the DLQ (their dead letters share the id `dlq-`). Set to
-/// `false` once fixed.
-const TOLERATE_EMPTY_ID_DLQ_DEDUPE: bool = true;
-
 /// See [`TOLERATE_KNOWN_BODY_BUGS`].
 fn hits_known_body_bug(payload: &[u8]) -> bool {
     let starts_like_object = payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -348,6 +343,8 @@ struct Harness {
 /// One published message and what must become of it.
 struct Sent {
     what: String,
+    /// The `Nats-Msg-Id` its dead letter must carry: `dlq-<id>`, or `dlq-seq-<stream sequence>`.
+    dlq_id: String,
     id: Option<String>,
     reply: Option<String>,
     rule: OutcomeRule,
@@ -547,7 +544,12 @@ impl Harness {
             return None;
         }
         let (rule, dlq) = rules(m, id.as_deref());
+        let dlq_id = match &id {
+            Some(i) if !i.trim().is_empty() => format!("dlq-{i}"),
+            _ => format!("dlq-seq-{}", ack.sequence),
+        };
         Some(Sent {
+            dlq_id,
             what: format!(
                 "{subject} id={id:?} reply={reply:?} payload={:?}",
                 String::from_utf8_lossy(&m.payload)
@@ -674,9 +676,8 @@ impl Harness {
     }
 }
 
-/// Dead letters carry the original subject and `dlq-<id>` (no id header when the command had none):
-/// each undecodable message is there exactly once, nothing else is. Messages without an id (or, while
-/// tolerated, with an empty one) cannot be told apart and are counted together.
+/// Dead letters carry the original subject and `dlq-<id>`, or `dlq-seq-<stream sequence>` when the
+/// command had no id or an empty one: each undecodable message is there exactly once, nothing else is.
 fn check_dead_letters(
     sent: &[Sent],
     dlq: &[(Option<String>, String)],
@@ -685,7 +686,7 @@ fn check_dead_letters(
     // Per key: dead letters expected, whether a known bug makes the count uncertain, the messages.
     let mut expected: HashMap<Key, (usize, bool, Vec<&str>)> = HashMap::new();
     for s in sent {
-        let key = (s.id.as_ref().map(|i| format!("dlq-{i}")), s.subject.clone());
+        let key = (Some(s.dlq_id.clone()), s.subject.clone());
         let e = expected.entry(key).or_default();
         match s.dlq {
             Some(true) => e.0 += 1,
@@ -702,9 +703,8 @@ fn check_dead_letters(
     for key in keys {
         let n = got.get(key).copied().unwrap_or(0);
         let (want, tolerated, what) = expected.get(key).cloned().unwrap_or_default();
-        let empty_id = key.0.as_deref() == Some("dlq-");
         prop_assert!(
-            n == want || tolerated || (TOLERATE_EMPTY_ID_DLQ_DEDUPE && empty_id && n <= want),
+            n == want || tolerated,
             "{:?}: {} dead letters, expected {} for {:?}",
             key,
             n,
@@ -749,15 +749,14 @@ fn poison_flood_never_blocks() {
     );
 }
 
-// ---- bugs found by the fuzzing (ignored until fixed; see docs/reliability.md "Bad input") -----------
+// ---- defects found by the fuzzing, kept as regression tests (see docs/reliability.md "Bad input") ------
 
-/// Input: two different poison commands (unknown kind `vc.cmd.no.such.kind`, body `{}`), each with an
-/// empty `Nats-Msg-Id` header, within two minutes: both get their failed outcome, but only the first is
-/// in the DLQ — the dead letter's own `Nats-Msg-Id` is `dlq-` + the (empty) id, and the DLQ stream's
-/// duplicate window drops the second.
+/// Input: ten different poison commands (unknown kind `vc.cmd.no.such.kind`, body `{}`), each with an
+/// empty `Nats-Msg-Id` header, within two minutes: each is dead-lettered. (Found by fuzzing: the dead
+/// letter's own `Nats-Msg-Id` was `dlq-` + the empty id, and the DLQ's duplicate window kept only the
+/// first; now it is `dlq-seq-<stream sequence>`.)
 #[test]
-#[ignore = "bug: poison commands with an empty Nats-Msg-Id share the DLQ dedupe id \"dlq-\": only the first is dead-lettered (bins/vc-worker/src/consumer.rs dead_letter)"]
-fn bug_poison_with_empty_id_is_dead_lettered_once_per_window() {
+fn poison_with_empty_id_is_dead_lettered_once_each() {
     let h = Harness::start();
     let poison = |reply| FuzzMsg {
         target: Target::Other("no.such.kind".into()),
@@ -822,11 +821,15 @@ async fn raw_hpub(url: &str, subject: &str, header: &[u8], payload: &[u8]) -> bo
     }
 }
 
-/// `HPUB`s `header` on `realm.create`, then checks that the canary is applied within [`PROMPT`].
-fn raw_header_then_canary(header: &[u8]) -> Result<(), String> {
+/// `HPUB`s an unreadable header block (which names `Vc-Reply-To: fuzz.raw`) on `realm.create`, then
+/// checks that the canary is applied within [`PROMPT`], that the command is dead-lettered once (with
+/// its header block, base64, in `Vc-Original-Headers`) and that its sender gets a failed outcome
+/// naming the headers.
+fn unreadable_header_is_dead_lettered(header: &[u8]) -> Result<(), String> {
     let h = Harness::start();
     let url = h.stack.as_ref().expect("running").nats.url();
     h.rt.block_on(async {
+        let before = h.dlq_last_seq().await;
         assert!(
             raw_hpub(
                 &url,
@@ -837,50 +840,88 @@ fn raw_header_then_canary(header: &[u8]) -> Result<(), String> {
             .await,
             "the server accepts the message"
         );
-        h.canary().await.map(|_| ())
+        h.canary().await?;
+        let outcome = h.outcome("fuzz.raw", PROMPT).await;
+        let ok = outcome.as_ref().is_some_and(|o| {
+            o["status"] == "failed"
+                && o["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("NATS headers cannot be read"))
+        });
+        if !ok {
+            return Err(format!("no failed outcome naming the headers: {outcome:?}"));
+        }
+        let dlq = h.dlq_since(before).await;
+        let letter_ok = dlq.len() == 1
+            && dlq[0]
+                .0
+                .as_deref()
+                .is_some_and(|id| id.starts_with("dlq-seq-"))
+            && dlq[0].1 == "vc.cmd.realm.create";
+        if !letter_ok {
+            return Err(format!("expected one dead letter: {dlq:?}"));
+        }
+        let s =
+            h.js.get_stream(vc_shared::subjects::DLQ_STREAM)
+                .await
+                .expect("DLQ stream");
+        let letter = s
+            .get_raw_message(h.dlq_last_seq().await)
+            .await
+            .expect("letter");
+        let original = letter
+            .headers
+            .get("Vc-Original-Headers")
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(original)
+            .unwrap_or_default();
+        if decoded != header {
+            return Err("Vc-Original-Headers is not the header block as sent".into());
+        }
+        Ok(())
     })
 }
 
 /// Input: `HPUB vc.cmd.realm.create` with the header block `NATS/1.0\r\nNats-Msg-Id: raw-1\r\nX-Bad:
 /// \xff\xfe\r\n\r\n` (a header value that is not UTF-8; also a header name with a space, a header line
-/// without a colon). nats-server stores it; the worker's client (async-nats) cannot parse the delivery,
-/// never sees it, never acks it: it is redelivered forever and every later command waits (REST writes
-/// answer 202 and stay pending; observed > 70 s with `ack_wait` 2 s).
+/// without a colon). nats-server stores it; the worker's client (async-nats) cannot parse the delivery
+/// and never sees it. It blocked the one-in-flight stream for good (observed > 70 s with `ack_wait`
+/// 2 s) until the worker learnt to read the first command of the queue through the stream API and
+/// dead-letter it (`bins/vc-worker/src/stuck.rs`).
 #[test]
-#[ignore = "bug: a command whose NATS header async-nats cannot parse (non-UTF-8 value, bad name) blocks the command stream forever (bins/vc-worker/src/consumer.rs: no max_deliver / stuck-message handling)"]
-fn bug_unparsable_header_blocks_the_command_stream() {
+fn unparsable_header_is_dead_lettered_and_never_blocks() {
     for header in [
-        &b"NATS/1.0\r\nNats-Msg-Id: raw-1\r\nX-Bad: \xff\xfe\r\n\r\n"[..],
-        b"NATS/1.0\r\nNats-Msg-Id: raw-2\r\nBad Name: x\r\n\r\n",
-        b"NATS/1.0\r\nNats-Msg-Id: raw-3\r\ngarbage\r\n\r\n",
+        &b"NATS/1.0\r\nNats-Msg-Id: raw-1\r\nVc-Reply-To: fuzz.raw\r\nX-Bad: \xff\xfe\r\n\r\n"[..],
+        b"NATS/1.0\r\nNats-Msg-Id: raw-2\r\nVc-Reply-To: fuzz.raw\r\nBad Name: x\r\n\r\n",
+        b"NATS/1.0\r\nNats-Msg-Id: raw-3\r\nVc-Reply-To: fuzz.raw\r\ngarbage\r\n\r\n",
     ] {
-        raw_header_then_canary(header)
+        unreadable_header_is_dead_lettered(header)
             .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(header)));
     }
 }
 
 /// Input: `HPUB vc.cmd.realm.create` with the header block `NATS/1.0 408 Request Timeout\r\n
 /// Nats-Msg-Id: raw-4\r\n\r\n` (a status line; 100, 409, 503 and a version line other than `NATS/1.0`
-/// do the same): the worker's pull consumer takes the stored command for a server status, never
-/// processes or acks it, and the stream is blocked for good.
+/// do the same): the worker's pull consumer takes the stored command for a server status and never
+/// processes or acks it; it blocked the stream for good before `stuck.rs`.
 #[test]
-#[ignore = "bug: a command published with a status header line (NATS/1.0 408 ...) blocks the command stream forever (bins/vc-worker/src/consumer.rs)"]
-fn bug_status_line_header_blocks_the_command_stream() {
+fn status_line_header_is_dead_lettered_and_never_blocks() {
     for header in [
-        &b"NATS/1.0 408 Request Timeout\r\nNats-Msg-Id: raw-4\r\n\r\n"[..],
-        b"NATS/1.0 100 Idle Heartbeat\r\nNats-Msg-Id: raw-5\r\n\r\n",
-        b"HTTP/1.1\r\nNats-Msg-Id: raw-8\r\n\r\n",
+        &b"NATS/1.0 408 Request Timeout\r\nNats-Msg-Id: raw-4\r\nVc-Reply-To: fuzz.raw\r\n\r\n"[..],
+        b"NATS/1.0 100 Idle Heartbeat\r\nNats-Msg-Id: raw-5\r\nVc-Reply-To: fuzz.raw\r\n\r\n",
+        b"HTTP/1.1\r\nNats-Msg-Id: raw-8\r\nVc-Reply-To: fuzz.raw\r\n\r\n",
     ] {
-        raw_header_then_canary(header)
+        unreadable_header_is_dead_lettered(header)
             .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(header)));
     }
 }
 
 /// Arbitrary header blocks over the raw protocol (arbitrary bytes in names and values, status lines),
-/// each followed by a canary. Ignored while the two bugs above are open: the first unparsable header
-/// blocks the stream.
+/// each followed by a canary: whatever the header block, the stream goes on.
 #[test]
-#[ignore = "bug: see bug_unparsable_header_blocks_the_command_stream / bug_status_line_header_blocks_the_command_stream"]
 fn raw_header_bytes() {
     let h = Harness::start();
     let url = h.stack.as_ref().expect("running").nats.url();

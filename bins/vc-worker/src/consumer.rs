@@ -191,8 +191,18 @@ async fn dead_letter(worker: &Worker, msg: &jetstream::Message, reason: &str) {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Vc-Original-Subject", msg.subject.as_str());
     headers.insert("Vc-Dlq-Reason", reason);
-    if let Some(id) = header(msg, HDR_MSG_ID) {
-        headers.insert(HDR_MSG_ID, format!("dlq-{id}").as_str());
+    // Deduplicated per command: a redelivery of the same poison command is dead-lettered once. The id
+    // is `dlq-<Nats-Msg-Id>`, or `dlq-seq-<stream sequence>` when the command has no usable id (every
+    // id-less message is its own command; a shared `dlq-` would keep only the first of a window).
+    let dedupe = match header(msg, HDR_MSG_ID).filter(|id| !id.trim().is_empty()) {
+        Some(id) => Some(format!("dlq-{id}")),
+        None => msg
+            .info()
+            .ok()
+            .map(|i| format!("dlq-seq-{}", i.stream_sequence)),
+    };
+    if let Some(id) = dedupe {
+        headers.insert(HDR_MSG_ID, id.as_str());
     }
     let js = jetstream::new(worker.nats.clone());
     match js
@@ -242,7 +252,6 @@ async fn handle(worker: &Worker, msg: &jetstream::Message) -> Processing {
             worker,
             &command_id,
             msg.subject.as_str(),
-            &actor,
             reply_to.as_deref(),
             err,
             true,
@@ -289,7 +298,6 @@ async fn handle(worker: &Worker, msg: &jetstream::Message) -> Processing {
                 worker,
                 &command_id,
                 kind.as_str(),
-                &actor,
                 reply_to.as_deref(),
                 e,
                 undecodable,
@@ -422,11 +430,11 @@ async fn refresh_result(worker: &Worker, kind: CommandKind, record: &mut Command
     }
 }
 
-async fn finish_failed(
+/// Records `command_id` as failed with `error` and answers `reply_to`; `poison` counts it as dead-lettered.
+pub(crate) async fn finish_failed(
     worker: &Worker,
     command_id: &str,
     kind: &str,
-    _actor: &str,
     reply_to: Option<&str>,
     error: DomainError,
     poison: bool,

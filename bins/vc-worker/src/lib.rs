@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod push;
 pub mod queue;
 pub mod reconcile;
+pub mod stuck;
 pub mod sync;
 
 use std::sync::atomic::AtomicBool;
@@ -83,12 +84,16 @@ pub struct Tuning {
     /// this worker creates the durable consumer; an existing consumer keeps its setting. Progress acks
     /// are sent every third of it (at most every 10 s).
     pub command_ack_wait: Duration,
+    /// How often the first command of the queue is checked for one the NATS client cannot read
+    /// (default [`stuck::CHECK_EVERY`], 2 s); such a command is dead-lettered after two checks.
+    pub stuck_check_every: Duration,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             command_ack_wait: consumer::ACK_WAIT,
+            stuck_check_every: stuck::CHECK_EVERY,
         }
     }
 }
@@ -193,6 +198,11 @@ pub async fn run_tuned(
     });
     let commands = tokio::spawn(consumer::run_commands(worker.clone(), stop_rx.clone()));
     let syncs = tokio::spawn(queue::run_sync_jobs(worker.clone(), stop_rx.clone()));
+    let watch = tokio::spawn(stuck::run_watch(
+        worker.clone(),
+        tuning.stuck_check_every,
+        stop_rx.clone(),
+    ));
     let periodic = tokio::spawn(reconcile::run_periodic(
         worker.clone(),
         deps.reconcile_every,
@@ -206,6 +216,7 @@ pub async fn run_tuned(
         [
             Some(commands.abort_handle()),
             Some(syncs.abort_handle()),
+            Some(watch.abort_handle()),
             Some(periodic.abort_handle()),
             ops_task.as_ref().map(|t| t.abort_handle()),
         ]
@@ -221,6 +232,7 @@ pub async fn run_tuned(
     let drain = async {
         let _ = commands.await;
         let _ = syncs.await;
+        let _ = watch.await;
         let _ = periodic.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), drain)
