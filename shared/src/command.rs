@@ -586,33 +586,31 @@ pub enum Command {
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> DomainResult<T> {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => {}
-        None => return Err(DomainError::bad_request("body is required (a JSON object)")),
-        Some(_) if serde_json::from_slice::<serde_json::Value>(body).is_err() => {
-            return Err(DomainError::bad_request("body is not valid JSON"))
-        }
-        Some(_) => return Err(DomainError::bad_request("body must be a JSON object")),
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DomainError::bad_request("body is required (a JSON object)"));
     }
+    // First, one JSON value as any JSON reader (and the REST API) takes it: syntax, trailing bytes,
+    // numbers out of range (`1e400`) and nesting deeper than 128 are "not valid JSON" wherever they
+    // are, even after a field of the wrong type (`{"id":[1}`) or in a field the kind does not use.
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| DomainError::bad_request(format!("body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(DomainError::bad_request("body must be a JSON object"));
+    }
+    // Then the kind's fields, from the bytes (so a duplicate field is seen), with the field's path.
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = strip_position(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
             DomainError::bad_request(format!("body is not valid JSON: {inner}"))
-        } else if msg.starts_with("duplicate field") {
+        } else if msg.starts_with("duplicate field") || path == "." {
             DomainError::bad_request(msg)
-        } else if path == "." {
-            DomainError::bad_request(format!("body must be a JSON object: {msg}"))
         } else {
             DomainError::bad_request(format!("{path}: {msg}"))
         }
-    })?;
-    // Exactly one JSON value: trailing bytes are refused.
-    de.end()
-        .map_err(|e| DomainError::bad_request(format!("body is not valid JSON: {e}")))?;
-    Ok(value)
+    })
 }
 
 fn strip_position(msg: &str) -> String {

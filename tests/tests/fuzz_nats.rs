@@ -259,21 +259,6 @@ enum OutcomeRule {
     Failed(&'static str, Box<dyn Fn(&str) -> bool>),
     /// Any outcome (a valid command: applied, or refused by the domain).
     Any,
-    /// Either of the above (a known bug makes the worker's view differ from the oracle's).
-    Tolerated,
-}
-
-/// While `bug_syntax_error_after_a_mistyped_field_is_a_field_error` (prop_command.rs) is open, a body
-/// that starts like an object but is not one JSON value may be refused with a field error and not
-/// dead-lettered. Set to `false` once fixed.
-const TOLERATE_KNOWN_BODY_BUGS: bool = true;
-
-/// See [`TOLERATE_KNOWN_BODY_BUGS`].
-fn hits_known_body_bug(payload: &[u8]) -> bool {
-    let starts_like_object = payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    TOLERATE_KNOWN_BODY_BUGS
-        && starts_like_object
-        && serde_json::from_slice::<Value>(payload).is_err()
 }
 
 /// Whether a body is one JSON object (the oracle of "decodable"), independent of `Command::parse`.
@@ -282,12 +267,12 @@ fn is_one_object(payload: &[u8]) -> bool {
 }
 
 /// The rule for a message with this concrete id.
-fn rules(m: &FuzzMsg, id: Option<&str>) -> (OutcomeRule, Option<bool>) {
+fn rules(m: &FuzzMsg, id: Option<&str>) -> (OutcomeRule, bool) {
     let id_ok = id.is_some_and(|i| validate_command_id(i).is_ok());
     if !id_ok {
         return (
             OutcomeRule::Failed("names Nats-Msg-Id", Box::new(|e| e.contains("Nats-Msg-Id"))),
-            Some(true),
+            true,
         );
     }
     let kind = match &m.target {
@@ -297,17 +282,14 @@ fn rules(m: &FuzzMsg, id: Option<&str>) -> (OutcomeRule, Option<bool>) {
                     "unknown command kind",
                     Box::new(|e| e.contains("unknown command kind")),
                 ),
-                Some(true),
+                true,
             )
         }
         Target::Kind(k) => *k,
     };
     if kind == CommandKind::LitellmReconcile {
         // Internal kind, no body: any payload is accepted.
-        return (OutcomeRule::Any, Some(false));
-    }
-    if hits_known_body_bug(&m.payload) {
-        return (OutcomeRule::Tolerated, None);
+        return (OutcomeRule::Any, false);
     }
     let undecodable = !is_one_object(&m.payload);
     match Command::parse(kind, &m.payload) {
@@ -315,12 +297,12 @@ fn rules(m: &FuzzMsg, id: Option<&str>) -> (OutcomeRule, Option<bool>) {
             let words = e.message.clone();
             (
                 OutcomeRule::Failed("the validator's words", Box::new(move |got| got == words)),
-                Some(undecodable),
+                undecodable,
             )
         }
         Ok(_) => {
             assert!(!undecodable, "the validator accepted a non-object");
-            (OutcomeRule::Any, Some(false))
+            (OutcomeRule::Any, false)
         }
     }
 }
@@ -348,7 +330,7 @@ struct Sent {
     id: Option<String>,
     reply: Option<String>,
     rule: OutcomeRule,
-    dlq: Option<bool>,
+    dlq: bool,
     subject: String,
 }
 
@@ -592,7 +574,7 @@ impl Harness {
                     let msg = o["error"]["message"].as_str().unwrap_or("");
                     prop_assert!(ok(msg), "{}: {} ({})", s.what, o, desc);
                 }
-                OutcomeRule::Any | OutcomeRule::Tolerated => {
+                OutcomeRule::Any => {
                     prop_assert!(
                         o["status"] == "succeeded"
                             || o["status"] == "failed" && o["error"]["code"].is_string(),
@@ -683,17 +665,15 @@ fn check_dead_letters(
     dlq: &[(Option<String>, String)],
 ) -> Result<(), TestCaseError> {
     type Key = (Option<String>, String);
-    // Per key: dead letters expected, whether a known bug makes the count uncertain, the messages.
-    let mut expected: HashMap<Key, (usize, bool, Vec<&str>)> = HashMap::new();
+    // Per key: dead letters expected, the messages.
+    let mut expected: HashMap<Key, (usize, Vec<&str>)> = HashMap::new();
     for s in sent {
         let key = (Some(s.dlq_id.clone()), s.subject.clone());
         let e = expected.entry(key).or_default();
-        match s.dlq {
-            Some(true) => e.0 += 1,
-            Some(false) => {}
-            None => e.1 = true,
+        if s.dlq {
+            e.0 += 1;
         }
-        e.2.push(&s.what);
+        e.1.push(&s.what);
     }
     let mut got: HashMap<Key, usize> = HashMap::new();
     for d in dlq {
@@ -702,9 +682,9 @@ fn check_dead_letters(
     let keys: std::collections::HashSet<&Key> = expected.keys().chain(got.keys()).collect();
     for key in keys {
         let n = got.get(key).copied().unwrap_or(0);
-        let (want, tolerated, what) = expected.get(key).cloned().unwrap_or_default();
+        let (want, what) = expected.get(key).cloned().unwrap_or_default();
         prop_assert!(
-            n == want || tolerated,
+            n == want,
             "{:?}: {} dead letters, expected {} for {:?}",
             key,
             n,

@@ -1,6 +1,6 @@
 //! REST handlers (contract §2). Reads come from Redis; writes go through [`crate::submit`].
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use vc_shared::domain::{
 use vc_shared::views;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path, Query};
 use crate::submit::{build_body, submit};
 use crate::{Actor, AppState};
 
@@ -33,7 +33,7 @@ async fn write(
     body: Option<Value>,
     ids: &[(&str, &str)],
 ) -> ApiResult<Response> {
-    let bytes = build_body(body, ids, state)?;
+    let bytes = build_body(kind, body, ids, state)?;
     submit(state, kind, bytes, idem(headers).as_deref(), actor).await
 }
 
@@ -586,7 +586,12 @@ pub async fn put_llm_config(
         // Realm admins may only set realm routing, through one of their realms: decided on the command
         // as the worker will read it (so no other form can slip through), before anything is published.
         actor.require_agent(&s, &did).await?;
-        let bytes = build_body(body.clone(), &[("did", &did)], &s)?;
+        let bytes = build_body(
+            CommandKind::AgentLlmConfigSet,
+            body.clone(),
+            &[("did", &did)],
+            &s,
+        )?;
         match command::Command::parse(CommandKind::AgentLlmConfigSet, &bytes)? {
             command::Command::AgentLlmConfigSet {
                 form: command::LlmConfigForm::Realm { realm_id, .. },

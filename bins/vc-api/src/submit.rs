@@ -77,8 +77,11 @@ pub async fn listen_replies(nats: async_nats::Client, inbox: String, waiters: Wa
     }
 }
 
-/// The body of a write, as a JSON object with path ids merged in and secrets sealed for the bus.
+/// The body of a write, as a JSON object with path ids merged in, validated as `kind` as the client
+/// sent it (clear secrets included, so REST and NATS refuse the same body with the same words), then
+/// with secrets sealed for the bus.
 pub fn build_body(
+    kind: CommandKind,
     raw: Option<Value>,
     path_ids: &[(&str, &str)],
     state: &AppState,
@@ -92,6 +95,8 @@ pub fn build_body(
         obj.insert((*k).to_string(), Value::String((*v).to_string()));
     }
     obj.remove("apiKeySealed");
+    let clear = serde_json::to_vec(&obj).unwrap_or_default();
+    Command::parse(kind, &clear)?;
     if let Some(Value::String(k)) = obj.get("apiKey").cloned() {
         if !k.trim().is_empty() {
             let sealed = state

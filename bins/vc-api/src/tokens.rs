@@ -8,7 +8,7 @@
 //! audit event (`token.created`, `token.deleted`) in the same Redis script, and publishes it on
 //! `vc.evt.token.*`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -24,7 +24,7 @@ use vc_shared::store::StoredToken;
 use crate::access::{event, publish_event};
 use crate::auth::TOKEN_PREFIX;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::{Actor, AppState};
 
 /// The only role a token can have.
