@@ -328,3 +328,148 @@ async fn periodic_reconcile_repairs_a_wipe_on_its_own() {
     assert_ne!(st["lastReconcileAt"].as_str(), Some(first.as_str()));
     eprintln!("[fault] periodic reconcile (every 2 s) rebuilt a wiped LiteLLM in {took:?}");
 }
+
+/// Grants made while LiteLLM is not configured mint no realm key (there is nowhere to create it), and
+/// a budget is refused rather than dropped. Once LiteLLM is configured (workers restarted with it), the
+/// reconcile asks for the missing key through the command queue: the realm gets its key, LiteLLM holds
+/// it with the realm's models, and the realm's connected agent, which had no config, is pushed one
+/// carrying the key, which works for chat; a budget can then be set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realm_granted_before_litellm_was_configured_gets_its_key() {
+    let mut s = Stack::builder()
+        .litellm(false)
+        .reconcile_every(Duration::from_secs(3600))
+        .start()
+        .await;
+    let m = s
+        .post(
+            "/api/models",
+            json!({"name": "Late", "provider": "openai", "modelId": "gpt-late", "apiKey": "sk-upstream-late"}),
+        )
+        .await;
+    assert_eq!(m.status, 201, "{}", m.text);
+    let r = s.post("/api/realms", json!({"name": "Late realm"})).await;
+    let w = World {
+        model: m.body["model"]["id"].as_str().unwrap().into(),
+        model_name: m.body["model"]["litellmModelName"].as_str().unwrap().into(),
+        realm: r.body["realm"]["id"].as_str().unwrap().into(),
+    };
+    let grant_path = format!("/api/models/{}/realms", w.model);
+    let refused = s
+        .post(
+            &grant_path,
+            json!({"realmId": w.realm, "monthlyBudgetUsd": 25}),
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("monthlyBudgetUsd")),
+        "{}",
+        refused.text
+    );
+    let g = s.post(&grant_path, json!({"realmId": w.realm})).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    assert!(
+        g.body["routerKey"].is_null(),
+        "no key without LiteLLM: {}",
+        g.text
+    );
+    let (key, did) = vc_tests::stack::new_agent();
+    assert_eq!(
+        s.post("/api/agents", json!({"did": did, "name": "late agent"}))
+            .await
+            .status,
+        201
+    );
+    let j = s
+        .post(
+            &format!("/api/realms/{}/agents", w.realm),
+            json!({"agentDid": did}),
+        )
+        .await;
+    assert_eq!(j.status, 200, "{}", j.text);
+    let edge = edge_support::spawn_edge(
+        &s.nats_url(),
+        &s.redis_url(),
+        &s.secret,
+        EdgeConfig::new("edge-late"),
+    )
+    .await;
+    let mut o = AgentOptions::new(vec![edge.ws_url()]);
+    o.backoff_initial = Duration::from_millis(100);
+    let agent = AgentClient::new(key, o).spawn();
+    vc_tests::assert_eventually!(agent.status().current().is_some(), secs(15));
+    assert!(
+        agent
+            .status()
+            .current()
+            .and_then(|c| c.config.clone())
+            .is_none(),
+        "no config without LiteLLM"
+    );
+    // LiteLLM appears; the workers are restarted with it (the API needs nothing).
+    s.emu = Some(
+        litellm_emu::Emulator::spawn(litellm_emu::EmulatorConfig {
+            master_key: "sk-emu-master".into(),
+            ..Default::default()
+        })
+        .await,
+    );
+    for old in std::mem::take(&mut s.workers) {
+        old.stop().await;
+    }
+    let t = Instant::now();
+    let worker = s.spawn_worker().await;
+    s.workers.push(worker);
+    let emu = s.emu.as_ref().unwrap().emu.clone();
+    // The periodic reconcile's first pass (2 s after start) asks for the key.
+    vc_tests::assert_eventually!(
+        agent
+            .status()
+            .current()
+            .and_then(|c| c.config.clone())
+            .and_then(|c| c.api_key)
+            .is_some(),
+        secs(20)
+    );
+    let took = t.elapsed();
+    let key = agent
+        .status()
+        .current()
+        .unwrap()
+        .config
+        .clone()
+        .unwrap()
+        .api_key
+        .unwrap();
+    vc_tests::wait::eventually("the key in LiteLLM", secs(15), || async {
+        (emu.keys().len() == 1 && emu.deployments().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(emu.keys()[0].key, key);
+    assert_eq!(emu.keys()[0].models, vec![w.model_name.clone()]);
+    assert_eq!(chat(&s, &key, &w.model_name).await, 200);
+    let st = s.get("/api/litellm/status").await.body;
+    assert!(
+        st["drift"]["missingKeys"].as_u64() >= Some(1) || st["missingKeys"].as_u64() >= Some(1),
+        "{st}"
+    );
+    // Now a budget can be set, on the same key.
+    let b = s
+        .post(
+            &grant_path,
+            json!({"realmId": w.realm, "monthlyBudgetUsd": 25}),
+        )
+        .await;
+    assert_eq!(b.status, 200, "{}", b.text);
+    vc_tests::wait::eventually("the budget in LiteLLM", secs(15), || async {
+        (emu.keys().len() == 1 && emu.keys()[0].max_budget == Some(25.0)).then_some(())
+    })
+    .await;
+    assert_eq!(emu.keys()[0].key, key);
+    eprintln!(
+        "[fault] a realm granted before LiteLLM was configured: key minted and pushed {took:?} after a worker started with LiteLLM"
+    );
+}

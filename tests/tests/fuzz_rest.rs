@@ -844,6 +844,8 @@ fn path_ids() {
         |h, (method, path)| {
             let body = matches!(method, Method::POST | Method::PUT | Method::PATCH)
                 .then(|| br#"{"name":"x","realmId":"r","agentDid":"did:key:z"}"#.to_vec());
+            // http's `Uri` holds at most 65,534 bytes: longer paths never leave any Rust client.
+            prop_assume!(path.len() < 65_000);
             let a = h.send(method.clone(), &path, Some("application/json"), body, &[]);
             check_shape(&format!("{method} {path}"), &a)
         },
@@ -882,6 +884,9 @@ fn query_strings() {
             } else {
                 (Method::GET, format!("/api/audit?{q}"))
             };
+            // http's `Uri` (hence any Rust client) holds at most 65,534 bytes; longer ones never leave
+            // the client (two 3,000-character texts of 4-byte characters, percent-encoded, do not fit).
+            prop_assume!(p.len() < 65_000);
             let a = h.send(m.clone(), &p, None, None, &[]);
             check_shape(&format!("{m} {p}"), &a)
         },

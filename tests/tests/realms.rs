@@ -287,6 +287,68 @@ async fn agent_configs_follow_their_realm() {
 }
 
 /// LiteLLM unset: grants, realms and configs work; keys simply absent.
+/// Agents that joined a realm before its first grant (no key yet, so nothing to route through) are
+/// configured when the first grant mints the key, as a join would have done; an agent with an explicit
+/// config is left alone, and later grants configure nobody new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_who_joined_before_the_first_grant_are_configured_by_it() {
+    let s = Stack::builder().litellm(true).start().await;
+    let (m1, n1) = model(&s, "Alpha").await;
+    let (m2, _) = model(&s, "Beta").await;
+    let r = realm(&s, "Early").await;
+    let waiting = agent(&s).await;
+    let explicit = agent(&s).await;
+    let put = s
+        .put(
+            &format!("/api/agents/{explicit}/llm-config"),
+            json!({"provider": "openai", "model": "gpt-4o", "apiKey": "sk-manual-early"}),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    for a in [&waiting, &explicit] {
+        let j = s
+            .post(&format!("/api/realms/{r}/agents"), json!({"agentDid": a}))
+            .await;
+        assert_eq!(
+            j.body,
+            json!({"ok": true, "llmPushed": false}),
+            "{}",
+            j.text
+        );
+    }
+    assert_eq!(
+        s.get(&format!("/api/agents/{waiting}/llm-config"))
+            .await
+            .body["config"],
+        Value::Null
+    );
+    let g = s
+        .post(&format!("/api/models/{m1}/realms"), json!({"realmId": r}))
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let cfg = s.get(&format!("/api/agents/{waiting}/llm-config")).await;
+    assert_eq!(cfg.body["mode"], "realm", "{}", cfg.text);
+    assert_eq!(cfg.body["config"]["model"], n1);
+    let v1 = cfg.body["version"].as_u64().unwrap();
+    let other = s.get(&format!("/api/agents/{explicit}/llm-config")).await;
+    assert_eq!(other.body["mode"], "manual", "{}", other.text);
+    assert_eq!(other.body["config"]["model"], "gpt-4o");
+    // The second grant changes the key's models: the routed agent gets a new version, still on m1.
+    let g2 = s
+        .post(&format!("/api/models/{m2}/realms"), json!({"realmId": r}))
+        .await;
+    assert_eq!(g2.status, 200, "{}", g2.text);
+    let cfg2 = s.get(&format!("/api/agents/{waiting}/llm-config")).await;
+    assert!(cfg2.body["version"].as_u64().unwrap() > v1);
+    assert_eq!(cfg2.body["config"]["model"], n1);
+    assert_eq!(
+        s.get(&format!("/api/agents/{explicit}/llm-config"))
+            .await
+            .body["mode"],
+        "manual"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realms_without_litellm() {
     let s = Stack::builder().start().await;

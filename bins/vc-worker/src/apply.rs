@@ -478,6 +478,34 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// The realm just got its key: members without any config (they joined before its first grant,
+    /// or before LiteLLM was configured) are configured as a join would have done (realm routing,
+    /// first active model by name). Agents with a config, explicit or not, are left alone.
+    async fn configure_waiting_members(&mut self, realm_id: &str) -> Result<(), ApplyError> {
+        let Some(first) = self.active_models(realm_id).await?.first().cloned() else {
+            return Ok(());
+        };
+        for m in self.ctx.store.realm_members(realm_id).await? {
+            let Some(agent) = self.agent(&m.agent_did).await? else {
+                continue;
+            };
+            if agent.source.is_some() {
+                continue;
+            }
+            self.set_source(
+                &m.agent_did,
+                Some(ConfigSource::Realm {
+                    realm_id: realm_id.into(),
+                    model_id: first.id.clone(),
+                }),
+            )
+            .await?;
+            // On the agent's own subject, as for a join: its edge holds no realm subscription for it.
+            self.effects.agent_pushes.insert(m.agent_did);
+        }
+        Ok(())
+    }
+
     /// The realm's key desired state changed: bump its generation and sync it.
     fn touch_realm_key(&mut self, realm: &mut StoredRealm) {
         realm.gen += 1;
@@ -918,6 +946,14 @@ impl<'a> Tx<'a> {
                 "model {model_id} not found"
             )))
         };
+        if matches!(budget, Some(Some(_))) && realm.key.is_none() && self.ctx.litellm.is_none() {
+            // The budget lives on the realm's LiteLLM key, which only exists with LiteLLM: refused
+            // rather than dropped. (Once LiteLLM is configured, the reconcile mints the key.)
+            refuse!(DomainError::bad_request(
+                "monthlyBudgetUsd needs LiteLLM: it is the budget of the realm's LiteLLM key, \
+                 which is minted once LiteLLM is configured"
+            ));
+        }
         let grants = self.grants(realm_id).await?;
         let (granted_at, new_grant) = match grants.get(model_id) {
             Some(at) => (at.clone(), false),
@@ -952,6 +988,9 @@ impl<'a> Tx<'a> {
             self.touch_realm_key(&mut realm);
             self.put_realm(realm.clone());
             self.refresh_realm_agents(realm_id).await?;
+        }
+        if minted {
+            self.configure_waiting_members(realm_id).await?;
         }
         if new_grant {
             self.event(

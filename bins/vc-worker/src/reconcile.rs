@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+use vc_shared::command::{CommandKind, HDR_ACTOR, HDR_MSG_ID};
 use vc_shared::domain::now_rfc3339;
+use vc_shared::subjects;
 
 use crate::sync::{Action, KEY_ALIAS_PREFIX};
 use crate::Worker;
@@ -24,7 +26,8 @@ pub struct Drift {
     pub changed_deployments: u64,
     /// Our deployments with no model, deleted.
     pub orphan_deployments: u64,
-    /// Realm keys re-created with their value.
+    /// Realm keys re-created with their value, or asked for (a realm granted models while LiteLLM
+    /// was not configured).
     pub missing_keys: u64,
     /// Realm keys changed behind our back, repaired.
     pub changed_keys: u64,
@@ -93,6 +96,16 @@ async fn reconcile_locked(worker: &Worker) {
             drift.errors += 1;
         }
         if let Ok(realms) = worker.store.realms().await {
+            for r in realms.iter().filter(|r| r.key.is_none()) {
+                match mint_missing_key(worker, &r.id).await {
+                    Ok(true) => drift.missing_keys += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(error = %e, realm = %r.id, "Could not ask for the realm's key.");
+                        drift.errors += 1;
+                    }
+                }
+            }
             for r in &realms {
                 match worker.syncer.sync_realm(&r.id).await {
                     Ok(Action::Created) => drift.missing_keys += 1,
@@ -135,6 +148,45 @@ async fn reconcile_locked(worker: &Worker) {
     if let Err(e) = set {
         warn!(error = %e, "Could not store the reconcile report.");
     }
+}
+
+/// A realm granted models while LiteLLM was not configured has no key: grants mint the realm's key
+/// only when LiteLLM is configured. Once it is, the reconcile asks for the key through the command
+/// queue (never by writing the catalog itself, which would race with commands): it publishes a
+/// `realm.grant` of a model the realm already holds, budget unchanged, which mints the key, re-resolves
+/// the realm's agents (they are pushed the key) and syncs LiteLLM, in order with every other command.
+/// Its `Nats-Msg-Id` is derived from the realm and the catalog revision, so workers reconciling at once
+/// send it once. `Ok(true)` when a key was asked for.
+async fn mint_missing_key(worker: &Worker, realm_id: &str) -> Result<bool, String> {
+    let grants = worker
+        .store
+        .realm_grants(realm_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(model_id) = grants.iter().map(|(m, _)| m.clone()).min() else {
+        return Ok(false);
+    };
+    let rev = worker.store.rev().await.map_err(|e| e.to_string())?;
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("vc-mint\n{realm_id}\n{rev}").as_bytes(),
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(HDR_MSG_ID, format!("reconcile-mint-{id}").as_str());
+    headers.insert(HDR_ACTOR, "reconcile");
+    let body = serde_json::json!({"modelId": model_id, "realmId": realm_id});
+    async_nats::jetstream::new(worker.nats.clone())
+        .publish_with_headers(
+            subjects::command(CommandKind::RealmGrant),
+            headers,
+            serde_json::to_vec(&body).unwrap_or_default().into(),
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(realm = %realm_id, "Realm without a key: asked for one (realm.grant of a held model).");
+    Ok(true)
 }
 
 /// Periodic reconcile until `shutdown`.
