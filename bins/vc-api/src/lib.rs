@@ -106,8 +106,9 @@ pub struct Deps {
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(2);
 /// Once the listener is closed, how long in-flight requests get before `run` returns anyway.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
-/// Request timeout beyond the outcome wait (auth, validation, publish ack, reads).
-pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
+/// Request timeout beyond the outcome wait: auth, validation, reads, and the publish, which is retried
+/// for up to 10 s while JetStream has no leader (`submit`), plus 5 s of slack.
+pub const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(15);
 
 #[derive(OpenApi)]
 #[openapi(

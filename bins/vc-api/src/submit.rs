@@ -156,9 +156,14 @@ fn pending_response(id: &str) -> Response {
         .into_response()
 }
 
+/// How long a request keeps trying to publish its command (a NATS leader election takes 5-10 s).
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
+/// Pause between two publish attempts.
+const PUBLISH_RETRY_EVERY: Duration = Duration::from_millis(250);
+
 /// Validates, publishes and waits. `idempotency_key` makes a retried request return the first outcome.
 ///
-/// A publish that fails (no stream acknowledgement within 5 s: `503`) removes the pending record but
+/// A publish that fails (no stream acknowledgement within 10 s of retries: `503`) removes the pending record but
 /// keeps the `Idempotency-Key` pointing at the same command id. A retry with that key finds the claim
 /// without a record and publishes again **under the same command id**: if the first publish did reach
 /// the stream after all (the acknowledgement was lost, or the client flushed it after a reconnect),
@@ -229,24 +234,36 @@ pub async fn submit(
         format!("{}.{command_id}", state.inbox).as_str(),
     );
     headers.insert(HDR_ACTOR, actor.name.as_str());
-    let published = async {
-        let ack = state
-            .js
-            .publish_with_headers(vc_shared::subjects::command(kind), headers, body)
-            .await
-            .map_err(|e| e.to_string())?;
-        ack.await.map_err(|e| e.to_string())
-    };
-    let failure = match tokio::time::timeout(vc_shared::bus::CALL_TIMEOUT, published).await {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, command = %command_id, "Command publish failed.");
-            Some("command bus unavailable, retry later")
+    // Retried under the same `Nats-Msg-Id` (JetStream keeps one copy) until PUBLISH_DEADLINE: while a
+    // NATS node is lost, the stream has no leader for 5-10 s and publishes fail at once ("no
+    // responders"); the request waits that out instead of answering 503 straight away.
+    let deadline = tokio::time::Instant::now() + PUBLISH_DEADLINE;
+    let failure = loop {
+        let attempt = async {
+            let ack = state
+                .js
+                .publish_with_headers(
+                    vc_shared::subjects::command(kind),
+                    headers.clone(),
+                    body.clone(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            ack.await.map_err(|e| e.to_string())
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let error =
+            match tokio::time::timeout(left.min(vc_shared::bus::CALL_TIMEOUT), attempt).await {
+                Ok(Ok(_)) => break None,
+                Ok(Err(e)) => e,
+                Err(_) => "not acknowledged in time".to_string(),
+            };
+        if tokio::time::Instant::now() + PUBLISH_RETRY_EVERY >= deadline {
+            tracing::warn!(error = %error, command = %command_id, "Command publish failed.");
+            break Some("command bus unavailable, retry later");
         }
-        Err(_) => {
-            tracing::warn!(command = %command_id, "Command publish not acknowledged in time.");
-            Some("command bus did not acknowledge in time, retry later")
-        }
+        tracing::debug!(error = %error, command = %command_id, "Command publish failed; retrying.");
+        tokio::time::sleep(PUBLISH_RETRY_EVERY).await;
     };
     if let Some(message) = failure {
         state.waiters.remove(&command_id);

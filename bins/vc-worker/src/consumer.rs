@@ -373,8 +373,14 @@ async fn handle(worker: &Worker, msg: &jetstream::Message) -> Processing {
             return Processing::Retry(Duration::from_secs(1));
         }
         if reconcile {
+            // Not inline: a reconcile may take minutes and must not hold the command queue. It runs
+            // among the worker's background tasks, which stop with the worker.
             let w = worker.clone();
-            tokio::spawn(async move { crate::reconcile::reconcile_once(&w).await });
+            if let Ok(mut set) = worker.background.lock() {
+                set.spawn(async move { crate::reconcile::reconcile_requested(&w).await });
+                // Reap finished ones so the set stays small.
+                while set.try_join_next().is_some() {}
+            }
         }
         if status == CommandStatus::Succeeded && refresh_result(worker, kind, &mut record).await {
             let _ = worker.store.update_command(&record).await;

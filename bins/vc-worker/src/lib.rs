@@ -74,6 +74,9 @@ pub struct Worker {
     pub metrics: metrics::Metrics,
     /// How long a command may stay unacknowledged before JetStream hands it to another worker.
     pub command_ack_wait: Duration,
+    /// Work started by commands that runs beside the queue (requested reconciles); aborted when the
+    /// worker stops.
+    pub background: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 /// Timings with production defaults. Fault tests shorten `command_ack_wait` so that a worker killed
@@ -109,13 +112,19 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// Aborts tasks when dropped.
-struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+/// Aborts tasks, and the worker's background set, when dropped.
+struct AbortOnDrop(
+    Vec<tokio::task::AbortHandle>,
+    Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         for t in &self.0 {
             t.abort();
+        }
+        if let Ok(mut set) = self.1.lock() {
+            set.abort_all();
         }
     }
 }
@@ -173,6 +182,7 @@ pub async fn run_tuned(
         litellm_healthy: Arc::new(AtomicBool::new(true)),
         metrics: metrics::Metrics::default(),
         command_ack_wait: tuning.command_ack_wait,
+        background: Arc::default(),
     };
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -223,6 +233,7 @@ pub async fn run_tuned(
         .into_iter()
         .flatten()
         .collect(),
+        worker.background.clone(),
     );
     info!(litellm = deps.litellm.is_some(), "Worker started.");
     shutdown.await;

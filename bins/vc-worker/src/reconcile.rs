@@ -53,12 +53,33 @@ pub struct Report {
 /// worker that dies in the middle of one blocks the next for at most this long; it was a fixed 300 s).
 const LEASE: Duration = Duration::from_secs(30);
 
-/// Reconciles once, if no other worker is (lease). Errors are logged and counted.
-pub async fn reconcile_once(worker: &Worker) {
+/// How long an on-demand reconcile waits for a running one (another worker's) to finish.
+const REQUESTED_WAIT: Duration = Duration::from_secs(120);
+
+/// Reconciles once, if no other worker is (lease); `false` when another held the lease. Errors are
+/// logged and counted.
+pub async fn reconcile_once(worker: &Worker) -> bool {
     if worker.syncer.litellm.is_none() {
-        return;
+        return false;
     }
-    let _ = crate::sync::leased(&worker.store, "reconcile", LEASE, reconcile_locked(worker)).await;
+    matches!(
+        crate::sync::leased(&worker.store, "reconcile", LEASE, reconcile_locked(worker)).await,
+        Ok(Some(()))
+    )
+}
+
+/// The reconcile asked for by a `litellm.reconcile` command: one that *starts* after the request.
+/// When another reconcile is running it may have read LiteLLM before the change that prompted the
+/// request, so this one waits for the lease (up to [`REQUESTED_WAIT`]) instead of being skipped.
+pub async fn reconcile_requested(worker: &Worker) {
+    let deadline = tokio::time::Instant::now() + REQUESTED_WAIT;
+    while !reconcile_once(worker).await {
+        if worker.syncer.litellm.is_none() || tokio::time::Instant::now() >= deadline {
+            warn!("Requested reconcile skipped: another one held the lease throughout.");
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn reconcile_locked(worker: &Worker) {
@@ -205,7 +226,7 @@ pub async fn run_periodic(
             _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.changed() => return,
         }
-        reconcile_once(&worker).await;
+        let _ = reconcile_once(&worker).await;
         next = tokio::time::Instant::now() + every;
     }
 }
