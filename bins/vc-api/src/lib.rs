@@ -196,10 +196,26 @@ pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
             error::ApiError::new(vc_shared::error::ErrorCode::Internal, "internal error")
                 .into_response_boxed()
         }))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        .layer(axum::middleware::from_fn_with_state(
             request_timeout,
+            deadline,
         ))
+}
+
+/// Answers a request that outlives `limit` with the contract's JSON error (503 `UNAVAILABLE`).
+async fn deadline(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => error::ApiError::unavailable(
+            "the request took too long; a write may still be applied: retry it with the same \
+             Idempotency-Key",
+        )
+        .into_response_boxed(),
+    }
 }
 
 impl error::ApiError {
@@ -305,4 +321,44 @@ pub async fn run(
     signal.abort();
     replies.abort();
     result.map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_request_over_its_deadline_gets_the_json_error() {
+        let app: Router = Router::new()
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(50),
+                deadline,
+            ));
+        let get = |uri: &'static str| {
+            axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .expect("request")
+        };
+        let fast = app.clone().oneshot(get("/fast")).await.expect("answer");
+        assert_eq!(fast.status(), 200);
+        let slow = app.oneshot(get("/slow")).await.expect("answer");
+        assert_eq!(slow.status(), 503);
+        let body = axum::body::to_bytes(slow.into_body(), 4096)
+            .await
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["code"], "UNAVAILABLE");
+        assert!(v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Idempotency-Key")));
+    }
 }
