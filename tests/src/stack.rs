@@ -53,12 +53,46 @@ impl Drop for Service {
     }
 }
 
+/// A service running as its own OS process, configured through the environment as an operator would;
+/// killed with SIGKILL when dropped. Its log goes to a file of its own temporary directory.
+pub struct Process {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// kill -9, then reap: the process gets no chance to finish anything.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last `lines` lines of its log (stdout and stderr).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("out.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Builder of a [`Stack`].
 #[derive(Default)]
 pub struct StackBuilder {
     litellm: bool,
     external: Option<(String, String)>,
-    workers: usize,
+    workers: Option<usize>,
     command_wait: Option<Duration>,
     nats_cluster: Option<usize>,
     redis_cluster: Option<usize>,
@@ -129,9 +163,9 @@ impl StackBuilder {
         ));
         self
     }
-    /// Number of workers (default 1).
+    /// Number of in-process workers (default 1; 0 when the test runs its own, e.g. worker processes).
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
+        self.workers = Some(n);
         self
     }
     /// API outcome wait.
@@ -246,7 +280,7 @@ impl StackBuilder {
             reconcile_every: self.reconcile_every.unwrap_or(Duration::ZERO),
             worker_ack_wait: self.worker_ack_wait,
         };
-        for _ in 0..self.workers.max(1) {
+        for _ in 0..self.workers.unwrap_or(1) {
             let w = stack.spawn_worker().await;
             stack.workers.push(w);
         }
@@ -341,6 +375,37 @@ impl Stack {
             task,
             addr,
         }
+    }
+
+    /// Starts a worker **process** from `bin`, a build of `vc-worker`'s `main` (integration tests of this
+    /// package get one as `env!("CARGO_BIN_EXE_vc-worker-under-test")`), with the settings of this stack
+    /// in its environment (nothing inherited but `PATH`).
+    pub fn spawn_worker_process(&self, bin: &str) -> Process {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(dir.path().join("out.log")).expect("log file");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NATS_URL", &self.nats_url)
+            .env("REDIS_URL", &self.redis_url)
+            .env("VC_SECRET_KEY", self.secret.to_base64())
+            .env("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string())
+            .env(
+                "VC_RECONCILE_INTERVAL_SECS",
+                self.reconcile_every.as_secs().to_string(),
+            )
+            .env("RUST_LOG", "vc_worker=warn,vc_shared=warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
+        if let Some(l) = self.litellm_settings() {
+            cmd.env("LITELLM_BASE_URL", l.base_url)
+                .env("LITELLM_MASTER_KEY", l.master_key)
+                .env("LITELLM_PUBLIC_URL", l.public_url)
+                .env("VC_LITELLM_TIMEOUT_MS", l.timeout.as_millis().to_string());
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        Process { child, dir }
     }
 
     /// Starts an API (library `run`, in-process).

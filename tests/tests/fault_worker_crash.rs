@@ -1,13 +1,16 @@
 //! Fault: worker crashes (issue 5 item 1).
 //!
-//! Two workers consume a stream of mixed commands while one of them is killed every ~2 s (the task is
-//! aborted, which now stops all of the worker's tasks at once, like kill -9 of its process) and replaced.
-//! At the end every command JetStream acknowledged has a completed record, none was committed twice,
-//! LiteLLM holds no duplicate, and the whole observable state equals a serial replay of the same commands
-//! on a fresh stack with one worker.
+//! Two workers consume a stream of mixed commands while one of them is killed every ~2 s and replaced:
+//! real `vc-worker` processes killed with SIGKILL (`worker_processes_killed_with_sigkill_…`, the binary's
+//! own `main` built in this package as `vc-worker-under-test`), and in-process workers whose tasks are
+//! all aborted at once (`worker_crashes_…`, which can also classify each kill). At the end every command
+//! JetStream acknowledged has a completed record, none was committed twice, LiteLLM holds no duplicate,
+//! and the whole observable state equals a serial replay of the same commands on a fresh stack with one
+//! worker.
 //!
-//! CI: 1,000 commands, `ack_wait` 3 s. `scripts/soak`: 10,000 commands (`VC_SOAK=1`); sizes can be set
-//! with `VC_FAULT_COMMANDS`, `VC_FAULT_ACK_WAIT_SECS` and `VC_FAULT_KILL_EVERY_MS`.
+//! CI: 2,000 commands with processes, 600 in-process, `ack_wait` 3 s. `scripts/soak`: 10,000 each
+//! (`VC_SOAK=1`); sizes can be set with `VC_FAULT_PROC_COMMANDS`, `VC_FAULT_COMMANDS`,
+//! `VC_FAULT_ACK_WAIT_SECS` and `VC_FAULT_KILL_EVERY_MS`.
 
 mod fault_support;
 
@@ -94,21 +97,105 @@ async fn killed_worker_does_not_finish_its_command() {
     assert_eq!(rev(&s.store).await, 1, "committed once");
 }
 
+/// How the workers run, and so how they are killed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// In-process `vc_worker::run` tasks, aborted (all of a worker's tasks stop at once).
+    InProcess,
+    /// Real `vc-worker` processes (the binary's `main`), killed with SIGKILL.
+    Processes,
+}
+
+/// The two workers under test, whichever way they run.
+enum Fleet {
+    InProcess(Vec<vc_tests::stack::Service>),
+    Processes(Vec<vc_tests::stack::Process>),
+}
+
+impl Fleet {
+    fn len(&self) -> usize {
+        match self {
+            Fleet::InProcess(v) => v.len(),
+            Fleet::Processes(v) => v.len(),
+        }
+    }
+
+    /// Kills worker `i` without warning.
+    fn kill(&mut self, i: usize) {
+        match self {
+            Fleet::InProcess(v) => v.remove(i).kill(),
+            Fleet::Processes(v) => v.remove(i).kill9(),
+        }
+    }
+
+    /// Starts one more worker.
+    async fn spawn(&mut self, s: &Stack) {
+        match self {
+            Fleet::InProcess(v) => v.push(s.spawn_worker().await),
+            Fleet::Processes(v) => v.push(s.spawn_worker_process(WORKER_BIN)),
+        }
+    }
+
+    /// Graceful stop (SIGTERM-like for in-process workers; processes are simply killed: their work is done).
+    async fn stop(self) {
+        match self {
+            Fleet::InProcess(v) => {
+                for w in v {
+                    w.stop().await;
+                }
+            }
+            Fleet::Processes(v) => v.into_iter().for_each(vc_tests::stack::Process::kill9),
+        }
+    }
+}
+
+/// `vc-worker`'s `main`, built in this package (`tests/src/bin/vc-worker-under-test.rs`).
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_vc-worker-under-test");
+
 /// Item 1: kill a worker every ~2 s under a stream of mixed commands; nothing acknowledged is lost,
-/// nothing is applied twice, and the final state equals a serial replay.
+/// nothing is applied twice, and the final state equals a serial replay. In-process workers (aborted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_crashes_lose_nothing_and_apply_nothing_twice() {
-    let n = size("VC_FAULT_COMMANDS", 1000, 10_000);
+    crash_scenario(Mode::InProcess, size("VC_FAULT_COMMANDS", 600, 10_000)).await;
+}
+
+/// Item 1 with real `vc-worker` processes killed with SIGKILL (kill -9) every ~2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_killed_with_sigkill_lose_nothing_and_apply_nothing_twice() {
+    crash_scenario(
+        Mode::Processes,
+        size("VC_FAULT_PROC_COMMANDS", 2000, 10_000),
+    )
+    .await;
+}
+
+async fn crash_scenario(mode: Mode, n: usize) {
     let ack_wait = Duration::from_secs(size("VC_FAULT_ACK_WAIT_SECS", 3, 3) as u64);
     let kill_every = Duration::from_millis(size("VC_FAULT_KILL_EVERY_MS", 2000, 2000) as u64);
     let seed = 0x5eed_0001;
     let cmds = mixed_commands(n, seed);
     let mut s = Stack::builder()
         .litellm(true)
-        .workers(2)
+        .workers(if mode == Mode::InProcess { 2 } else { 0 })
         .worker_ack_wait(ack_wait)
         .start()
         .await;
+    let mut fleet = match mode {
+        Mode::InProcess => Fleet::InProcess(std::mem::take(&mut s.workers)),
+        Mode::Processes => {
+            // The processes run with production settings; the consumer they share is created here
+            // with the short `ack_wait` (an existing consumer keeps its own, and workers follow it).
+            let js = async_nats::jetstream::new(s.nats_client().await);
+            vc_worker::consumer::command_consumer(&js, ack_wait)
+                .await
+                .expect("command consumer");
+            let mut f = Fleet::Processes(Vec::new());
+            for _ in 0..2 {
+                f.spawn(&s).await;
+            }
+            f
+        }
+    };
 
     // LiteLLM answers in ~10 ms, as a real proxy's admin API does: syncing commands spend a while after
     // their commit, where a kill leaves a committed but unacknowledged command.
@@ -159,9 +246,9 @@ async fn worker_crashes_lose_nothing_and_apply_nothing_twice() {
             started.elapsed()
         );
         if Instant::now() >= next_kill {
-            let i = rng.gen_range(0..s.workers.len());
+            let i = rng.gen_range(0..fleet.len());
             let before = cmd_consumer_state(&cjs).await;
-            s.workers.remove(i).kill();
+            fleet.kill(i);
             // Classify the kill: did the victim hold the command in flight, before or after its commit?
             if let Some((floor, 1)) = before {
                 let cmd_id = cmds[floor as usize].id.clone();
@@ -188,8 +275,7 @@ async fn worker_crashes_lose_nothing_and_apply_nothing_twice() {
                     }
                 });
             }
-            let w = s.spawn_worker().await;
-            s.workers.push(w);
+            fleet.spawn(&s).await;
             kills += 1;
             let jitter = rng.gen_range(0.75..1.25);
             next_kill = Instant::now() + kill_every.mul_f64(jitter);
@@ -200,7 +286,7 @@ async fn worker_crashes_lose_nothing_and_apply_nothing_twice() {
     let crash_elapsed = started.elapsed();
     let (held_before, held_after) = *held.lock().unwrap();
     eprintln!(
-        "[fault] crash run: {} commands completed in {crash_elapsed:?} with {kills} worker kills ({:.0} commands/s); \
+        "[fault] crash run ({mode:?}): {} commands completed in {crash_elapsed:?} with {kills} worker kills ({:.0} commands/s); \
          {stalls} stalls of >= 1 s, longest {longest_stall:?}; the victim held the command in flight \
          {} times before its commit and {} times after it (committed, not yet acknowledged)",
         acked.len(),
@@ -234,9 +320,7 @@ async fn worker_crashes_lose_nothing_and_apply_nothing_twice() {
     eprintln!("[fault] LiteLLM sync converged {converge:?} after the last command");
     assert_no_litellm_duplicates(&s);
     let crashed = snapshot(&s).await;
-    for w in s.workers.drain(..) {
-        w.stop().await;
-    }
+    fleet.stop().await;
     drop(s);
 
     // 4. The same commands, serially, on a fresh stack with one worker.

@@ -45,16 +45,13 @@ pub enum Processing {
     Poison,
 }
 
-/// Creates the shared durable consumer of commands.
-pub async fn command_consumer(js: &jetstream::Context) -> Result<pull::Stream, String> {
-    command_consumer_with(js, ACK_WAIT).await
-}
-
-/// [`command_consumer`] with another `ack_wait` (used when this call creates the consumer).
-pub async fn command_consumer_with(
+/// The shared durable consumer of commands (created with `ack_wait` if it does not exist yet) and the
+/// `ack_wait` it really has: an existing consumer keeps its own, and that one is what counts for
+/// progress acks and ack retries.
+pub async fn command_consumer(
     js: &jetstream::Context,
     ack_wait: Duration,
-) -> Result<pull::Stream, String> {
+) -> Result<(Duration, pull::Stream), String> {
     let stream = js
         .get_stream(subjects::CMD_STREAM)
         .await
@@ -74,14 +71,18 @@ pub async fn command_consumer_with(
         )
         .await
         .map_err(|e| e.to_string())?;
-    consumer
+    let effective = Some(consumer.cached_info().config.ack_wait)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(ack_wait);
+    let messages = consumer
         .stream()
         .max_messages_per_batch(1)
         .expires(Duration::from_secs(5))
         .heartbeat(Duration::from_secs(2))
         .messages()
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok((effective, messages))
 }
 
 /// Runs the command loop until `shutdown`; the command in hand is finished first.
@@ -91,7 +92,7 @@ pub async fn run_commands(worker: Worker, mut shutdown: tokio::sync::watch::Rece
         if *shutdown.borrow() {
             return;
         }
-        let mut messages = match command_consumer_with(&js, worker.command_ack_wait).await {
+        let (ack_wait, mut messages) = match command_consumer(&js, worker.command_ack_wait).await {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "Command consumer unavailable; retrying.");
@@ -116,9 +117,11 @@ pub async fn run_commands(worker: Worker, mut shutdown: tokio::sync::watch::Rece
                 Some(Ok(m)) => m,
             };
             let span = tracing::info_span!("command", subject = %msg.subject);
-            let status = handle_with_progress(&worker, &msg).instrument(span).await;
+            let status = handle_with_progress(&worker, &msg, ack_wait)
+                .instrument(span)
+                .await;
             let ack = match status {
-                Processing::Done => ack_confirmed(&worker, &msg).await,
+                Processing::Done => ack_confirmed(&worker, &msg, ack_wait).await,
                 Processing::Retry(d) => msg.ack_with(AckKind::Nak(Some(d))).await,
                 Processing::Poison => msg.ack_with(AckKind::Term).await,
             };
@@ -135,11 +138,15 @@ pub async fn run_commands(worker: Worker, mut shutdown: tokio::sync::watch::Rece
 /// the whole `ack_wait` (30 s) until the done command is redelivered. A confirmed ack is retried
 /// through the election instead. (An ack request nobody answers comes back as "no responders", which
 /// counts as a failure here, unlike `double_ack`, which takes any reply for a confirmation.)
-async fn ack_confirmed(worker: &Worker, msg: &jetstream::Message) -> Result<(), async_nats::Error> {
+async fn ack_confirmed(
+    worker: &Worker,
+    msg: &jetstream::Message,
+    ack_wait: Duration,
+) -> Result<(), async_nats::Error> {
     let Some(reply) = msg.reply.clone() else {
         return msg.ack().await;
     };
-    let deadline = tokio::time::Instant::now() + worker.command_ack_wait;
+    let deadline = tokio::time::Instant::now() + ack_wait;
     loop {
         let attempt = worker
             .nats
@@ -156,11 +163,15 @@ async fn ack_confirmed(worker: &Worker, msg: &jetstream::Message) -> Result<(), 
     }
 }
 
-async fn handle_with_progress(worker: &Worker, msg: &jetstream::Message) -> Processing {
+async fn handle_with_progress(
+    worker: &Worker,
+    msg: &jetstream::Message,
+    ack_wait: Duration,
+) -> Processing {
     let fut = handle(worker, msg);
     tokio::pin!(fut);
     let every = PROGRESS_EVERY
-        .min(worker.command_ack_wait / 3)
+        .min(ack_wait / 3)
         .max(Duration::from_millis(100));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {

@@ -12,6 +12,7 @@
 //! → LiteLLM sync → `vc.push.*` to edges, `vc.evt.*` → outcome to `Vc-Reply-To` → ack.
 
 pub mod apply;
+pub mod cli;
 pub mod consumer;
 pub mod litellm;
 pub mod metrics;

@@ -1,0 +1,70 @@
+//! The program behind the `vc-worker` binary.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use vc_shared::config::{Service, Settings};
+
+/// The `vc-worker` program: settings from `--config FILE` and the environment (validated once, every
+/// error reported, exit code 64), then [`crate::run`] until SIGTERM or Ctrl-C. `main` is only this call;
+/// the test harness builds the same entry point as a binary to kill -9 real worker processes.
+#[tokio::main]
+pub async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let config_file = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load_validated(config_file.as_deref(), &env, Service::Worker) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("vc-worker: configuration error: {e}");
+            }
+            return ExitCode::from(64);
+        }
+    };
+    vc_shared::telemetry::init(
+        settings.log_format,
+        env.get("RUST_LOG").map(String::as_str),
+        "vc_worker=info,vc_shared=info",
+    );
+    let sealer = vc_shared::crypto::Sealer::new(settings.secret().expect("validated"));
+    let nats = match vc_shared::bus::connect(&settings.nats_url, "vc-worker").await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let store = match vc_shared::store::Store::connect(&settings.redis_url).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let metrics = match &settings.worker_metrics_addr {
+        Some(a) => match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => Some(l),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    let deps = crate::Deps {
+        nats,
+        store,
+        sealer,
+        litellm: settings.litellm(),
+        stream_replicas: settings.nats_stream_replicas,
+        reconcile_every: Duration::from_secs(settings.reconcile_interval_secs),
+    };
+    match crate::run(metrics, deps, vc_shared::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    tracing::error!(error = %e, "vc-worker failed.");
+    eprintln!("vc-worker: {e}");
+    ExitCode::from(1)
+}
