@@ -379,8 +379,69 @@ impl Stack {
 
     /// Starts a worker **process** from `bin`, a build of `vc-worker`'s `main` (integration tests of this
     /// package get one as `env!("CARGO_BIN_EXE_vc-worker-under-test")`), with the settings of this stack
-    /// in its environment (nothing inherited but `PATH`).
+    /// in its environment.
     pub fn spawn_worker_process(&self, bin: &str) -> Process {
+        let mut env = vec![
+            ("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string()),
+            (
+                "VC_RECONCILE_INTERVAL_SECS",
+                self.reconcile_every.as_secs().to_string(),
+            ),
+            ("RUST_LOG", "vc_worker=warn,vc_shared=warn".to_string()),
+        ];
+        if let Some(l) = self.litellm_settings() {
+            env.push(("LITELLM_BASE_URL", l.base_url));
+            env.push(("LITELLM_MASTER_KEY", l.master_key));
+            env.push(("LITELLM_PUBLIC_URL", l.public_url));
+            env.push(("VC_LITELLM_TIMEOUT_MS", l.timeout.as_millis().to_string()));
+        }
+        self.spawn_process(bin, &env)
+    }
+
+    /// Starts an edge **process** from `bin`, a build of `vc-edge`'s `main`
+    /// (`env!("CARGO_BIN_EXE_vc-edge-under-test")`), listening on a free loopback port; returns once its
+    /// `/readyz` answers 200.
+    pub async fn spawn_edge_process(
+        &self,
+        bin: &str,
+        edge_id: &str,
+    ) -> (Process, std::net::SocketAddr) {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", crate::servers::free_port())
+            .parse()
+            .expect("addr");
+        let p = self.spawn_process(
+            bin,
+            &[
+                ("VC_EDGE_ADDR", addr.to_string()),
+                ("VC_EDGE_ID", edge_id.to_string()),
+                ("RUST_LOG", "vc_edge=warn,vc_shared=warn".to_string()),
+            ],
+        );
+        let ready = format!("http://{addr}/readyz");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = self
+                .http
+                .get(&ready)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return (p, addr);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "edge {edge_id} not ready within 20 s: {}",
+                p.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts `bin` with this stack's NATS, Redis and secret key, plus `env`, in its environment (nothing
+    /// inherited but `PATH`); its output goes to a log file.
+    fn spawn_process(&self, bin: &str, env: &[(&str, String)]) -> Process {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("out.log")).expect("log file");
         let mut cmd = std::process::Command::new(bin);
@@ -389,21 +450,10 @@ impl Stack {
             .env("NATS_URL", &self.nats_url)
             .env("REDIS_URL", &self.redis_url)
             .env("VC_SECRET_KEY", self.secret.to_base64())
-            .env("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string())
-            .env(
-                "VC_RECONCILE_INTERVAL_SECS",
-                self.reconcile_every.as_secs().to_string(),
-            )
-            .env("RUST_LOG", "vc_worker=warn,vc_shared=warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
-        if let Some(l) = self.litellm_settings() {
-            cmd.env("LITELLM_BASE_URL", l.base_url)
-                .env("LITELLM_MASTER_KEY", l.master_key)
-                .env("LITELLM_PUBLIC_URL", l.public_url)
-                .env("VC_LITELLM_TIMEOUT_MS", l.timeout.as_millis().to_string());
-        }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("start {bin}: {e}"));
         Process { child, dir }
     }

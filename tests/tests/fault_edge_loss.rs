@@ -2,15 +2,15 @@
 //!
 //! A full stack (API, worker, LiteLLM emulator) and three edges; agents registered and joined to a realm
 //! through commands, connected with the reference client (`vc-agent`'s `Swarm`, default reconnect
-//! settings), spread over the edges. The edge holding the most agents is killed (its task aborted: its
-//! sockets drop without a close frame) and at the same moment a grant gives every agent of the realm a new
+//! settings), spread over three edge **processes** (`vc-edge`'s own `main`, built in this package as
+//! `vc-edge-under-test`). The edge holding the most agents is killed with SIGKILL (its sockets drop
+//! without a close frame) and at the same moment a grant gives every agent of the realm a new
 //! config version. Checked: every agent of the dead edge reconnects to another edge, and every agent holds
 //! the latest version, within 10 s of the kill; presence names the new edges; acks catch up.
 //!
 //! CI: 300 agents. `scripts/soak` (`VC_SOAK=1`): 3,000 (in this process: two sockets per agent, well under
 //! the 20,000 open files allowed); `VC_FAULT_AGENTS` sets the number.
 
-mod edge_support;
 mod fault_support;
 
 use std::collections::{HashMap, HashSet};
@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use fault_support::*;
 use serde_json::json;
 use vc_agent::{AgentOptions, Swarm};
-use vc_edge::EdgeConfig;
 use vc_tests::stack::Stack;
+
+/// `vc-edge`'s `main`, built in this package (`tests/src/bin/vc-edge-under-test.rs`).
+const EDGE_BIN: &str = env!("CARGO_BIN_EXE_vc-edge-under-test");
 
 /// The config version stored for each agent.
 async fn stored_versions(s: &Stack, dids: &[String]) -> HashMap<String, u64> {
@@ -86,14 +88,16 @@ async fn edge_loss_agents_reconnect_and_hold_the_latest_version() {
         t.elapsed()
     );
 
-    // Three edges over the stack's NATS and Redis.
+    // Three edge processes (`vc-edge`'s own `main`) over the stack's NATS and Redis.
     let mut edges = Vec::new();
     for id in ["edge-a", "edge-b", "edge-c"] {
-        let mut c = EdgeConfig::new(id);
-        c.drain_timeout = Duration::from_secs(5);
-        edges.push(edge_support::spawn_edge(&s.nats_url(), &s.redis_url(), &s.secret, c).await);
+        let (p, addr) = s.spawn_edge_process(EDGE_BIN, id).await;
+        edges.push((id.to_string(), addr, Some(p)));
     }
-    let urls: Vec<String> = edges.iter().map(|e| e.ws_url()).collect();
+    let urls: Vec<String> = edges
+        .iter()
+        .map(|(_, addr, _)| format!("ws://{addr}/ws"))
+        .collect();
     let mut opts = AgentOptions::new(urls);
     opts.connect_timeout = Duration::from_secs(30);
     let t = Instant::now();
@@ -112,15 +116,22 @@ async fn edge_loss_agents_reconnect_and_hold_the_latest_version() {
         t.elapsed()
     );
 
-    // Kill the edge holding the most agents; at once, a grant gives the whole realm a new version.
-    let victim = (0..edges.len())
-        .max_by_key(|&i| edges[i].probe.dids().len())
-        .unwrap();
-    let victim_id = edges[victim].id.clone();
-    let on_victim: HashSet<String> = edges[victim].probe.dids().into_iter().collect();
-    let held: Vec<usize> = edges.iter().map(|e| e.probe.dids().len()).collect();
+    // Kill -9 the edge process holding the most agents (as the agents see it); at once, a grant gives
+    // the whole realm a new version.
+    let on_edge = |id: &str| -> HashSet<String> {
+        swarm
+            .agents()
+            .iter()
+            .filter(|a| a.status().edge_id.as_deref() == Some(id))
+            .map(|a| a.did.clone())
+            .collect()
+    };
+    let held: Vec<usize> = edges.iter().map(|(id, _, _)| on_edge(id).len()).collect();
+    let victim = (0..edges.len()).max_by_key(|&i| held[i]).unwrap();
+    let victim_id = edges[victim].0.clone();
+    let on_victim = on_edge(&victim_id);
     let killed_at = Instant::now();
-    edges[victim].kill();
+    edges[victim].2.take().expect("running").kill9();
     let m2 = s
         .post(
             "/api/models",
@@ -220,7 +231,7 @@ async fn edge_loss_agents_reconnect_and_hold_the_latest_version() {
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != victim)
-        .map(|(_, e)| e.id.clone())
+        .map(|(_, e)| e.0.clone())
         .collect();
     for d in on_victim.iter().take(50) {
         let p: HashMap<String, String> = s.store.presence(d).await.unwrap().into_iter().collect();

@@ -54,6 +54,7 @@ use vc_shared::crypto::Sealer;
 use vc_shared::ops::{self, Ops, Readiness};
 use vc_shared::store::{Store, StoreError};
 
+pub mod cli;
 mod config;
 mod hub;
 mod listen;
