@@ -286,3 +286,166 @@ async fn real_litellm_realm_key_lifecycle() {
         s.delete(&format!("/api/models/{id}")).await;
     }
 }
+
+/// Runs `real-litellm reset` on the proxy under test (its database dropped and recreated, the proxy
+/// restarted: LiteLLM has lost every model and key). `None` when the kit's location was not given.
+fn reset_real_litellm(real: &Real) -> Option<()> {
+    let kit = std::env::var("VC_CONTRACT_LITELLM_KIT")
+        .ok()
+        .filter(|k| !k.is_empty())?;
+    let port = std::env::var("VC_CONTRACT_LITELLM_PORT").ok()?;
+    let db = std::env::var("VC_CONTRACT_LITELLM_DB").ok()?;
+    let status = std::process::Command::new("bash")
+        .arg(&kit)
+        .arg("reset")
+        .env("LITELLM_PORT", port)
+        .env("LITELLM_DB", db)
+        .env("LITELLM_MASTER_KEY", &real.key)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run real-litellm reset");
+    assert!(status.success(), "real-litellm reset failed: {status}");
+    Some(())
+}
+
+/// Issue 5 item 5 against the real proxy: LiteLLM wiped (`real-litellm reset`), then
+/// `POST /api/litellm/reconcile` re-creates the deployment under the same id and the realm key with the
+/// SAME value, models and budget, so the key the agent holds works again without a re-push; then drift
+/// (the key's models changed and the deployment deleted behind our back) is repaired the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_litellm_wiped_then_reconciled_keeps_the_same_key() {
+    let Some(real) = real() else { return };
+    let Some(fake) = real.fake_openai.clone() else {
+        eprintln!("contract tier: wipe scenario SKIPPED (VC_CONTRACT_FAKE_OPENAI_URL not set)");
+        return;
+    };
+    if std::env::var("VC_CONTRACT_LITELLM_KIT").map_or(true, |k| k.is_empty()) {
+        eprintln!("contract tier: wipe scenario SKIPPED (VC_CONTRACT_LITELLM_KIT not set; scripts/test sets it)");
+        return;
+    }
+    let s = Stack::builder()
+        .litellm_external(&real.url, &real.key)
+        .start()
+        .await;
+    let m = s.post("/api/models", json!({"name": unique("Wiped Model"), "provider": "openai-compatible", "modelId": "fake-model", "baseUrl": format!("{fake}/v1"), "apiKey": "sk-up-wipe"})).await;
+    assert_eq!(m.status, 201, "{}", m.text);
+    let model_id = m.body["model"]["id"].as_str().unwrap().to_string();
+    let model_name = m.body["model"]["litellmModelName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let realm = s
+        .post("/api/realms", json!({"name": unique("Wiped Realm")}))
+        .await;
+    let realm_id = realm.body["realm"]["id"].as_str().unwrap().to_string();
+    let g = s
+        .post(
+            &format!("/api/models/{model_id}/realms"),
+            json!({"realmId": realm_id, "monthlyBudgetUsd": 30.0}),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let (_, did) = vc_tests::stack::new_agent();
+    s.post("/api/agents", json!({"did": did, "name": "wipe agent"}))
+        .await;
+    let add = s
+        .post(
+            &format!("/api/realms/{realm_id}/agents"),
+            json!({"agentDid": did}),
+        )
+        .await;
+    assert_eq!(add.body["llmPushed"], true, "{}", add.text);
+    let agent = s.store.agent(&did).await.unwrap().unwrap();
+    let version = agent.state.version;
+    let key = vc_shared::views::open_config(&s.sealer(), &agent)
+        .unwrap()
+        .unwrap()
+        .api_key
+        .unwrap();
+    let (st, body) = real.chat(&key, &model_name).await;
+    assert_eq!(st, 200, "{body}");
+
+    // LiteLLM loses everything.
+    let t = std::time::Instant::now();
+    reset_real_litellm(&real).expect("kit");
+    eprintln!("contract tier: real-litellm reset took {:?}", t.elapsed());
+    assert!(real.deployments_with_id(&model_id).await.is_empty());
+    let (st, _) = real.chat(&key, &model_name).await;
+    assert!(st == 401 || st == 400, "the wiped key is refused: {st}");
+
+    let reconcile = |label: &'static str| {
+        let s = &s;
+        async move {
+            let before = s.get("/api/litellm/status").await.body["lastReconcileAt"].clone();
+            let r = s.post("/api/litellm/reconcile", json!({})).await;
+            assert_eq!(r.status, 202, "{}", r.text);
+            eventually(label, Duration::from_secs(120), || async {
+                let st = s.get("/api/litellm/status").await.body;
+                (!st["lastReconcileAt"].is_null() && st["lastReconcileAt"] != before).then_some(st)
+            })
+            .await
+        }
+    };
+    let st = reconcile("a reconcile after the wipe").await;
+    assert_eq!(st["healthy"], true, "{st}");
+    assert!(
+        st["drift"]["missingDeployments"].as_u64() >= Some(1),
+        "{st}"
+    );
+    assert!(st["drift"]["missingKeys"].as_u64() >= Some(1), "{st}");
+    assert_eq!(real.deployments_with_id(&model_id).await.len(), 1);
+    let (code, info) = real.get(&format!("/key/info?key={key}")).await;
+    assert_eq!(code, 200, "the same key value exists again: {info}");
+    assert_eq!(info["info"]["models"], json!([model_name.clone()]));
+    assert_eq!(info["info"]["max_budget"], 30.0);
+    eventually(
+        "chat with the same key",
+        Duration::from_secs(60),
+        || async { (real.chat(&key, &model_name).await.0 == 200).then_some(()) },
+    )
+    .await;
+    // No re-push was needed: the agent's config and version did not change.
+    let again = s.store.agent(&did).await.unwrap().unwrap();
+    assert_eq!(again.state.version, version, "no new config version");
+
+    // Drift: the key's models replaced and the deployment deleted behind our back.
+    let r = real
+        .http
+        .post(format!("{}/key/update", real.url))
+        .bearer_auth(&real.key)
+        .json(&json!({"key": key, "models": ["not-ours"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let r = real
+        .http
+        .post(format!("{}/model/delete", real.url))
+        .bearer_auth(&real.key)
+        .json(&json!({"id": model_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let st = reconcile("a reconcile after the drift").await;
+    assert!(st["drift"]["changedKeys"].as_u64() >= Some(1), "{st}");
+    assert!(
+        st["drift"]["missingDeployments"].as_u64() >= Some(1),
+        "{st}"
+    );
+    let (_, info) = real.get(&format!("/key/info?key={key}")).await;
+    assert_eq!(info["info"]["models"], json!([model_name.clone()]));
+    assert_eq!(real.deployments_with_id(&model_id).await.len(), 1);
+    eventually("chat after the repair", Duration::from_secs(60), || async {
+        (real.chat(&key, &model_name).await.0 == 200).then_some(())
+    })
+    .await;
+    let realm_view = s.get(&format!("/api/realms/{realm_id}")).await;
+    assert_eq!(
+        realm_view.body["realm"]["routerKey"]["litellm"]["state"], "synced",
+        "{}",
+        realm_view.text
+    );
+    s.delete(&format!("/api/realms/{realm_id}")).await;
+    s.delete(&format!("/api/models/{model_id}")).await;
+}
