@@ -1,8 +1,8 @@
 //! Configuration: one typed [`Settings`], loaded once in `main` from `--config FILE` (TOML) and the
 //! environment (environment wins), and validated once with every problem reported.
 //!
-//! Library code never reads the environment: `main` passes the environment in as a map (see
-//! [`Settings::load`]), so tests build settings as plain data.
+//! Library code never reads the environment: `main` reads it once through [`Settings::load_for_main`],
+//! and everything else takes it as a map (see [`Settings::load`]), so tests build settings as plain data.
 //!
 //! | env | TOML key | meaning | default |
 //! |---|---|---|---|
@@ -232,6 +232,9 @@ impl std::fmt::Debug for LitellmSettings {
     }
 }
 
+/// `EX_USAGE`: the exit code of a bad command line or configuration.
+pub const EX_USAGE: u8 = 64;
+
 impl Settings {
     /// Defaults, as if no file and no environment were given.
     pub fn defaults() -> Settings {
@@ -285,6 +288,36 @@ impl Settings {
             Err(e) => {
                 errors.push(e);
                 Err(errors)
+            }
+        }
+    }
+
+    /// What a program's `main` starts from: the settings from `--config FILE` (or `--config=FILE`) and
+    /// the process environment, validated once for `service` with [`Settings::load_validated`], and
+    /// that environment (for `RUST_LOG`, `HOSTNAME`). The one place that reads the process's arguments
+    /// and environment; `main` calls it first. On any problem, every one is printed to stderr as
+    /// `<program>: configuration error: …` and the answer is exit code 64 (`EX_USAGE`).
+    pub fn load_for_main(
+        service: Service,
+        program: &str,
+    ) -> Result<(Settings, HashMap<String, String>), std::process::ExitCode> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let file = match args.as_slice() {
+            [] => Ok(None),
+            [flag, file] if flag == "--config" => Ok(Some(std::path::PathBuf::from(file))),
+            [arg] if arg.starts_with("--config=") => {
+                Ok(Some(std::path::PathBuf::from(&arg["--config=".len()..])))
+            }
+            _ => Err(vec![format!("usage: {program} [--config FILE]")]),
+        };
+        match file.and_then(|f| Settings::load_validated(f.as_deref(), &env, service)) {
+            Ok(s) => Ok((s, env)),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{program}: configuration error: {e}");
+                }
+                Err(std::process::ExitCode::from(EX_USAGE))
             }
         }
     }

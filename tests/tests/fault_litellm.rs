@@ -56,20 +56,32 @@ async fn world(s: &Stack, name: &str) -> World {
 
 /// An agent registered, joined to the realm (auto-configured), connected through an edge.
 async fn connected_agent(s: &Stack, w: &World) -> (edge_support::Edge, AgentHandle) {
+    let (key, join) = joined_agent(s, w).await;
+    assert_eq!(join["llmPushed"], true, "{join}");
+    let (edge, agent) = connect(s, key).await;
+    vc_tests::assert_eventually!(agent.version().is_some(), secs(15));
+    (edge, agent)
+}
+
+/// An agent registered and joined to the realm; its key and the join's answer.
+async fn joined_agent(s: &Stack, w: &World) -> (ed25519_dalek::SigningKey, Value) {
     let (key, did) = vc_tests::stack::new_agent();
-    assert_eq!(
-        s.post("/api/agents", json!({"did": did, "name": "litellm agent"}))
-            .await
-            .status,
-        201
-    );
+    let r = s
+        .post("/api/agents", json!({"did": did, "name": "litellm agent"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     let j = s
         .post(
             &format!("/api/realms/{}/agents", w.realm),
             json!({"agentDid": did}),
         )
         .await;
-    assert_eq!(j.body["llmPushed"], true, "{}", j.text);
+    assert_eq!(j.status, 200, "{}", j.text);
+    (key, j.body)
+}
+
+/// The agent connected through a new edge, once its session is up.
+async fn connect(s: &Stack, key: ed25519_dalek::SigningKey) -> (edge_support::Edge, AgentHandle) {
     let edge = edge_support::spawn_edge(
         &s.nats_url(),
         &s.redis_url(),
@@ -80,7 +92,7 @@ async fn connected_agent(s: &Stack, w: &World) -> (edge_support::Edge, AgentHand
     let mut o = AgentOptions::new(vec![edge.ws_url()]);
     o.backoff_initial = Duration::from_millis(100);
     let agent = AgentClient::new(key, o).spawn();
-    vc_tests::assert_eventually!(agent.version().is_some(), secs(15));
+    vc_tests::assert_eventually!(agent.status().current().is_some(), secs(15));
     (edge, agent)
 }
 
@@ -376,31 +388,9 @@ async fn realm_granted_before_litellm_was_configured_gets_its_key() {
         "no key without LiteLLM: {}",
         g.text
     );
-    let (key, did) = vc_tests::stack::new_agent();
-    assert_eq!(
-        s.post("/api/agents", json!({"did": did, "name": "late agent"}))
-            .await
-            .status,
-        201
-    );
-    let j = s
-        .post(
-            &format!("/api/realms/{}/agents", w.realm),
-            json!({"agentDid": did}),
-        )
-        .await;
-    assert_eq!(j.status, 200, "{}", j.text);
-    let edge = edge_support::spawn_edge(
-        &s.nats_url(),
-        &s.redis_url(),
-        &s.secret,
-        EdgeConfig::new("edge-late"),
-    )
-    .await;
-    let mut o = AgentOptions::new(vec![edge.ws_url()]);
-    o.backoff_initial = Duration::from_millis(100);
-    let agent = AgentClient::new(key, o).spawn();
-    vc_tests::assert_eventually!(agent.status().current().is_some(), secs(15));
+    let (key, join) = joined_agent(&s, &w).await;
+    assert_eq!(join["llmPushed"], false, "{join}");
+    let (_edge, agent) = connect(&s, key).await;
     assert!(
         agent
             .status()

@@ -1,7 +1,5 @@
 //! `vc-api`: the REST ingress.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,23 +7,9 @@ use vc_shared::config::{Service, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let config_file = args
-        .iter()
-        .position(|a| a == "--config")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from);
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load(config_file.as_deref(), &env)
-        .and_then(|s| s.validate(Service::Api).map(|_| s))
-    {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("vc-api: configuration error: {e}");
-            }
-            return ExitCode::from(64);
-        }
+    let (settings, env) = match Settings::load_for_main(Service::Api, "vc-api") {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     vc_shared::telemetry::init(
         settings.log_format,

@@ -1,7 +1,5 @@
 //! The program behind the `vc-worker` binary.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,21 +10,9 @@ use vc_shared::config::{Service, Settings};
 /// the test harness builds the same entry point as a binary to kill -9 real worker processes.
 #[tokio::main]
 pub async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let config_file = args
-        .iter()
-        .position(|a| a == "--config")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from);
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load_validated(config_file.as_deref(), &env, Service::Worker) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("vc-worker: configuration error: {e}");
-            }
-            return ExitCode::from(64);
-        }
+    let (settings, env) = match Settings::load_for_main(Service::Worker, "vc-worker") {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     vc_shared::telemetry::init(
         settings.log_format,
