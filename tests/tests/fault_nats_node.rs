@@ -58,14 +58,7 @@ async fn cmd_leader(js: &async_nats::jetstream::Context) -> Option<String> {
 
 /// The server name of the leader of the `vc-worker` consumer.
 async fn consumer_leader(js: &async_nats::jetstream::Context) -> Option<String> {
-    let stream = js.get_stream(vc_shared::subjects::CMD_STREAM).await.ok()?;
-    let mut c = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-            vc_shared::subjects::CMD_CONSUMER,
-        )
-        .await
-        .ok()?;
-    let info = c.info().await.ok()?;
+    let info = cmd_consumer_info(js).await?;
     info.cluster.as_ref().and_then(|c| c.leader.clone())
 }
 
@@ -196,24 +189,7 @@ async fn nats_node_loss_loses_no_acknowledged_command() {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let r = http
-                    .post(format!("{api_url}/api/realms"))
-                    .bearer_auth(vc_tests::stack::ADMIN_TOKEN)
-                    .json(&json!({"name": format!("rest realm {i}")}))
-                    .send()
-                    .await;
-                let (status, id) = match r {
-                    Ok(r) => {
-                        let st = r.status().as_u16();
-                        let b: Value = r.json().await.unwrap_or(Value::Null);
-                        let id = b["realm"]["id"]
-                            .as_str()
-                            .or(b["commandId"].as_str())
-                            .map(str::to_string);
-                        (st, id)
-                    }
-                    Err(_) => (0, None),
-                };
+                let (status, id) = post_realm(&http, &api_url, &format!("rest realm {i}")).await;
                 log.lock().unwrap().push((Instant::now(), status, id));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -105,24 +105,7 @@ async fn redis_kill_and_restart(appendfsync: &str) {
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let sent = Instant::now();
-                let r = http
-                    .post(format!("{url}/api/realms"))
-                    .bearer_auth(vc_tests::stack::ADMIN_TOKEN)
-                    .json(&json!({"name": format!("rest {i}")}))
-                    .send()
-                    .await;
-                let (st, id) = match r {
-                    Ok(r) => {
-                        let st = r.status().as_u16();
-                        let b: Value = r.json().await.unwrap_or(Value::Null);
-                        let id = b["realm"]["id"]
-                            .as_str()
-                            .or(b["commandId"].as_str())
-                            .map(str::to_string);
-                        (st, id)
-                    }
-                    Err(_) => (0, None),
-                };
+                let (st, id) = post_realm(&http, &url, &format!("rest {i}")).await;
                 load.lock().unwrap().rest.push((sent, st, id));
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }

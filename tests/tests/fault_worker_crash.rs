@@ -370,13 +370,6 @@ async fn crash_scenario(mode: Mode, n: usize) {
 
 /// `(ack floor stream sequence, acks pending)` of the command consumer.
 async fn cmd_consumer_state(js: &async_nats::jetstream::Context) -> Option<(u64, usize)> {
-    let stream = js.get_stream(vc_shared::subjects::CMD_STREAM).await.ok()?;
-    let mut c = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-            vc_shared::subjects::CMD_CONSUMER,
-        )
-        .await
-        .ok()?;
-    let i = c.info().await.ok()?;
+    let i = cmd_consumer_info(js).await?;
     Some((i.ack_floor.stream_sequence, i.num_ack_pending))
 }

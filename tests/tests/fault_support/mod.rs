@@ -465,3 +465,44 @@ pub async fn raw_get(store: &Store, key: &str) -> Option<String> {
 
 /// The `{vc}:rev` key name (for messages).
 pub const REV_KEY: &str = keys::REV;
+
+/// `POST /api/realms {name}` as a load generator sends it: the HTTP status (0 when the request did
+/// not get through) and the realm id (or the command id of a 202).
+pub async fn post_realm(
+    http: &reqwest::Client,
+    api_url: &str,
+    name: &str,
+) -> (u16, Option<String>) {
+    let r = http
+        .post(format!("{api_url}/api/realms"))
+        .bearer_auth(vc_tests::stack::ADMIN_TOKEN)
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await;
+    match r {
+        Ok(r) => {
+            let st = r.status().as_u16();
+            let b: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+            let id = b["realm"]["id"]
+                .as_str()
+                .or(b["commandId"].as_str())
+                .map(str::to_string);
+            (st, id)
+        }
+        Err(_) => (0, None),
+    }
+}
+
+/// The info of the shared command consumer `vc-worker`.
+pub async fn cmd_consumer_info(
+    js: &async_nats::jetstream::Context,
+) -> Option<async_nats::jetstream::consumer::Info> {
+    let stream = js.get_stream(vc_shared::subjects::CMD_STREAM).await.ok()?;
+    let mut c = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+            vc_shared::subjects::CMD_CONSUMER,
+        )
+        .await
+        .ok()?;
+    c.info().await.ok().cloned()
+}
