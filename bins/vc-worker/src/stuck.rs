@@ -79,16 +79,12 @@ async fn check_once(
     js: &jetstream::Context,
     seen: &mut Option<u64>,
 ) -> Result<(), String> {
-    let mut stream = js
+    // `get_stream` reads the stream's info: one JetStream API call per check.
+    let stream = js
         .get_stream(subjects::CMD_STREAM)
         .await
         .map_err(|e| e.to_string())?;
-    let state = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .state
-        .clone();
+    let state = stream.cached_info().state.clone();
     if state.messages == 0 {
         *seen = None;
         return Ok(());
