@@ -296,6 +296,22 @@ async fn realm_update_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_key_is_refused_at_start() {
     let s = Stack::builder().start().await;
+    // The stack's own worker writes the canary when it starts (its task may not have run yet): wait
+    // for it, or the wrong-key worker below would find no canary, write its own and run on.
+    vc_tests::wait::eventually(
+        "the stack's worker wrote the secret-key canary",
+        Duration::from_secs(20),
+        || async {
+            let mut c = s.store.conn();
+            let n: u64 = redis::cmd("EXISTS")
+                .arg(vc_shared::store::keys::SECRET_CHECK)
+                .query_async(&mut c)
+                .await
+                .unwrap_or(0);
+            (n == 1).then_some(())
+        },
+    )
+    .await;
     let deps = vc_worker::Deps {
         nats: s.nats_client().await,
         store: vc_shared::store::Store::connect(&s.redis.url())
@@ -306,9 +322,13 @@ async fn wrong_secret_key_is_refused_at_start() {
         stream_replicas: 1,
         reconcile_every: Duration::ZERO,
     };
-    let err = vc_worker::run(None, deps, std::future::pending())
-        .await
-        .unwrap_err();
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        vc_worker::run(None, deps, std::future::pending()),
+    )
+    .await
+    .expect("a worker with the wrong key stops at once")
+    .unwrap_err();
     assert!(err.to_string().contains("VC_SECRET_KEY"), "{err}");
 }
 
