@@ -486,24 +486,34 @@ impl<'a> Tx<'a> {
             return Ok(());
         };
         for m in self.ctx.store.realm_members(realm_id).await? {
-            let Some(agent) = self.agent(&m.agent_did).await? else {
-                continue;
-            };
-            if agent.source.is_some() {
-                continue;
-            }
-            self.set_source(
-                &m.agent_did,
-                Some(ConfigSource::Realm {
-                    realm_id: realm_id.into(),
-                    model_id: first.id.clone(),
-                }),
-            )
-            .await?;
-            // On the agent's own subject, as for a join: its edge holds no realm subscription for it.
-            self.effects.agent_pushes.insert(m.agent_did);
+            self.configure_if_unconfigured(&m.agent_did, realm_id, &first.id)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Realm routing through `realm_id`'s model `model_id` for `did`, if it has no config at all (an
+    /// explicit one is never overwritten), pushed on the agent's own subject: its edge holds no realm
+    /// subscription for it yet. Whether it was configured.
+    async fn configure_if_unconfigured(
+        &mut self,
+        did: &str,
+        realm_id: &str,
+        model_id: &str,
+    ) -> Result<bool, ApplyError> {
+        if self.agent(did).await?.is_none_or(|a| a.source.is_some()) {
+            return Ok(false);
+        }
+        self.set_source(
+            did,
+            Some(ConfigSource::Realm {
+                realm_id: realm_id.into(),
+                model_id: model_id.into(),
+            }),
+        )
+        .await?;
+        self.effects.agent_pushes.insert(did.into());
+        Ok(true)
     }
 
     /// The realm's key desired state changed: bump its generation and sync it.
@@ -1114,16 +1124,9 @@ impl<'a> Tx<'a> {
         let mut llm_pushed = false;
         if agent.source.is_none() && realm.key.is_some() && self.ctx.litellm.is_some() {
             if let Some(first) = self.active_models(realm_id).await?.first().cloned() {
-                self.set_source(
-                    did,
-                    Some(ConfigSource::Realm {
-                        realm_id: realm_id.into(),
-                        model_id: first.id,
-                    }),
-                )
-                .await?;
-                self.effects.agent_pushes.insert(did.into());
-                llm_pushed = true;
+                llm_pushed = self
+                    .configure_if_unconfigured(did, realm_id, &first.id)
+                    .await?;
             }
         }
         Ok(Ok(Some(json!({"ok": true, "llmPushed": llm_pushed}))))
