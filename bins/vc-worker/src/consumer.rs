@@ -199,9 +199,6 @@ async fn reply(worker: &Worker, reply_to: Option<&str>, outcome: &Outcome) {
 }
 
 async fn dead_letter(worker: &Worker, msg: &jetstream::Message, reason: &str) {
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Vc-Original-Subject", msg.subject.as_str());
-    headers.insert("Vc-Dlq-Reason", reason);
     // Deduplicated per command: a redelivery of the same poison command is dead-lettered once. The id
     // is `dlq-<Nats-Msg-Id>`, or `dlq-seq-<stream sequence>` when the command has no usable id (every
     // id-less message is its own command; a shared `dlq-` would keep only the first of a window).
@@ -212,22 +209,47 @@ async fn dead_letter(worker: &Worker, msg: &jetstream::Message, reason: &str) {
             .ok()
             .map(|i| format!("dlq-seq-{}", i.stream_sequence)),
     };
-    if let Some(id) = dedupe {
-        headers.insert(HDR_MSG_ID, id.as_str());
-    }
-    let js = jetstream::new(worker.nats.clone());
-    match js
-        .publish_with_headers(subjects::DLQ_CMD, headers, msg.payload.clone())
-        .await
-    {
-        Ok(ack) => {
-            if let Err(e) = ack.await {
-                warn!(error = %e, "Dead-letter publish not acknowledged.");
-            }
-        }
-        Err(e) => warn!(error = %e, "Dead-letter publish failed."),
+    let sent = publish_dead_letter(
+        worker,
+        msg.subject.as_str(),
+        reason,
+        dedupe.as_deref(),
+        &[],
+        msg.payload.clone(),
+    )
+    .await;
+    if let Err(e) = sent {
+        warn!(error = %e, "Dead-letter publish failed.");
     }
     worker.metrics.dead_letters.inc();
+}
+
+/// Publishes a dead letter on `vc.dlq.cmd` (headers `Vc-Original-Subject`, `Vc-Dlq-Reason`, the
+/// `Nats-Msg-Id` that deduplicates it, then `extra`) and waits for JetStream's acknowledgement.
+pub(crate) async fn publish_dead_letter(
+    worker: &Worker,
+    original_subject: &str,
+    reason: &str,
+    dedupe_id: Option<&str>,
+    extra: &[(&str, String)],
+    payload: Bytes,
+) -> Result<(), String> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Vc-Original-Subject", original_subject);
+    headers.insert("Vc-Dlq-Reason", reason);
+    if let Some(id) = dedupe_id {
+        headers.insert(HDR_MSG_ID, id);
+    }
+    for (name, value) in extra {
+        headers.insert(*name, value.as_str());
+    }
+    jetstream::new(worker.nats.clone())
+        .publish_with_headers(subjects::DLQ_CMD, headers, payload)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| format!("not acknowledged: {e}"))?;
+    Ok(())
 }
 
 fn is_undecodable(e: &DomainError) -> bool {

@@ -128,20 +128,19 @@ async fn check_once(
         seq = stored.seq,
         reason, "A command the NATS client cannot read blocks the queue; dead-lettering it."
     );
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Vc-Original-Subject", printable(&stored.subject).as_str());
-    headers.insert(
-        "Vc-Dlq-Reason",
-        format!("the NATS client cannot read this command: {reason}").as_str(),
-    );
-    headers.insert("Vc-Original-Headers", engine.encode(&header_block).as_str());
-    headers.insert("Vc-Original-Seq", stored.seq.to_string().as_str());
-    headers.insert(HDR_MSG_ID, format!("dlq-seq-{}", stored.seq).as_str());
-    js.publish_with_headers(subjects::DLQ_CMD, headers, Bytes::from(payload))
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| format!("dead letter not acknowledged: {e}"))?;
+    crate::consumer::publish_dead_letter(
+        worker,
+        &printable(&stored.subject),
+        &format!("the NATS client cannot read this command: {reason}"),
+        Some(&format!("dlq-seq-{}", stored.seq)),
+        &[
+            ("Vc-Original-Headers", engine.encode(&header_block)),
+            ("Vc-Original-Seq", stored.seq.to_string()),
+        ],
+        Bytes::from(payload),
+    )
+    .await
+    .map_err(|e| format!("dead letter: {e}"))?;
     worker.metrics.dead_letters.inc();
     answer_sender(worker, &stored.subject, &header_block, reason).await?;
     match stream.delete_message(stored.seq).await {
