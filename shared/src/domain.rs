@@ -274,9 +274,24 @@ pub struct StoredAgent {
     pub created_at: String,
     /// How its config is chosen; `None` = fall back to the agent's local environment.
     pub source: Option<ConfigSource>,
-    /// The agent's current resolved config, version and mode (key sealed), materialized at every change
-    /// so that an edge can send it without resolving anything.
-    pub state: crate::wire::ConfigState,
+    /// Version of the agent's last own change (from the global counter). Its effective config and
+    /// version also depend on its realm's or model's routing state: see [`crate::routing::effective`].
+    pub version: u64,
+}
+
+impl StoredAgent {
+    /// The agent's own part of its config.
+    pub fn route(&self) -> crate::routing::AgentRoute {
+        crate::routing::AgentRoute {
+            version: self.version,
+            source: self.source.clone(),
+        }
+    }
+
+    /// What its config depends on besides its route.
+    pub fn dependency(&self) -> Option<crate::routing::Dependency> {
+        crate::routing::Dependency::of(self.source.as_ref())
+    }
 }
 
 /// The LLM config an agent receives (contract §3 `llm_config.config`).

@@ -5,6 +5,7 @@
 //! - [`domain`]: stored records and the contract's JSON views.
 //! - [`store`]: the Redis keyspace, reads, and the atomic commit of a command's writes.
 //! - [`subjects`]: NATS subjects and streams, with who publishes and who subscribes.
+//! - [`routing`]: realm and model routing states, and the effective config derived from them.
 //! - [`wire`]: messages between services on the bus (pushes to edges, events).
 //! - [`ws`]: the agent WebSocket protocol frames.
 //! - [`crypto`]: sealing secrets with `VC_SECRET_KEY`; [`did`]: `did:key` and agent signatures.
@@ -27,6 +28,7 @@ pub mod did;
 pub mod domain;
 pub mod error;
 pub mod ops;
+pub mod routing;
 pub mod shutdown;
 pub mod store;
 pub mod subjects;

@@ -7,6 +7,7 @@
 //! | `vc.sync.model.<id>`, `vc.sync.realm.<id>` | `vc-worker` | `vc-worker` (stream `VC_SYNC`) | JetStream |
 //! | `vc.evt.<kind>` | `vc-worker` | audit, integrations (stream `VC_EVT`) | JetStream |
 //! | `vc.push.realm.<realmId>` | `vc-worker` | `vc-edge` nodes holding agents routed through the realm | core |
+//! | `vc.push.model.<modelId>` | `vc-worker` | `vc-edge` nodes holding agents in registry mode on the model | core |
 //! | `vc.push.agent.<did>` | `vc-worker`, `vc-edge` (takeover) | the `vc-edge` holding the agent | core |
 //! | `vc.presence.<edgeId>` | `vc-edge` | `vc-api` (observability) | core |
 
@@ -36,6 +37,8 @@ pub const EVT_ALL: &str = "vc.evt.>";
 pub const EVT_STREAM: &str = "VC_EVT";
 /// Filter of every realm push.
 pub const PUSH_REALM_ALL: &str = "vc.push.realm.*";
+/// Filter of every model push.
+pub const PUSH_MODEL_ALL: &str = "vc.push.model.*";
 /// Filter of every agent push.
 pub const PUSH_AGENT_ALL: &str = "vc.push.agent.*";
 
@@ -46,7 +49,10 @@ pub fn command(kind: CommandKind) -> String {
 
 /// The kind of a command subject, if it is one.
 pub fn command_kind(subject: &str) -> Option<CommandKind> {
-    subject.strip_prefix("vc.cmd.").and_then(CommandKind::parse)
+    subject
+        .strip_prefix(CMD_PREFIX)
+        .and_then(|s| s.strip_prefix('.'))
+        .and_then(CommandKind::parse)
 }
 
 /// `vc.sync.model.<id>`.
@@ -69,9 +75,27 @@ pub fn push_realm(realm_id: &str) -> String {
     format!("vc.push.realm.{realm_id}")
 }
 
+/// `vc.push.model.<modelId>`.
+pub fn push_model(model_id: &str) -> String {
+    format!("vc.push.model.{model_id}")
+}
+
 /// `vc.push.agent.<did>`.
 pub fn push_agent(did: &str) -> String {
     format!("vc.push.agent.{did}")
+}
+
+/// The family of a push subject: `"realm"`, `"model"` or `"agent"` (`None` for another subject).
+pub fn push_kind(subject: &str) -> Option<&'static str> {
+    let rest = subject.strip_prefix("vc.push.")?;
+    [
+        ("realm.", "realm"),
+        ("model.", "model"),
+        ("agent.", "agent"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| rest.starts_with(prefix))
+    .map(|(_, kind)| kind)
 }
 
 /// `vc.presence.<edgeId>`.
@@ -89,5 +113,13 @@ mod tests {
             assert_eq!(command_kind(&command(k)), Some(k));
         }
         assert_eq!(command_kind("vc.cmd.nope"), None);
+    }
+
+    #[test]
+    fn push_kinds() {
+        assert_eq!(push_kind(&push_realm("r")), Some("realm"));
+        assert_eq!(push_kind(&push_model("m")), Some("model"));
+        assert_eq!(push_kind(&push_agent("did:key:z")), Some("agent"));
+        assert_eq!(push_kind("vc.cmd.realm.create"), None);
     }
 }

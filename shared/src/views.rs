@@ -9,6 +9,7 @@ use crate::domain::{
     SafeLlmConfig, StoredAgent, StoredModel, StoredRealm, SyncRecord,
 };
 use crate::store::{Store, StoreError};
+use crate::wire::ConfigState;
 
 /// `Model` from its record, grant count and sync record.
 pub fn model_view(m: &StoredModel, realm_count: usize, sync: &SyncRecord) -> ModelView {
@@ -109,7 +110,7 @@ pub async fn load_realm_models(
 /// Reads a realm's view.
 pub async fn load_realm_view(store: &Store, r: &StoredRealm) -> Result<RealmView, StoreError> {
     let granted = load_realm_models(store, &r.id).await?;
-    let members = store.realm_members(&r.id).await?.len();
+    let members = store.realm_member_count(&r.id).await?;
     let sync = store.sync_realm(&r.id).await?;
     Ok(realm_view(r, members, &granted, &sync))
 }
@@ -119,16 +120,16 @@ pub async fn load_agent_view(store: &Store, a: &StoredAgent) -> Result<AgentView
     let memberships = store.agent_realms(&a.did).await?;
     let realm_ids: Vec<String> = memberships.iter().map(|m| m.realm_id.clone()).collect();
     let realms = store.realms_by_id(&realm_ids).await?;
+    // A membership of a deleted realm is left behind by the (constant-time) realm delete: not shown.
     let mut views: Vec<AgentRealmView> = memberships
         .iter()
-        .map(|m| AgentRealmView {
-            realm_id: m.realm_id.clone(),
-            realm_name: realms
-                .iter()
-                .find(|r| r.id == m.realm_id)
-                .map(|r| r.name.clone())
-                .unwrap_or_else(|| m.realm_id.clone()),
-            is_primary: m.is_primary,
+        .filter_map(|m| {
+            let realm = realms.iter().find(|r| r.id == m.realm_id)?;
+            Some(AgentRealmView {
+                realm_id: m.realm_id.clone(),
+                realm_name: realm.name.clone(),
+                is_primary: m.is_primary,
+            })
         })
         .collect();
     views.sort_by(|a, b| {
@@ -153,16 +154,16 @@ pub async fn load_agent_view(store: &Store, a: &StoredAgent) -> Result<AgentView
         online,
         edge_id: if online { field("edgeId") } else { None },
         last_seen: field("lastSeen"),
-        config_version: a.state.version,
+        config_version: store.effective_state(a).await?.version,
         acked_version: store.acked_version(&a.did).await?,
         active_llm: field("activeLlm").and_then(|s| serde_json::from_str(&s).ok()),
         created_at: a.created_at.clone(),
     })
 }
 
-/// The safe (keyless) view of an agent's current config.
-pub fn safe_config(a: &StoredAgent) -> Option<SafeLlmConfig> {
-    let c = a.state.config.as_ref()?;
+/// The safe (keyless) view of an effective config.
+pub fn safe_config(state: &ConfigState) -> Option<SafeLlmConfig> {
+    let c = state.config.as_ref()?;
     Some(SafeLlmConfig {
         provider: c.provider.clone(),
         model: c.model.clone(),
@@ -174,12 +175,12 @@ pub fn safe_config(a: &StoredAgent) -> Option<SafeLlmConfig> {
     })
 }
 
-/// Opens an agent's current config, key included (only for sending it to that agent).
+/// Opens an effective config, key included (only for sending it to that agent).
 pub fn open_config(
     sealer: &Sealer,
-    a: &StoredAgent,
+    state: &ConfigState,
 ) -> Result<Option<LlmConfig>, crate::crypto::CryptoError> {
-    a.state.config.as_ref().map(|c| c.open(sealer)).transpose()
+    state.config.as_ref().map(|c| c.open(sealer)).transpose()
 }
 
 /// The first 8 characters of a sealed realm key (for views built from a freshly minted key).

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{CryptoError, Purpose, Sealer};
 use crate::domain::{LlmConfig, Mode};
+use crate::routing::{AgentRoute, ModelRouting, RealmRouting};
 
 /// An [`LlmConfig`] whose API key is sealed ([`Purpose::AgentConfigKey`]): what crosses the bus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,7 +67,7 @@ impl SealedLlmConfig {
     }
 }
 
-/// One agent's resolved config state: what an edge sends as `llm_config`.
+/// One agent's effective config state: what an edge sends as `llm_config` (derived, never stored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigState {
@@ -81,36 +82,41 @@ pub struct ConfigState {
     pub realm_id: Option<String>,
 }
 
-/// A group of agents of one realm broadcast that receive the same config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RealmGroup {
-    /// The agents.
-    pub agents: Vec<String>,
-    /// Their new state (same version for all).
-    pub state: ConfigState,
-}
-
 /// Pushes published by the worker (and edges, for takeover) to edges.
+///
+/// Config pushes carry routing states, never per-agent configs: an edge derives each held agent's
+/// frame with [`crate::routing::effective`], so a realm-level change is one message whatever the number
+/// of agents routed through the realm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Push {
-    /// On `vc.push.agent.<did>`: the agent's new config state.
+    /// On `vc.push.agent.<did>`: the agent's own route changed. Carries the routing state of the realm
+    /// or model it now depends on (read after the commit), so the edge can derive its config at once.
     #[serde(rename_all = "camelCase")]
-    AgentConfig {
+    AgentRoute {
         /// Agent.
         did: String,
-        /// New state.
-        state: ConfigState,
+        /// Its route.
+        route: AgentRoute,
+        /// The routing of the realm it is routed through, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        realm: Option<Box<RealmRouting>>,
+        /// The routing of the registry model it uses, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<Box<ModelRouting>>,
     },
-    /// On `vc.push.realm.<realmId>`: new states for agents routed through the realm, grouped so that
-    /// each distinct frame is encoded once.
+    /// On `vc.push.realm.<realmId>`: the realm's new routing state (key, models, or its deletion).
     #[serde(rename_all = "camelCase")]
-    RealmConfigs {
-        /// Realm.
-        realm_id: String,
-        /// Groups.
-        groups: Vec<RealmGroup>,
+    RealmRouting {
+        /// The state.
+        routing: RealmRouting,
+    },
+    /// On `vc.push.model.<modelId>`: the model's new routing state (upstream details, status, or its
+    /// deletion).
+    #[serde(rename_all = "camelCase")]
+    ModelRouting {
+        /// The state.
+        routing: ModelRouting,
     },
     /// On `vc.push.agent.<did>`: the agent was deleted; close its session with 4403.
     #[serde(rename_all = "camelCase")]

@@ -544,10 +544,12 @@ async fn realm_admin_manages_only_its_realms_agents() {
     assert!(
         matches!(&stored.source, Some(ConfigSource::Realm { realm_id, .. }) if *realm_id == r1)
     );
-    let cfg = stored
-        .state
+    let cfg = s
+        .store
+        .effective_state(&stored)
+        .await
+        .unwrap()
         .config
-        .as_ref()
         .unwrap()
         .open(&s.sealer())
         .unwrap();

@@ -227,7 +227,8 @@ async fn real_litellm_realm_key_lifecycle() {
         .await;
     assert_eq!(add.body["llmPushed"], true, "{}", add.text);
     let agent = s.store.agent(&did).await.unwrap().unwrap();
-    let cfg = vc_shared::views::open_config(&s.sealer(), &agent)
+    let state = s.store.effective_state(&agent).await.unwrap();
+    let cfg = vc_shared::views::open_config(&s.sealer(), &state)
         .unwrap()
         .unwrap();
     let key = cfg.api_key.clone().unwrap();
@@ -356,8 +357,9 @@ async fn real_litellm_wiped_then_reconciled_keeps_the_same_key() {
         .await;
     assert_eq!(add.body["llmPushed"], true, "{}", add.text);
     let agent = s.store.agent(&did).await.unwrap().unwrap();
-    let version = agent.state.version;
-    let key = vc_shared::views::open_config(&s.sealer(), &agent)
+    let state = s.store.effective_state(&agent).await.unwrap();
+    let version = state.version;
+    let key = vc_shared::views::open_config(&s.sealer(), &state)
         .unwrap()
         .unwrap()
         .api_key
@@ -406,7 +408,8 @@ async fn real_litellm_wiped_then_reconciled_keeps_the_same_key() {
     .await;
     // No re-push was needed: the agent's config and version did not change.
     let again = s.store.agent(&did).await.unwrap().unwrap();
-    assert_eq!(again.state.version, version, "no new config version");
+    let again = s.store.effective_state(&again).await.unwrap();
+    assert_eq!(again.version, version, "no new config version");
 
     // Drift: the key's models replaced and the deployment deleted behind our back.
     let r = real

@@ -366,10 +366,7 @@ async fn slow_agent_is_disconnected() {
         }
         env.publish(
             vc_shared::subjects::push_agent(&did),
-            &vc_shared::wire::Push::AgentConfig {
-                did: did.clone(),
-                state: s,
-            },
+            &env.agent_push(&did, &s),
         )
         .await;
         if edge.metrics.closes("slow") > 0 {

@@ -24,14 +24,14 @@ use vc_tests::stack::Stack;
 /// `vc-edge`'s `main`, built in this package (`tests/src/bin/vc-edge-under-test.rs`).
 const EDGE_BIN: &str = env!("CARGO_BIN_EXE_vc-edge-under-test");
 
-/// The config version stored for each agent.
+/// The effective config version of each agent.
 async fn stored_versions(s: &Stack, dids: &[String]) -> HashMap<String, u64> {
-    s.store
-        .agents_by_did(dids)
-        .await
-        .expect("agents")
+    let agents = s.store.agents_by_did(dids).await.expect("agents");
+    let states = s.store.effective_states(&agents).await.expect("states");
+    agents
         .into_iter()
-        .map(|a| (a.did.clone(), a.state.version))
+        .zip(states)
+        .map(|(a, st)| (a.did, st.version))
         .collect()
 }
 
@@ -316,10 +316,6 @@ async fn realm_push_to_thousands_of_agents_fits_nats_limits() {
                 .arg(vc_shared::store::keys::realm_routed(&realm))
                 .arg(&did)
                 .ignore();
-            p.cmd("SADD")
-                .arg(vc_shared::store::keys::model_routed(&m1))
-                .arg(&did)
-                .ignore();
             dids.push(did);
         }
         let () = p.query_async(&mut c).await.unwrap();
@@ -340,29 +336,46 @@ async fn realm_push_to_thousands_of_agents_fits_nats_limits() {
         .await;
     assert_eq!(g.status, 200, "the grant completes: {}", g.text);
     let granted = t.elapsed();
-    let v = s.store.agent(&did0).await.unwrap().unwrap().state.version;
-    let mut seen: HashSet<String> = HashSet::new();
-    let (mut messages, mut groups, mut largest) = (0usize, 0usize, 0usize);
-    while seen.len() < dids.len() {
-        let m = tokio::time::timeout(secs(30), futures::StreamExt::next(&mut sub))
-            .await
-            .unwrap_or_else(|_| panic!("pushes named only {} of {n} agents", seen.len()))
-            .unwrap();
-        messages += 1;
-        largest = largest.max(m.payload.len());
-        let push: vc_shared::wire::Push = serde_json::from_slice(&m.payload).unwrap();
-        let vc_shared::wire::Push::RealmConfigs { groups: gs, .. } = push else {
-            panic!("unexpected push")
-        };
-        for g in gs {
-            groups += 1;
-            assert_eq!(g.state.version, v);
-            seen.extend(g.agents);
-        }
-    }
+    let agents = s.store.agents_by_did(&dids).await.unwrap();
+    let states = s.store.effective_states(&agents).await.unwrap();
+    let v = states[0].version;
+    assert!(
+        states.iter().all(|st| st.version == v
+            && st
+                .config
+                .as_ref()
+                .map(|c| c.allowed_models.as_ref().map(Vec::len))
+                == Some(Some(2))),
+        "every routed agent derives the new version and both models"
+    );
+    // One message for the whole realm: its routing state, whatever the number of agents.
+    let m = tokio::time::timeout(secs(30), futures::StreamExt::next(&mut sub))
+        .await
+        .expect("a realm push")
+        .unwrap();
+    let push: vc_shared::wire::Push = serde_json::from_slice(&m.payload).unwrap();
+    let vc_shared::wire::Push::RealmRouting { routing } = push else {
+        panic!("unexpected push")
+    };
+    assert_eq!(routing.version, v);
+    assert_eq!(routing.models.len(), 2);
+    assert!(
+        m.payload.len() < 4096,
+        "{} bytes for {n} agents",
+        m.payload.len()
+    );
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            futures::StreamExt::next(&mut sub)
+        )
+        .await
+        .is_err(),
+        "one message only"
+    );
     eprintln!(
-        "[fault] grant re-resolving {n} agents answered in {granted:?}; {messages} realm push message(s), \
-         {groups} group(s), largest {largest} bytes"
+        "[fault] grant to a realm routing {n} agents answered in {granted:?}; one realm push of {} bytes",
+        m.payload.len()
     );
     // And the queue is not held up.
     let r = s

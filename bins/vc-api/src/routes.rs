@@ -563,11 +563,12 @@ pub async fn get_llm_config(
         .agent(&did)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
+    let state = s.store.effective_state(&a).await?;
     Ok(Json(json!({
-        "config": views::safe_config(&a),
-        "mode": a.state.mode,
-        "realmId": a.state.realm_id,
-        "version": a.state.version,
+        "config": views::safe_config(&state),
+        "mode": state.mode,
+        "realmId": state.realm_id,
+        "version": state.version,
         "ackedVersion": s.store.acked_version(&did).await?,
     })))
 }

@@ -1,17 +1,24 @@
-//! The hub: this edge's sessions by DID, the NATS subjects they need (reference counted), and the
-//! delivery of pushes to sessions.
+//! The hub: this edge's sessions by DID, the NATS subjects they need (reference counted), the routing
+//! states their configs derive from, and the delivery of pushes to sessions.
 //!
 //! One NATS subscription per subject, whatever the number of local sessions needing it
 //! (`vc.push.agent.<did>` for each held agent, `vc.push.realm.<realmId>` for each realm a held agent is
-//! routed through). Every subscription feeds one dispatcher task, which decodes each push once, encodes
-//! each `llm_config` frame once (per realm group, or per agent) and hands the same bytes to every local
-//! session concerned, through that session's bounded queue.
+//! routed through, `vc.push.model.<modelId>` for each registry model a held agent uses). Every
+//! subscription feeds one dispatcher task.
+//!
+//! Pushes carry routing states, not per-agent configs: each session knows its agent's route (source and
+//! own version), the hub caches the routing state of every realm and model a held agent depends on, and
+//! each session's frame is derived with `vc_shared::routing::effective`. A realm push updates the cache
+//! once and re-derives the frames of the local agents routed through the realm, encoding each distinct
+//! frame once.
 //!
 //! Versions only move forward: the hub remembers, per session, the last version it queued and never
-//! queues an older or equal one, whichever path (agent push, realm push, Redis re-read) it came from.
-//! Every time a session starts to need a new subject, the hub subscribes, makes a round trip through
-//! NATS ([`Hub::barrier`]: from then on the server has the subscription), and re-reads the agent from
-//! Redis, so a push published while the subscription was being set up is never lost.
+//! queues an older or equal one, whichever path (agent push, routing push, Redis re-read) it came from,
+//! and it keeps the newest routing state it has seen of each dependency. Every time a session starts to
+//! need a new subject, the hub subscribes, makes a round trip through NATS ([`Hub::barrier`]: from then
+//! on the server has the subscription), and re-reads the agent and its dependency from Redis, so a push
+//! published while the subscription was being set up is never lost. Until a dependency's state is known
+//! the session's frame waits for that re-read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +32,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 use vc_shared::crypto::Sealer;
-use vc_shared::domain::Mode;
+use vc_shared::routing::{effective, AgentRoute, Dependency, Routing};
 use vc_shared::store::Store;
 use vc_shared::subjects;
 use vc_shared::wire::{ConfigState, Push};
@@ -120,8 +127,10 @@ struct Slot {
     ctl: Arc<SessionCtl>,
     /// Last version queued to this session.
     known: Option<u64>,
-    /// The realm this session's agent is routed through (its subject is held for it).
-    realm: Option<Arc<str>>,
+    /// The newest route of this session's agent seen so far.
+    route: Option<AgentRoute>,
+    /// The realm or model the route depends on (its subject is held for it).
+    dep: Option<Dependency>,
 }
 
 /// A subject wanted by at least one local session.
@@ -142,19 +151,39 @@ pub(crate) struct SubTicket {
     ready: Arc<OnceCell<()>>,
 }
 
-/// A session whose agent became routed through a realm: once the realm subject is subscribed, its
-/// state must be re-read.
+/// A session whose agent now depends on another realm or model: once that subject is subscribed, the
+/// agent and its dependency must be re-read.
 pub(crate) struct Reroute {
     pub(crate) did: Arc<str>,
     pub(crate) ticket: SubTicket,
 }
 
-type RealmMove = (Option<Arc<str>>, Option<Arc<str>>);
-
 #[derive(Default)]
 struct State {
     sessions: HashMap<Arc<str>, Vec<Slot>>,
     subs: HashMap<String, SubEntry>,
+    /// Routing states of the dependencies held (`None`: read from Redis, and absent there). An entry
+    /// lives while its subject is held.
+    routings: HashMap<Dependency, Option<Routing>>,
+}
+
+/// The subject carrying a dependency's routing pushes, and its metric label.
+fn dep_subject(dep: &Dependency) -> (String, &'static str) {
+    match dep {
+        Dependency::Realm(id) => (subjects::push_realm(id), "realm"),
+        Dependency::Model(id) => (subjects::push_model(id), "model"),
+    }
+}
+
+/// The effective state of a route, if the routing state it needs is known.
+fn derive(
+    routings: &HashMap<Dependency, Option<Routing>>,
+    route: &AgentRoute,
+) -> Option<ConfigState> {
+    match Dependency::of(route.source.as_ref()) {
+        None => Some(effective(route, None)),
+        Some(dep) => routings.get(&dep).map(|r| effective(route, r.as_ref())),
+    }
 }
 
 /// Round trips through NATS: publish a sequence number to our own subject; when it comes back, the
@@ -195,13 +224,6 @@ pub(crate) struct Hub {
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     // A panic while holding the lock leaves plain data behind; keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn realm_of(state: &ConfigState) -> Option<&str> {
-    match state.mode {
-        Some(Mode::Realm) => state.realm_id.as_deref(),
-        _ => None,
-    }
 }
 
 impl Hub {
@@ -267,7 +289,8 @@ impl Hub {
             tx,
             ctl,
             known: None,
-            realm: None,
+            route: None,
+            dep: None,
         });
         self.acquire(&mut st, subjects::push_agent(did), "agent")
     }
@@ -285,8 +308,8 @@ impl Hub {
         if slots.is_empty() {
             st.sessions.remove(did);
         }
-        if let Some(realm) = &slot.realm {
-            self.release(&mut st, &subjects::push_realm(realm));
+        if let Some(dep) = &slot.dep {
+            self.release_dep(&mut st, dep);
         }
         self.release(&mut st, &subjects::push_agent(did));
     }
@@ -362,92 +385,148 @@ impl Hub {
         ))
     }
 
-    /// Queues `state` to every local session of `did` that has not had this version (or a newer one),
-    /// encoding the frame at most once (`frame` caches it across calls: one broadcast group). Updates
-    /// the sessions' realm routing; returns the sessions whose new realm subject needs a re-read.
-    fn deliver(
+    /// Queues `state` to one session if it has not had this version (or a newer one). `frame` caches
+    /// the encoded frame across calls with the same state.
+    fn queue(
         &self,
-        st: &mut State,
-        did: &str,
+        s: &mut Slot,
         state: &ConfigState,
         frame: &mut Option<Option<Utf8Bytes>>,
         agent_id: Option<&str>,
-        out: &mut Vec<Reroute>,
     ) {
-        let Some(slots) = st.sessions.get_mut(did) else {
+        if s.known.is_some_and(|k| state.version <= k) {
+            return;
+        }
+        let Some(bytes) = frame
+            .get_or_insert_with(|| self.encode(state, agent_id))
+            .clone()
+        else {
             return;
         };
-        // (old realm, new realm) of each session whose routing changed.
-        let mut moves: Vec<RealmMove> = Vec::new();
+        s.known = Some(state.version);
+        match s.tx.try_send(Outbound {
+            frame: bytes,
+            version: Some(state.version),
+        }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if s.ctl.close(
+                    ws::close::POLICY,
+                    "slow",
+                    "agent reads too slowly (send queue full)",
+                ) {
+                    self.metrics.closed("slow");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Keeps `routing` if its dependency is held and it is newer than what the hub has.
+    fn learn(st: &mut State, routing: Option<Routing>, dep: &Dependency) {
+        if !st.routings.contains_key(dep) && !st.subs.contains_key(&dep_subject(dep).0) {
+            return;
+        }
+        let entry = st.routings.entry(dep.clone()).or_insert(None);
+        match (entry.as_ref(), routing) {
+            (_, None) => {}
+            (Some(have), Some(new)) if have.version() >= new.version() => {}
+            (_, Some(new)) => *entry = Some(new),
+        }
+    }
+
+    /// Takes an agent's route (from a push or a Redis read) and, if given, the routing state of what it
+    /// depends on (`Some(None)`: read from Redis and absent), then queues the derived state to every
+    /// local session of `did` that has not had it. Returns the sessions whose new dependency subject
+    /// needs a re-read.
+    pub(crate) fn deliver_route(
+        &self,
+        did: &str,
+        route: &AgentRoute,
+        routing: Option<(Dependency, Option<Routing>)>,
+    ) -> Vec<Reroute> {
+        let mut out = Vec::new();
+        let mut st = lock(&self.state);
+        let Some(slots) = st.sessions.get_mut(did) else {
+            return out;
+        };
+        // Newer routes replace older ones; a dependency that changes moves the session's subject.
+        let mut moves: Vec<(Option<Dependency>, Option<Dependency>)> = Vec::new();
         for s in slots.iter_mut() {
-            if s.known.is_some_and(|k| state.version <= k) {
+            if s.route.as_ref().is_some_and(|r| r.version >= route.version) {
                 continue;
             }
-            let Some(bytes) = frame
-                .get_or_insert_with(|| self.encode(state, agent_id))
-                .clone()
-            else {
-                return;
-            };
-            s.known = Some(state.version);
-            match s.tx.try_send(Outbound {
-                frame: bytes,
-                version: Some(state.version),
-            }) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if s.ctl.close(
-                        ws::close::POLICY,
-                        "slow",
-                        "agent reads too slowly (send queue full)",
-                    ) {
-                        self.metrics.closed("slow");
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-            let new_realm = realm_of(state);
-            if s.realm.as_deref() != new_realm {
-                let old = s.realm.take();
-                s.realm = new_realm.map(Arc::from);
-                moves.push((old, s.realm.clone()));
+            s.route = Some(route.clone());
+            let dep = Dependency::of(route.source.as_ref());
+            if s.dep != dep {
+                moves.push((s.dep.take(), dep.clone()));
+                s.dep = dep;
             }
         }
         for (old, new) in moves {
             if let Some(new) = new {
-                let ticket = self.acquire(st, subjects::push_realm(&new), "realm");
+                let (subject, kind) = dep_subject(&new);
+                let ticket = self.acquire(&mut st, subject, kind);
                 out.push(Reroute {
                     did: Arc::from(did),
                     ticket,
                 });
             }
             if let Some(old) = old {
-                self.release(st, &subjects::push_realm(&old));
+                self.release_dep(&mut st, &old);
             }
         }
-    }
-
-    /// Delivers one agent's state (per-agent push, or a Redis read). The frame carries `agentId`.
-    pub(crate) fn deliver_agent(&self, did: &str, state: &ConfigState) -> Vec<Reroute> {
-        let mut out = Vec::new();
-        let mut frame = None;
-        let mut st = lock(&self.state);
-        self.deliver(&mut st, did, state, &mut frame, Some(did), &mut out);
-        out
-    }
-
-    /// Delivers a realm broadcast: each group's frame is encoded once (without `agentId`) and the same
-    /// bytes go to every local agent of the group.
-    fn deliver_realm(&self, groups: &[vc_shared::wire::RealmGroup]) -> Vec<Reroute> {
-        let mut out = Vec::new();
-        let mut st = lock(&self.state);
-        for g in groups {
+        if let Some((dep, r)) = routing {
+            Self::learn(&mut st, r, &dep);
+        }
+        let st = &mut *st;
+        let Some(slots) = st.sessions.get_mut(did) else {
+            return out;
+        };
+        for s in slots.iter_mut() {
+            let Some(state) = s.route.as_ref().and_then(|r| derive(&st.routings, r)) else {
+                continue;
+            };
             let mut frame = None;
-            for did in &g.agents {
-                self.deliver(&mut st, did, &g.state, &mut frame, None, &mut out);
-            }
+            self.queue(s, &state, &mut frame, Some(did));
         }
         out
+    }
+
+    /// A realm's or model's new routing state: cached (if newer), then the frames of every local
+    /// session depending on it are derived again; each distinct frame is encoded once (without
+    /// `agentId`).
+    fn deliver_routing(&self, routing: Routing) {
+        let dep = routing.dependency();
+        let mut st = lock(&self.state);
+        Self::learn(&mut st, Some(routing), &dep);
+        let st = &mut *st;
+        let Some(Some(current)) = st.routings.get(&dep) else {
+            return;
+        };
+        let mut frames: HashMap<(u64, Option<String>), Option<Option<Utf8Bytes>>> = HashMap::new();
+        for slots in st.sessions.values_mut() {
+            for s in slots.iter_mut().filter(|s| s.dep.as_ref() == Some(&dep)) {
+                let Some(route) = s.route.as_ref() else {
+                    continue;
+                };
+                let state = effective(route, Some(current));
+                let key = (
+                    state.version,
+                    state.config.as_ref().map(|c| c.model.clone()),
+                );
+                let frame = frames.entry(key).or_default();
+                self.queue(s, &state, frame, None);
+            }
+        }
+    }
+
+    fn release_dep(&self, st: &mut State, dep: &Dependency) {
+        let subject = dep_subject(dep).0;
+        self.release(st, &subject);
+        if !st.subs.contains_key(&subject) {
+            st.routings.remove(dep);
+        }
     }
 
     /// For each reroute: subscribe to the realm, round trip, re-read the agent and deliver if newer.
@@ -464,12 +543,25 @@ impl Hub {
         }
     }
 
-    /// Re-reads an agent from Redis and delivers its state if newer (closing its sessions if the
-    /// agent no longer exists).
+    /// Re-reads an agent and its dependency's routing state from Redis and delivers what is newer
+    /// (closing its sessions if the agent no longer exists).
     pub(crate) async fn reread(self: &Arc<Self>, did: &str) {
-        match self.store.agent(did).await {
-            Ok(Some(a)) => {
-                let more = self.deliver_agent(did, &a.state);
+        let read = async {
+            let Some(a) = self.store.agent(did).await? else {
+                return Ok(None);
+            };
+            let routing = match a.dependency() {
+                Some(dep) => {
+                    let r = self.store.routing(&dep).await?;
+                    Some((dep, r))
+                }
+                None => None,
+            };
+            Ok::<_, vc_shared::store::StoreError>(Some((a.route(), routing)))
+        };
+        match read.await {
+            Ok(Some((route, routing))) => {
+                let more = self.deliver_route(did, &route, routing);
                 self.follow(more);
             }
             Ok(None) => self.close_did(did, ws::close::NOT_REGISTERED, "deleted", "agent deleted"),
@@ -600,12 +692,8 @@ impl Hub {
             }
             return;
         }
-        let kind = if m.subject.starts_with("vc.push.realm.") {
-            "realm"
-        } else {
-            "agent"
-        };
-        self.metrics.push_received(kind);
+        self.metrics
+            .push_received(subjects::push_kind(&m.subject).unwrap_or("agent"));
         let push: Push = match serde_json::from_slice(&m.payload) {
             Ok(p) => p,
             Err(e) => {
@@ -614,14 +702,21 @@ impl Hub {
             }
         };
         match push {
-            Push::AgentConfig { did, state } => {
-                let r = self.deliver_agent(&did, &state);
+            Push::AgentRoute {
+                did,
+                route,
+                realm,
+                model,
+            } => {
+                let routing = realm
+                    .map(|r| Routing::Realm(*r))
+                    .or(model.map(|m| Routing::Model(*m)))
+                    .map(|r| (r.dependency(), Some(r)));
+                let r = self.deliver_route(&did, &route, routing);
                 self.follow(r);
             }
-            Push::RealmConfigs { groups, .. } => {
-                let r = self.deliver_realm(&groups);
-                self.follow(r);
-            }
+            Push::RealmRouting { routing } => self.deliver_routing(Routing::Realm(routing)),
+            Push::ModelRouting { routing } => self.deliver_routing(Routing::Model(routing)),
             Push::AgentDeleted { did } => {
                 self.close_did(&did, ws::close::NOT_REGISTERED, "deleted", "agent deleted")
             }
@@ -644,17 +739,25 @@ impl Hub {
         dids.dedup();
         for chunk in dids.chunks(500) {
             let names: Vec<String> = chunk.iter().map(|d| d.to_string()).collect();
-            match self.store.agents_by_did(&names).await {
-                Ok(agents) => {
-                    let mut found: HashMap<&str, &ConfigState> =
-                        HashMap::with_capacity(agents.len());
-                    for a in &agents {
-                        found.insert(a.did.as_str(), &a.state);
-                    }
+            let read = async {
+                let agents = self.store.agents_by_did(&names).await?;
+                let routings = self
+                    .store
+                    .routings(agents.iter().filter_map(|a| a.dependency()))
+                    .await?;
+                Ok::<_, vc_shared::store::StoreError>((agents, routings))
+            };
+            match read.await {
+                Ok((agents, routings)) => {
+                    let found: HashMap<&str, &vc_shared::domain::StoredAgent> =
+                        agents.iter().map(|a| (a.did.as_str(), a)).collect();
                     for did in chunk {
                         match found.get(&**did) {
-                            Some(state) => {
-                                let r = self.deliver_agent(did, state);
+                            Some(a) => {
+                                let routing = a
+                                    .dependency()
+                                    .map(|d| (d.clone(), routings.get(&d).cloned()));
+                                let r = self.deliver_route(did, &a.route(), routing);
                                 self.follow(r);
                             }
                             None => self.close_did(

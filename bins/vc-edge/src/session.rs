@@ -24,8 +24,9 @@ use tracing::{debug, debug_span, warn, Instrument};
 use vc_shared::did::{self, DidError};
 use vc_shared::domain::{now_rfc3339, StoredAgent};
 use vc_shared::error::ErrorCode;
+use vc_shared::routing::{AgentRoute, Dependency, Routing};
 use vc_shared::subjects;
-use vc_shared::wire::{ConfigState, Push};
+use vc_shared::wire::Push;
 use vc_shared::ws::{
     self, close, kind, AuthChallenge, AuthComplete, AuthFailed, ClientMsg, ErrorPayload, Pong,
     ServerMsg,
@@ -123,8 +124,22 @@ pub(crate) async fn serve(
         .instrument(span.clone())
         .await
     {
-        // Only the state is kept (and only until it is queued), not the whole record.
-        Some((a, agent)) => (a, agent.state),
+        // Only the route is kept (and only until it is queued), not the whole record.
+        Some((a, agent)) => {
+            // The routing state the agent's config derives from; if it cannot be read now, the
+            // re-read after the subscriptions are in place delivers the frame.
+            let routing = match agent.dependency() {
+                Some(dep) => match hub.store.routing(&dep).await {
+                    Ok(r) => Some((dep, r)),
+                    Err(e) => {
+                        warn!(error = %e, "Cannot read the agent's routing state; it follows the re-read.");
+                        None
+                    }
+                },
+                None => None,
+            };
+            (a, (agent.route(), routing))
+        }
         None => return,
     };
     drop(slot);
@@ -393,14 +408,18 @@ async fn close_for_error(ws: &mut Ws, e: &WsError) {
 }
 
 /// The authenticated part of a session.
-async fn run(hub: Arc<Hub>, ws: Ws, bucket: Bucket, a: Authed, initial: ConfigState) {
+/// An agent's route and, when read, the routing state it depends on.
+type Initial = (AgentRoute, Option<(Dependency, Option<Routing>)>);
+
+async fn run(hub: Arc<Hub>, ws: Ws, bucket: Bucket, a: Authed, initial: Initial) {
     let (tx, rx) = mpsc::channel(hub.cfg.send_queue);
     let ctl = Arc::new(SessionCtl::new(hub.drain.child_token()));
     let agent_ticket = hub.register(&a.did, &a.session_id, a.since, tx.clone(), ctl.clone());
     hub.metrics.session_opened();
     // The current state at once (the setup below re-reads it once the subscriptions are in place).
-    let reroutes = hub.deliver_agent(&a.did, &initial);
-    drop(initial);
+    let (route, routing) = initial;
+    let reroutes = hub.deliver_route(&a.did, &route, routing);
+    drop(route);
     let (sink, stream) = ws.split();
     let (sink, stream, ()) = tokio::join!(
         writer(&hub, sink, rx, &ctl),

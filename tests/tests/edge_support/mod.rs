@@ -1,6 +1,10 @@
 //! Shared helpers of the edge scenarios (`edge_*.rs`): real NATS and Redis, edges in-process, the
-//! worker simulated by writing agent records to Redis and publishing pushes on NATS, and a raw
-//! WebSocket client for protocol-level checks.
+//! worker simulated by writing agent records and routing states to Redis and publishing pushes on
+//! NATS, and a raw WebSocket client for protocol-level checks.
+//!
+//! Scenarios describe what an agent should receive as a [`ConfigState`]; [`Env::route_of`] turns it
+//! into what the worker stores (the agent's route, and for realm routing the realm's routing state)
+//! so that the edge's derivation gives that state back.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -16,9 +20,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vc_agent::{AgentClient, AgentHandle, AgentOptions};
 use vc_edge::{Deps, EdgeConfig, Metrics, Probe};
 use vc_shared::crypto::{Sealer, SecretKey};
-use vc_shared::domain::{LlmConfig, Mode, StoredAgent};
+use vc_shared::domain::{ConfigSource, LlmConfig, Mode, Provider, StoredAgent};
+use vc_shared::routing::{AgentRoute, RealmRouting, RoutedModel};
 use vc_shared::store::{keys, Store};
-use vc_shared::wire::{ConfigState, Push, RealmGroup, SealedLlmConfig};
+use vc_shared::wire::{ConfigState, Push, SealedLlmConfig};
 use vc_shared::ws::{AuthResponse, ClientMsg, ServerMsg};
 use vc_tests::servers::{NatsServer, RedisServer};
 
@@ -83,48 +88,100 @@ impl Env {
         }
     }
 
-    /// Writes (or overwrites) an agent record as the worker would.
-    pub async fn put_agent(&self, did: &str, state: &ConfigState) {
-        let rec = StoredAgent {
-            did: did.to_string(),
-            name: format!("agent {}", &did[did.len() - 6..]),
-            created_at: vc_shared::domain::now_rfc3339(),
-            source: None,
-            state: state.clone(),
+    /// The agent route (and, for realm routing, the realm's routing state) from which the edge
+    /// derives `state`. A realm's state lists the config's allowed models, the chosen one among them.
+    pub fn route_of(&self, state: &ConfigState) -> (AgentRoute, Option<RealmRouting>) {
+        let route = |source| AgentRoute {
+            version: state.version,
+            source,
         };
-        let mut c = self.store.conn();
-        let _: () = redis::cmd("SET")
-            .arg(keys::agent(did))
-            .arg(serde_json::to_string(&rec).unwrap())
-            .query_async(&mut c)
-            .await
-            .expect("SET agent");
-        let _: () = redis::cmd("SADD")
-            .arg(keys::AGENTS)
-            .arg(did)
-            .query_async(&mut c)
-            .await
-            .expect("SADD");
+        let Some(c) = state.config.as_ref() else {
+            return (route(None), None);
+        };
+        match (state.mode, state.realm_id.as_deref()) {
+            (Some(Mode::Realm), Some(realm)) => {
+                let routing = RealmRouting {
+                    realm_id: realm.to_string(),
+                    version: state.version,
+                    deleted: false,
+                    base_url: c.base_url.clone(),
+                    key_sealed: c.api_key_sealed.clone(),
+                    models: c
+                        .allowed_models
+                        .clone()
+                        .unwrap_or_else(|| vec![c.model.clone()])
+                        .into_iter()
+                        .map(|m| RoutedModel {
+                            id: m.clone(),
+                            litellm_model_name: m,
+                        })
+                        .collect(),
+                };
+                let source = ConfigSource::Realm {
+                    realm_id: realm.to_string(),
+                    model_id: c.model.clone(),
+                };
+                (route(Some(source)), Some(routing))
+            }
+            _ => {
+                let source = ConfigSource::Manual {
+                    provider: Provider::parse(&c.provider).expect("a known provider"),
+                    model: c.model.clone(),
+                    api_key_sealed: c.api_key_sealed.clone(),
+                    base_url: c.base_url.clone(),
+                    system_prompt: c.system_prompt.clone(),
+                    max_tokens: c.max_tokens,
+                };
+                (route(Some(source)), None)
+            }
+        }
     }
 
-    /// Many agent records at once (pipelined).
+    /// The push the worker sends when an agent's own route changes to give it `state`.
+    pub fn agent_push(&self, did: &str, state: &ConfigState) -> Push {
+        let (route, realm) = self.route_of(state);
+        Push::AgentRoute {
+            did: did.to_string(),
+            route,
+            realm: realm.map(Box::new),
+            model: None,
+        }
+    }
+
+    fn agent_record(&self, did: &str, name: String, state: &ConfigState) -> StoredAgent {
+        let (route, _) = self.route_of(state);
+        StoredAgent {
+            did: did.to_string(),
+            name,
+            created_at: vc_shared::domain::now_rfc3339(),
+            source: route.source,
+            version: route.version,
+        }
+    }
+
+    /// Writes (or overwrites) an agent record, and its realm's routing state, as the worker would.
+    pub async fn put_agent(&self, did: &str, state: &ConfigState) {
+        self.put_agents(&[(did.to_string(), state.clone())]).await;
+    }
+
+    /// Many agent records (and their realms' routing states) at once (pipelined).
     pub async fn put_agents(&self, agents: &[(String, ConfigState)]) {
         let mut c = self.store.conn();
         for chunk in agents.chunks(200) {
             let mut p = redis::pipe();
             for (did, state) in chunk {
-                let rec = StoredAgent {
-                    did: did.clone(),
-                    name: "swarm agent".into(),
-                    created_at: vc_shared::domain::now_rfc3339(),
-                    source: None,
-                    state: state.clone(),
-                };
+                let rec = self.agent_record(did, format!("agent {}", &did[did.len() - 6..]), state);
                 p.cmd("SET")
                     .arg(keys::agent(did))
                     .arg(serde_json::to_string(&rec).unwrap())
                     .ignore();
                 p.cmd("SADD").arg(keys::AGENTS).arg(did).ignore();
+                if let (_, Some(routing)) = self.route_of(state) {
+                    p.cmd("SET")
+                        .arg(keys::routing_realm(&routing.realm_id))
+                        .arg(serde_json::to_string(&routing).unwrap())
+                        .ignore();
+                }
             }
             let _: () = p.query_async(&mut c).await.expect("pipeline");
         }
@@ -152,28 +209,31 @@ impl Env {
         self.put_agent(did, &state).await;
         self.publish(
             vc_shared::subjects::push_agent(did),
-            &Push::AgentConfig {
-                did: did.to_string(),
-                state,
-            },
+            &self.agent_push(did, &state),
         )
         .await;
     }
 
-    /// Worker-style realm update: every agent's record, then one broadcast with one group.
+    /// Worker-style realm update: the realm's routing state (from `state`, a realm-routed state of
+    /// `realm`), written once, then one push; the agents' records are not touched. `dids` are the
+    /// agents expected to follow it (they are routed through the realm already).
     pub async fn update_realm(&self, realm: &str, dids: &[String], state: ConfigState) {
-        let recs: Vec<(String, ConfigState)> =
-            dids.iter().map(|d| (d.clone(), state.clone())).collect();
-        self.put_agents(&recs).await;
-        let push = Push::RealmConfigs {
-            realm_id: realm.to_string(),
-            groups: vec![RealmGroup {
-                agents: dids.to_vec(),
-                state,
-            }],
-        };
-        self.publish(vc_shared::subjects::push_realm(realm), &push)
-            .await;
+        let (_, routing) = self.route_of(&state);
+        let routing = routing.expect("a realm-routed state");
+        assert_eq!(routing.realm_id, realm);
+        assert!(!dids.is_empty());
+        let mut c = self.store.conn();
+        let _: () = redis::cmd("SET")
+            .arg(keys::routing_realm(realm))
+            .arg(serde_json::to_string(&routing).unwrap())
+            .query_async(&mut c)
+            .await
+            .expect("SET routing");
+        self.publish(
+            vc_shared::subjects::push_realm(realm),
+            &Push::RealmRouting { routing },
+        )
+        .await;
     }
 
     /// Deletes an agent as the worker does: record gone, then `AgentDeleted`.

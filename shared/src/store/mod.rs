@@ -17,7 +17,9 @@
 //! | `{vc}:models` | set | model ids |
 //! | `{vc}:model-names` | hash | litellmModelName → model id (uniqueness) |
 //! | `{vc}:model:<id>:grants` | hash | realm id → grantedAt |
-//! | `{vc}:model:<id>:routed` | set | DIDs whose config source names the model |
+//! | `{vc}:model:<id>:routed` | set | DIDs in registry mode on the model |
+//! | `{vc}:routing:model:<id>` | string | [`crate::routing::ModelRouting`] JSON (a tombstone after delete) |
+//! | `{vc}:routing:realm:<id>` | string | [`crate::routing::RealmRouting`] JSON (a tombstone after delete) |
 //! | `{vc}:realm:<id>` | string | [`StoredRealm`] JSON (with the sealed key) |
 //! | `{vc}:realms` | set | realm ids |
 //! | `{vc}:realm-slugs` | hash | slug → realm id |
@@ -44,6 +46,8 @@ use serde::Serialize;
 
 use crate::command::CommandRecord;
 use crate::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecord};
+
+mod routing;
 
 /// How long a command's record (and so its dedupe) is kept: 7 days.
 pub const COMMAND_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -83,9 +87,19 @@ pub mod keys {
     pub fn model_grants(id: &str) -> String {
         format!("{{vc}}:model:{id}:grants")
     }
-    /// DIDs whose config names the model.
+    /// DIDs in registry mode on the model.
     pub fn model_routed(id: &str) -> String {
         format!("{{vc}}:model:{id}:routed")
+    }
+    /// A model's routing state (what registry-mode agents derive their config from; kept as a
+    /// tombstone after a delete).
+    pub fn routing_model(id: &str) -> String {
+        format!("{{vc}}:routing:model:{id}")
+    }
+    /// A realm's routing state (what its routed agents derive their config from; kept as a tombstone
+    /// after a delete).
+    pub fn routing_realm(id: &str) -> String {
+        format!("{{vc}}:routing:realm:{id}")
     }
     /// A realm.
     pub fn realm(id: &str) -> String {
@@ -211,6 +225,12 @@ pub enum Op {
         /// Member.
         member: String,
     },
+    /// `UNLINK key`: constant time in the commit, whatever the size of the value (Redis frees it in the
+    /// background).
+    Unlink {
+        /// Key.
+        key: String,
+    },
     /// `SREM key member`.
     Srem {
         /// Key.
@@ -263,6 +283,7 @@ for _, o in ipairs(ops) do
   if op == 'set' then redis.call('SET', o['key'], o['value'])
   elseif op == 'setpx' then redis.call('SET', o['key'], o['value'], 'PX', o['ms'])
   elseif op == 'del' then redis.call('DEL', o['key'])
+  elseif op == 'unlink' then redis.call('UNLINK', o['key'])
   elseif op == 'hset' then redis.call('HSET', o['key'], o['field'], o['value'])
   elseif op == 'hdel' then redis.call('HDEL', o['key'], o['field'])
   elseif op == 'sadd' then redis.call('SADD', o['key'], o['member'])
@@ -599,6 +620,22 @@ impl Store {
         self.smembers(&keys::realm_routed(id)).await
     }
 
+    /// How many members a realm has.
+    pub async fn realm_member_count(&self, id: &str) -> Result<usize, StoreError> {
+        self.hlen(&keys::realm_members(id)).await
+    }
+
+    /// How many agents are routed through a realm.
+    pub async fn realm_routed_count(&self, id: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn.clone();
+        timed(
+            redis::cmd("SCARD")
+                .arg(keys::realm_routed(id))
+                .query_async(&mut c),
+        )
+        .await
+    }
+
     /// An agent.
     pub async fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
         self.get_json(&keys::agent(did)).await
@@ -618,8 +655,29 @@ impl Store {
         Ok(v)
     }
 
-    /// An agent's memberships.
+    /// An agent's memberships of realms that exist. (A realm delete leaves its members' back
+    /// references behind, in constant time; the worker drops them when it next changes the agent.)
     pub async fn agent_realms(&self, did: &str) -> Result<Vec<Membership>, StoreError> {
+        let all = self.agent_realms_raw(did).await?;
+        if all.is_empty() {
+            return Ok(all);
+        }
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("SMISMEMBER");
+        cmd.arg(keys::REALMS);
+        for m in &all {
+            cmd.arg(&m.realm_id);
+        }
+        let exists: Vec<bool> = timed(cmd.query_async(&mut c)).await?;
+        Ok(all
+            .into_iter()
+            .zip(exists)
+            .filter_map(|(m, e)| e.then_some(m))
+            .collect())
+    }
+
+    /// An agent's membership records as stored, those of deleted realms included.
+    pub async fn agent_realms_raw(&self, did: &str) -> Result<Vec<Membership>, StoreError> {
         let key = keys::agent_realms(did);
         self.hgetall(&key)
             .await?
