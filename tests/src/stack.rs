@@ -99,7 +99,6 @@ pub struct StackBuilder {
     redis_opts: Option<RedisOpts>,
     stream_replicas: Option<usize>,
     reconcile_every: Option<Duration>,
-    worker_ack_wait: Option<Duration>,
 }
 
 /// An HTTP response as tests see it.
@@ -146,7 +145,6 @@ pub struct Stack {
     redis_url: String,
     stream_replicas: usize,
     reconcile_every: Duration,
-    worker_ack_wait: Option<Duration>,
 }
 
 impl StackBuilder {
@@ -199,12 +197,6 @@ impl StackBuilder {
     /// Workers reconcile LiteLLM every `d` (default: never; the production default is 300 s).
     pub fn reconcile_every(mut self, d: Duration) -> Self {
         self.reconcile_every = Some(d);
-        self
-    }
-    /// `ack_wait` of the command consumer (default 30 s, as in production): how long a command held by
-    /// a killed worker waits before another worker gets it.
-    pub fn worker_ack_wait(mut self, d: Duration) -> Self {
-        self.worker_ack_wait = Some(d);
         self
     }
 
@@ -278,7 +270,6 @@ impl StackBuilder {
             redis_url,
             stream_replicas,
             reconcile_every: self.reconcile_every.unwrap_or(Duration::ZERO),
-            worker_ack_wait: self.worker_ack_wait,
         };
         for _ in 0..self.workers.unwrap_or(1) {
             let w = stack.spawn_worker().await;
@@ -354,9 +345,6 @@ impl Stack {
             reconcile_every: self.reconcile_every,
         };
         let mut tuning = vc_worker::Tuning::default();
-        if let Some(d) = self.worker_ack_wait {
-            tuning.command_ack_wait = d;
-        }
         // Tests publish unreadable commands on purpose (fuzz_nats): find them in a quarter second
         // rather than the production 2 s, so each costs the suite well under a second.
         tuning.stuck_check_every = Duration::from_millis(250);

@@ -131,7 +131,13 @@ async fn configs_follow_realm_and_model_routing_states() {
     assert_eventually!(model_of(0) == Some("openai/alpha".into()));
     assert_eventually!(model_of(1) == Some("openai/beta".into()));
     assert_eventually!(model_of(2) == Some("alpha".into()));
-    let key_c = agents[2].status().current().unwrap().config.clone().unwrap();
+    let key_c = agents[2]
+        .status()
+        .current()
+        .unwrap()
+        .config
+        .clone()
+        .unwrap();
     assert_eq!(key_c.api_key.as_deref(), Some("sk-alpha"));
 
     // A model update reaches its registry agent through the model's routing state.
@@ -148,15 +154,13 @@ async fn configs_follow_realm_and_model_routing_states() {
     assert_eventually!(model_of(2) == Some("alpha-2".into()));
     let c_now = agents[2].status().current().unwrap().clone();
     assert!(c_now.version > c_before);
-    assert_eq!(
-        c_now.config.unwrap().api_key.as_deref(),
-        Some("sk-alpha-2")
-    );
+    assert_eq!(c_now.config.unwrap().api_key.as_deref(), Some("sk-alpha-2"));
 
     // Revoking b's choice: b falls back to the first active model; granting it again brings b
     // back to its own choice (the choice is the agent's; the fallback is derived).
     ok(
-        s.delete(&format!("/api/models/{beta}/realms/{realm}")).await,
+        s.delete(&format!("/api/models/{beta}/realms/{realm}"))
+            .await,
         204,
     )
     .await;
@@ -178,8 +182,7 @@ async fn configs_follow_realm_and_model_routing_states() {
     for (i, (_, did)) in ks.iter().enumerate() {
         let held = agents[i].version().unwrap();
         assert_eventually!(
-            s.get(&format!("/api/agents/{did}")).await.body["agent"]["ackedVersion"]
-                == json!(held)
+            s.get(&format!("/api/agents/{did}")).await.body["agent"]["ackedVersion"] == json!(held)
         );
         let cfg = s.get(&format!("/api/agents/{did}/llm-config")).await.body;
         assert_eq!(cfg["version"], json!(held), "{did}: {cfg}");
@@ -199,7 +202,10 @@ async fn configs_follow_realm_and_model_routing_states() {
     let view = ok(s.get(&format!("/api/agents/{a}")).await, 200).await;
     assert_eq!(view["agent"]["realms"], json!([]), "{view}");
     let cfg = ok(s.get(&format!("/api/agents/{a}/llm-config")).await, 200).await;
-    assert_eq!((cfg["config"].clone(), cfg["mode"].clone()), (Value::Null, Value::Null));
+    assert_eq!(
+        (cfg["config"].clone(), cfg["mode"].clone()),
+        (Value::Null, Value::Null)
+    );
 
     // The id of a deleted realm is never used again (a NATS client may choose ids).
     let nc = s.nats_client().await;
@@ -260,7 +266,11 @@ async fn configs_follow_realm_and_model_routing_states() {
         .current()
         .is_some_and(|c| c.realm_id.as_deref() == Some(ops.as_str()) && c.config.is_some()));
     let view = ok(s.get(&format!("/api/agents/{a}")).await, 200).await;
-    assert_eq!(view["agent"]["realms"].as_array().unwrap().len(), 1, "{view}");
+    assert_eq!(
+        view["agent"]["realms"].as_array().unwrap().len(),
+        1,
+        "{view}"
+    );
 
     // Deleting the model: its registry agent gets null.
     ok(s.delete(&format!("/api/models/{alpha}")).await, 204).await;

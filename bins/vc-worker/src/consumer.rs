@@ -1,37 +1,27 @@
-//! The command consumer: one command in flight across all workers, applied atomically, acked after
-//! success, failed loudly (and never redelivered) when bad.
-//!
-//! Ordering: the durable consumer `vc-worker` has `max_ack_pending = 1`, so JetStream hands out the next
-//! command only after the previous one is acked, whichever worker holds it: commands apply in stream
-//! order, and the final state equals a serial replay. A worker that dies mid-command loses its lease
-//! after `ack_wait` and the command goes to another worker, which either finds it committed (and
-//! re-emits its effects) or applies it.
+//! The command consumer and what every path through it shares: the durable consumer's settings,
+//! headers, outcomes, dead letters, the failed record of a command that cannot be applied, and the
+//! side effects of a committed command. The lane that applies commands is [`crate::lane`].
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, AckKind};
+use async_nats::jetstream::{self, consumer::pull};
 use bytes::Bytes;
-use futures::StreamExt;
-use tracing::{debug, info, warn, Instrument};
-use vc_shared::command::{
-    Command, CommandKind, CommandRecord, CommandStatus, Outcome, OutcomeError, HDR_ACTOR,
-    HDR_MSG_ID, HDR_REPLY_TO,
-};
+use tracing::{info, warn};
+use vc_shared::command::{CommandKind, CommandRecord, CommandStatus, Outcome, HDR_MSG_ID};
 use vc_shared::domain::now_rfc3339;
 use vc_shared::error::DomainError;
 use vc_shared::store::{keys, Commit, Op, COMMAND_TTL_MS};
 use vc_shared::subjects;
 
-use crate::apply::{self, Applied, Ctx, Effects};
-use crate::{push, Worker};
+use crate::Worker;
 
-/// How long a worker may hold a command before JetStream gives it to another (progress acks extend it).
-pub const ACK_WAIT: Duration = Duration::from_secs(30);
-/// How often a long command reports progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-/// Budget for inline LiteLLM syncs after a commit; what does not fit goes to the sync queue.
-const INLINE_SYNC_BUDGET: Duration = Duration::from_secs(4);
-/// Retries of an optimistic-concurrency conflict before giving the command back.
+/// How long a delivered command may stay unacknowledged before JetStream delivers it again (the lane
+/// holder sends progress acks every quarter of it): with the lane's lease, what a dead lane holder
+/// costs.
+pub const ACK_WAIT: Duration = Duration::from_secs(2);
+/// Most commands delivered to the lane holder and not yet acknowledged.
+pub const MAX_ACK_PENDING: i64 = 1024;
+/// Retries of an optimistic-concurrency conflict before giving up on a record-only write.
 const MAX_CONFLICTS: usize = 20;
 
 /// What to do with a message, mapped to ack/nak/term in exactly one place.
@@ -45,151 +35,58 @@ pub enum Processing {
     Poison,
 }
 
-/// The shared durable consumer of commands (created with `ack_wait` if it does not exist yet) and the
-/// `ack_wait` it really has: an existing consumer keeps its own, and that one is what counts for
-/// progress acks and ack retries.
+/// The shared durable consumer of commands, with the lane's settings (`ack_wait`, and up to
+/// [`MAX_ACK_PENDING`] commands delivered and not yet acknowledged: the lane holder's batches). An
+/// existing consumer with other settings (an older version's, or another `ack_wait`) is updated. Only
+/// the worker holding the lane pulls from it.
 pub async fn command_consumer(
     js: &jetstream::Context,
     ack_wait: Duration,
-) -> Result<(Duration, pull::Stream), String> {
+) -> Result<pull::Stream, String> {
     let stream = js
         .get_stream(subjects::CMD_STREAM)
         .await
         .map_err(|e| e.to_string())?;
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            subjects::CMD_CONSUMER,
-            pull::Config {
-                durable_name: Some(subjects::CMD_CONSUMER.into()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait,
-                max_ack_pending: 1,
-                max_deliver: -1,
-                filter_subject: subjects::CMD_ALL.into(),
-                ..Default::default()
-            },
-        )
+    let config = pull::Config {
+        durable_name: Some(subjects::CMD_CONSUMER.into()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: MAX_ACK_PENDING,
+        max_deliver: -1,
+        filter_subject: subjects::CMD_ALL.into(),
+        ..Default::default()
+    };
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(subjects::CMD_CONSUMER, config.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let effective = Some(consumer.cached_info().config.ack_wait)
-        .filter(|d| !d.is_zero())
-        .unwrap_or(ack_wait);
-    let messages = consumer
+    let have = &consumer.cached_info().config;
+    if have.ack_wait != ack_wait || have.max_ack_pending != MAX_ACK_PENDING {
+        consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| format!("updating the command consumer: {e}"))?;
+    }
+    consumer
         .stream()
-        .max_messages_per_batch(1)
-        .expires(Duration::from_secs(5))
-        .heartbeat(Duration::from_secs(2))
+        .max_messages_per_batch(crate::lane::MAX_BATCH)
+        // Short pull requests: one left behind by a holder that died expires within a second (the
+        // server may deliver to it until then, and what it delivers waits for ack_wait).
+        .expires(Duration::from_secs(1))
+        .heartbeat(Duration::from_millis(400))
         .messages()
         .await
-        .map_err(|e| e.to_string())?;
-    Ok((effective, messages))
+        .map_err(|e| e.to_string())
 }
 
-/// Runs the command loop until `shutdown`; the command in hand is finished first.
-pub async fn run_commands(worker: Worker, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let js = jetstream::new(worker.nats.clone());
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let (ack_wait, mut messages) = match command_consumer(&js, worker.command_ack_wait).await {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, "Command consumer unavailable; retrying.");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.changed() => return,
-                }
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = shutdown.changed() => return,
-                m = messages.next() => m,
-            };
-            let msg = match next {
-                None => break,
-                Some(Err(e)) => {
-                    debug!(error = %e, "Command pull interrupted; resubscribing.");
-                    break;
-                }
-                Some(Ok(m)) => m,
-            };
-            let span = tracing::info_span!("command", subject = %msg.subject);
-            let status = handle_with_progress(&worker, &msg, ack_wait)
-                .instrument(span)
-                .await;
-            let ack = match status {
-                Processing::Done => ack_confirmed(&worker, &msg, ack_wait).await,
-                Processing::Retry(d) => msg.ack_with(AckKind::Nak(Some(d))).await,
-                Processing::Poison => msg.ack_with(AckKind::Term).await,
-            };
-            if let Err(e) = ack {
-                warn!(error = %e, "Ack failed; the command will be redelivered and deduplicated.");
-            }
-        }
-    }
-}
-
-/// Acknowledges a done command and waits for JetStream to confirm, retrying until `ack_wait` has
-/// passed. A plain ack is fire-and-forget: one sent while the consumer's leader changes (a NATS node
-/// lost) or while the client reconnects is silently lost, and the next command is then held back for
-/// the whole `ack_wait` (30 s) until the done command is redelivered. A confirmed ack is retried
-/// through the election instead. (An ack request nobody answers comes back as "no responders", which
-/// counts as a failure here, unlike `double_ack`, which takes any reply for a confirmation.)
-async fn ack_confirmed(
-    worker: &Worker,
-    msg: &jetstream::Message,
-    ack_wait: Duration,
-) -> Result<(), async_nats::Error> {
-    let Some(reply) = msg.reply.clone() else {
-        return msg.ack().await;
-    };
-    let deadline = tokio::time::Instant::now() + ack_wait;
-    loop {
-        let attempt = worker
-            .nats
-            .request(reply.clone(), Bytes::from_static(b"+ACK"))
-            .await;
-        match attempt {
-            Ok(_) => return Ok(()),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                debug!(error = %e, "Ack not confirmed; retrying.");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-async fn handle_with_progress(
-    worker: &Worker,
-    msg: &jetstream::Message,
-    ack_wait: Duration,
-) -> Processing {
-    let fut = handle(worker, msg);
-    tokio::pin!(fut);
-    let every = PROGRESS_EVERY
-        .min(ack_wait / 3)
-        .max(Duration::from_millis(100));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            r = &mut fut => return r,
-            _ = tick.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
-        }
-    }
-}
-
-fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
+pub(crate) fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
     msg.headers
         .as_ref()
         .and_then(|h| h.get(name))
         .map(|v| v.as_str().to_string())
 }
 
-async fn reply(worker: &Worker, reply_to: Option<&str>, outcome: &Outcome) {
+pub(crate) async fn reply(worker: &Worker, reply_to: Option<&str>, outcome: &Outcome) {
     if let Some(subject) = reply_to {
         let payload = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
         if let Err(e) = worker.nats.publish(subject.to_string(), payload).await {
@@ -198,7 +95,7 @@ async fn reply(worker: &Worker, reply_to: Option<&str>, outcome: &Outcome) {
     }
 }
 
-async fn dead_letter(worker: &Worker, msg: &jetstream::Message, reason: &str) {
+pub(crate) async fn dead_letter(worker: &Worker, msg: &jetstream::Message, reason: &str) {
     // Deduplicated per command: a redelivery of the same poison command is dead-lettered once. The id
     // is `dlq-<Nats-Msg-Id>`, or `dlq-seq-<stream sequence>` when the command has no usable id (every
     // id-less message is its own command; a shared `dlq-` would keep only the first of a window).
@@ -252,183 +149,18 @@ pub(crate) async fn publish_dead_letter(
     Ok(())
 }
 
-fn is_undecodable(e: &DomainError) -> bool {
+pub(crate) fn is_undecodable(e: &DomainError) -> bool {
     e.message.starts_with("body is not valid JSON")
         || e.message.starts_with("body must be a JSON object")
         || e.message.starts_with("body is required")
 }
 
-async fn handle(worker: &Worker, msg: &jetstream::Message) -> Processing {
-    let reply_to = header(msg, HDR_REPLY_TO);
-    let actor = header(msg, HDR_ACTOR).unwrap_or_else(|| "nats".into());
-    let Some(command_id) =
-        header(msg, HDR_MSG_ID).filter(|id| vc_shared::command::validate_command_id(id).is_ok())
-    else {
-        let outcome = Outcome {
-            command_id: String::new(),
-            status: CommandStatus::Failed,
-            result: None,
-            error: Some(OutcomeError {
-                code: vc_shared::error::ErrorCode::BadRequest,
-                message: "Nats-Msg-Id header is required (1-128 printable ASCII characters)".into(),
-            }),
-        };
-        reply(worker, reply_to.as_deref(), &outcome).await;
-        dead_letter(worker, msg, "missing or invalid Nats-Msg-Id").await;
-        return Processing::Poison;
-    };
-    let Some(kind) = subjects::command_kind(&msg.subject) else {
-        let err =
-            DomainError::bad_request(format!("unknown command kind in subject {}", msg.subject));
-        dead_letter(worker, msg, "unknown kind").await;
-        return finish_failed(
-            worker,
-            &command_id,
-            msg.subject.as_str(),
-            reply_to.as_deref(),
-            err,
-            true,
-        )
-        .await;
-    };
-    let existing = match worker.store.command(&command_id).await {
-        Ok(r) => r,
-        Err(e) => {
-            warn!(error = %e, command.id = %command_id, "Redis unavailable; command will be retried.");
-            return Processing::Retry(Duration::from_secs(1));
-        }
-    };
-    if let Some(rec) = existing
-        .as_ref()
-        .filter(|r| r.status != CommandStatus::Pending)
-    {
-        // Redelivered after its commit: re-emit its effects and its outcome, apply nothing.
-        debug!(command.id = %command_id, "Command already applied; re-emitting its effects.");
-        if let Some(effects) = rec
-            .effects
-            .clone()
-            .and_then(|v| serde_json::from_value::<Effects>(v).ok())
-        {
-            if let Err(e) = after_commit(worker, &effects).await {
-                warn!(error = %e, "Re-emitting effects failed; retrying.");
-                return Processing::Retry(Duration::from_secs(1));
-            }
-        }
-        if let Some(o) = rec.outcome() {
-            reply(worker, reply_to.as_deref(), &o).await;
-        }
-        return Processing::Done;
-    }
-    let submitted_at = existing.map(|r| r.submitted_at).unwrap_or_else(now_rfc3339);
-    let command = match Command::parse(kind, &msg.payload) {
-        Ok(c) => c,
-        Err(e) => {
-            let undecodable = is_undecodable(&e);
-            if undecodable {
-                dead_letter(worker, msg, &e.message).await;
-            }
-            return finish_failed(
-                worker,
-                &command_id,
-                kind.as_str(),
-                reply_to.as_deref(),
-                e,
-                undecodable,
-            )
-            .await;
-        }
-    };
-    let reconcile = matches!(command, Command::LitellmReconcile);
-    let ctx = Ctx {
-        store: &worker.store,
-        sealer: &worker.sealer,
-        litellm: worker.settings.litellm.as_ref(),
-        command_id: &command_id,
-        actor: &actor,
-    };
-    for _ in 0..MAX_CONFLICTS {
-        let applied: Applied = match apply::apply(&ctx, command.clone()).await {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, command.id = %command_id, "Applying failed; command will be retried.");
-                return Processing::Retry(Duration::from_secs(1));
-            }
-        };
-        let (status, result, error) = match &applied.result {
-            Ok(r) => (CommandStatus::Succeeded, r.clone(), None),
-            Err(e) => (
-                CommandStatus::Failed,
-                None,
-                Some(OutcomeError::from(e.clone())),
-            ),
-        };
-        let mut record = CommandRecord {
-            command_id: command_id.clone(),
-            kind: kind.as_str().into(),
-            status,
-            result,
-            error,
-            submitted_at: submitted_at.clone(),
-            completed_at: Some(now_rfc3339()),
-            effects: Some(serde_json::to_value(&applied.effects).unwrap_or_default()),
-        };
-        let mut ops = applied.ops.clone();
-        ops.push(Op::Setpx {
-            key: keys::command(&command_id),
-            value: serde_json::to_string(&record).unwrap_or_default(),
-            ms: COMMAND_TTL_MS,
-        });
-        match worker.store.commit(applied.rev, &command_id, &ops).await {
-            Ok(Commit::Conflict) => continue,
-            Ok(Commit::AlreadyApplied) => return Processing::Retry(Duration::from_millis(10)),
-            Ok(Commit::Applied(_)) => {}
-            Err(e) => {
-                warn!(error = %e, command.id = %command_id, "Commit failed; command will be retried.");
-                return Processing::Retry(Duration::from_secs(1));
-            }
-        }
-        worker
-            .metrics
-            .commands
-            .get_or_create(&crate::metrics::CommandLabels {
-                kind: kind.as_str().into(),
-                status: format!("{status:?}").to_lowercase(),
-            })
-            .inc();
-        if status == CommandStatus::Succeeded {
-            info!(command.id = %command_id, kind = kind.as_str(), "Command applied.");
-        } else {
-            info!(command.id = %command_id, kind = kind.as_str(), error = ?record.error.as_ref().map(|e| &e.message), "Command refused.");
-        }
-        if let Err(e) = after_commit(worker, &applied.effects).await {
-            // Committed: a redelivery finds the record and re-emits the effects.
-            warn!(error = %e, "Emitting effects failed; retrying.");
-            return Processing::Retry(Duration::from_secs(1));
-        }
-        if reconcile {
-            // Not inline: a reconcile may take minutes and must not hold the command queue. It runs
-            // among the worker's background tasks, which stop with the worker.
-            let w = worker.clone();
-            if let Ok(mut set) = worker.background.lock() {
-                set.spawn(async move { crate::reconcile::reconcile_requested(&w).await });
-                // Reap finished ones so the set stays small.
-                while set.try_join_next().is_some() {}
-            }
-        }
-        if status == CommandStatus::Succeeded && refresh_result(worker, kind, &mut record).await {
-            let _ = worker.store.update_command(&record).await;
-        }
-        if let Some(o) = record.outcome() {
-            reply(worker, reply_to.as_deref(), &o).await;
-        }
-        return Processing::Done;
-    }
-    warn!(command.id = %command_id, "Too many concurrent-write conflicts; giving the command back.");
-    Processing::Retry(Duration::from_millis(200))
-}
-
 /// After the inline LiteLLM sync, the entity in the result may be `synced`: refresh the result.
-async fn refresh_result(worker: &Worker, kind: CommandKind, record: &mut CommandRecord) -> bool {
+pub(crate) async fn refresh_result(
+    worker: &Worker,
+    kind: CommandKind,
+    record: &mut CommandRecord,
+) -> bool {
     let Some(result) = record.result.as_mut() else {
         return false;
     };
@@ -529,21 +261,4 @@ pub(crate) async fn finish_failed(
     } else {
         Processing::Done
     }
-}
-
-/// Side effects after a commit: LiteLLM sync (inline within a budget, else queued), pushes, events.
-pub async fn after_commit(worker: &Worker, effects: &Effects) -> Result<(), push::EmitError> {
-    for did in &effects.deleted_agents {
-        worker.store.forget_agent_runtime(did).await?;
-    }
-    let deadline = tokio::time::Instant::now() + INLINE_SYNC_BUDGET;
-    for id in &effects.sync_models {
-        crate::queue::sync_now_or_queue(worker, crate::queue::Entity::Model(id.clone()), deadline)
-            .await;
-    }
-    for id in &effects.sync_realms {
-        crate::queue::sync_now_or_queue(worker, crate::queue::Entity::Realm(id.clone()), deadline)
-            .await;
-    }
-    push::emit(&worker.nats, &worker.store, effects).await
 }

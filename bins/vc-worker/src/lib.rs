@@ -1,19 +1,23 @@
 //! # vc-worker: applies commands, syncs LiteLLM, pushes configs
 //!
 //! ## Layout
-//! - [`consumer`]: the command loop (JetStream `VC_CMD`, one command in flight across all workers).
+//! - [`lane`]: the command lane (one worker at a time, by lease; commands applied in stream order, in
+//!   batches committed atomically); [`consumer`]: what its paths share (consumer settings, outcomes,
+//!   dead letters, syncs of committed commands).
 //! - [`apply`]: one command → writes, result, side effects (pure of I/O but reads).
 //! - [`push`]: side effects out: config pushes to edges, events.
 //! - [`sync`], [`queue`], [`reconcile`]: LiteLLM sync (inline, queued with backoff, periodic repair).
 //! - [`litellm`]: the LiteLLM admin client.
 //!
 //! ## Flow
-//! `vc.cmd.<kind>` → validate → apply (read Redis) → commit (one Lua call: writes + command record)
-//! → LiteLLM sync → `vc.push.*` to edges, `vc.evt.*` → outcome to `Vc-Reply-To` → ack.
+//! `vc.cmd.<kind>` → (lane holder) validate → apply on the batch's view → commit the batch (one Lua
+//! call: writes + command records + lane sequence, fenced by the lease) → `vc.push.*` to edges,
+//! `vc.evt.*` → outcomes to `Vc-Reply-To` → acks; LiteLLM syncs beside the lane.
 
 pub mod apply;
 pub mod cli;
 pub mod consumer;
+pub mod lane;
 pub mod litellm;
 pub mod metrics;
 pub mod push;
@@ -75,18 +79,17 @@ pub struct Worker {
     pub metrics: metrics::Metrics,
     /// How long a command may stay unacknowledged before JetStream hands it to another worker.
     pub command_ack_wait: Duration,
-    /// Work started by commands that runs beside the queue (requested reconciles); aborted when the
+    /// Work started by commands that runs beside the lane (requested reconciles); aborted when the
     /// worker stops.
     pub background: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
-/// Timings with production defaults. Fault tests shorten `command_ack_wait` so that a worker killed
-/// while holding a command stalls the queue for seconds rather than 30 s; nothing else changes.
+/// Timings with production defaults (what fault tests run with, too).
 #[derive(Debug, Clone)]
 pub struct Tuning {
-    /// `ack_wait` of the shared command consumer (default [`consumer::ACK_WAIT`], 30 s). Applies when
-    /// this worker creates the durable consumer; an existing consumer keeps its setting. Progress acks
-    /// are sent every third of it (at most every 10 s).
+    /// `ack_wait` of the shared command consumer (default [`consumer::ACK_WAIT`], 2 s): how long a
+    /// command delivered to a lane holder that died waits before it is delivered again. The lane holder
+    /// sets it on the consumer and sends progress acks every quarter of it.
     pub command_ack_wait: Duration,
     /// How often the first command of the queue is checked for one the NATS client cannot read
     /// (default [`stuck::CHECK_EVERY`], 2 s); such a command is dead-lettered after two checks.
@@ -207,7 +210,7 @@ pub async fn run_tuned(
                 .await
         })
     });
-    let commands = tokio::spawn(consumer::run_commands(worker.clone(), stop_rx.clone()));
+    let commands = tokio::spawn(lane::run(worker.clone(), stop_rx.clone()));
     let syncs = tokio::spawn(queue::run_sync_jobs(worker.clone(), stop_rx.clone()));
     let watch = tokio::spawn(stuck::run_watch(
         worker.clone(),

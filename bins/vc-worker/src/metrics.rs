@@ -30,6 +30,8 @@ pub struct Metrics {
     pub syncs: Family<SyncLabels, Counter>,
     /// Commands sent to the dead-letter subject.
     pub dead_letters: Counter,
+    /// Times this worker took the command lane.
+    pub lane_acquired: Counter,
 }
 
 impl Metrics {
@@ -49,6 +51,11 @@ impl Metrics {
             "vc_worker_dead_letters",
             "Commands sent to vc.dlq.cmd",
             self.dead_letters.clone(),
+        );
+        registry.register(
+            "vc_worker_lane_acquired",
+            "Times this worker took the command lane (became the one applying commands)",
+            self.lane_acquired.clone(),
         );
     }
 }

@@ -1,12 +1,22 @@
-//! The LiteLLM sync queue (stream `VC_SYNC`): jobs that could not run inline after a commit, retried
-//! with exponential backoff until LiteLLM takes them. Jobs only name the entity; the sync reads the
-//! current desired state, so duplicates and reordering are harmless.
+//! The LiteLLM sync queue (stream `VC_SYNC`), worked by every worker, up to [`CONCURRENCY`] jobs at once.
+//!
+//! - **Command jobs** (`vc.sync.cmd.<commandId>`, body [`CommandJob`]): queued by the lane holder for
+//!   every committed command with LiteLLM work, before the command is acked. The job syncs each entity
+//!   the command touched (at once: usually a few milliseconds after the commit), refreshes the command's
+//!   result (a new model then answers `synced`) and sends the outcome to its `Vc-Reply-To`. A worker
+//!   that dies meanwhile loses nothing: the job is delivered again. LiteLLM is never called in the lane.
+//! - **Entity jobs** (`vc.sync.model.<id>`, `vc.sync.realm.<id>`, empty body): an entity whose sync
+//!   failed, retried with exponential backoff until LiteLLM takes it.
+//!
+//! Jobs only name entities; a sync reads the current desired state, so duplicates and reordering are
+//! harmless, and a job whose entity is recorded as synced at its current generation does nothing.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 use vc_shared::subjects;
 
@@ -39,6 +49,114 @@ impl Entity {
             .map(|id| Entity::Realm(id.to_string()))
     }
 }
+
+/// Most sync jobs a worker works on at once.
+pub const CONCURRENCY: usize = 64;
+/// How long a sync job may stay unacknowledged (progress acks extend it) before another worker gets it.
+const JOB_ACK_WAIT: Duration = Duration::from_secs(15);
+
+/// A committed command's LiteLLM work and where its outcome goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandJob {
+    /// The command.
+    pub command_id: String,
+    /// `VC_CMD` sequence of the delivery it answers (a command published again is another delivery).
+    pub seq: u64,
+    /// Where its outcome goes, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Whether the result is refreshed after the syncs (a first application; a command answered again
+    /// keeps its first outcome).
+    #[serde(default)]
+    pub refresh: bool,
+    /// Models whose deployment to sync.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Realms whose key to sync.
+    #[serde(default)]
+    pub realms: Vec<String>,
+}
+
+impl CommandJob {
+    fn subject(&self) -> String {
+        format!("vc.sync.cmd.{}", self.command_id)
+    }
+
+    fn entities(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.models
+            .iter()
+            .cloned()
+            .map(Entity::Model)
+            .chain(self.realms.iter().cloned().map(Entity::Realm))
+    }
+}
+
+/// Stores command jobs in `VC_SYNC` and waits for JetStream's acknowledgements (concurrently). Each
+/// job's `Nats-Msg-Id` is `sync-cmd-<commandId>-<seq>`, so a job queued again for the same delivery (a
+/// command redelivered after its batch was committed) is stored once, while the same command published
+/// again gets its own job and outcome.
+pub async fn enqueue_commands(worker: &Worker, jobs: &[CommandJob]) -> Result<(), String> {
+    let js = jetstream::new(worker.nats.clone());
+    let acks = futures::future::join_all(jobs.iter().map(|job| {
+        let js = js.clone();
+        async move {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(
+                vc_shared::command::HDR_MSG_ID,
+                format!("sync-cmd-{}-{}", job.command_id, job.seq).as_str(),
+            );
+            let body = bytes::Bytes::from(serde_json::to_vec(job).unwrap_or_default());
+            js.publish_with_headers(job.subject(), h, body)
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }))
+    .await;
+    acks.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
+}
+
+/// Works a command job: each entity synced once (waiting while another sync of it runs, up to the
+/// inline budget; a failure becomes an entity job retried with backoff), then the refreshed outcome.
+async fn run_command_job(worker: &Worker, job: &CommandJob) {
+    let deadline = tokio::time::Instant::now() + INLINE_BUDGET;
+    for e in job.entities() {
+        let attempt = async {
+            loop {
+                match sync(worker, &e).await {
+                    Err(SyncError::Busy(_)) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    r => return r,
+                }
+            }
+        };
+        let done = tokio::time::timeout_at(deadline + Duration::from_secs(10), attempt).await;
+        if !matches!(done, Ok(Ok(_))) {
+            debug!(entity = ?e, "Sync of a command's entity did not complete; retried as its own job.");
+            enqueue(worker, &e).await;
+        }
+    }
+    let Ok(Some(mut record)) = worker.store.command(&job.command_id).await else {
+        return;
+    };
+    if job.refresh && record.status == vc_shared::command::CommandStatus::Succeeded {
+        if let Some(kind) = vc_shared::command::CommandKind::parse(&record.kind) {
+            if crate::consumer::refresh_result(worker, kind, &mut record).await {
+                let _ = worker.store.update_command(&record).await;
+            }
+        }
+    }
+    if let Some(o) = record.outcome() {
+        crate::consumer::reply(worker, job.reply_to.as_deref(), &o).await;
+    }
+}
+
+/// How long a command job waits for its entities' syncs before sending the outcome anyway (their
+/// state then shows `pending` or `error`, and entity jobs retry them).
+const INLINE_BUDGET: Duration = Duration::from_secs(4);
 
 /// Backoff of the n-th redelivery: 1 s, 2 s, 4 s … capped at 60 s.
 pub fn backoff(delivered: i64) -> Duration {
@@ -80,17 +198,25 @@ pub async fn sync(worker: &Worker, e: &Entity) -> Result<Action, SyncError> {
     r
 }
 
-/// Syncs inline when LiteLLM looks healthy and time remains; otherwise (or on failure) queues a job.
-pub async fn sync_now_or_queue(worker: &Worker, e: Entity, deadline: tokio::time::Instant) {
-    let healthy = worker.litellm_healthy.load(Ordering::Relaxed);
-    if worker.syncer.litellm.is_none() || (healthy && tokio::time::Instant::now() < deadline) {
-        match tokio::time::timeout_at(deadline + Duration::from_secs(10), sync(worker, &e)).await {
-            Ok(Ok(_)) => return,
-            Ok(Err(err)) => debug!(error = %err, entity = ?e, "Inline sync failed; queueing."),
-            Err(_) => debug!(entity = ?e, "Inline sync over budget; queueing."),
-        }
-    }
-    enqueue(worker, &e).await;
+/// Whether the entity's current generation is recorded as synced (a queued job for it has nothing
+/// left to do; drift is the reconcile's business). A deleted entity is never in sync here: LiteLLM
+/// must forget it.
+pub async fn recorded_in_sync(
+    worker: &Worker,
+    e: &Entity,
+) -> Result<bool, vc_shared::store::StoreError> {
+    let store = &worker.store;
+    let (gen, record) = match e {
+        Entity::Model(id) => match store.model(id).await? {
+            Some(m) => (m.gen, store.sync_model(id).await?),
+            None => return Ok(false),
+        },
+        Entity::Realm(id) => match store.realm(id).await? {
+            Some(r) if r.key.is_some() => (r.gen, store.sync_realm(id).await?),
+            _ => return Ok(false),
+        },
+    };
+    Ok(record.gen >= gen && record.state == Some(vc_shared::domain::SyncStateKind::Synced))
 }
 
 /// Queues a sync job.
@@ -108,9 +234,11 @@ pub async fn enqueue(worker: &Worker, e: &Entity) {
     }
 }
 
-/// Consumes sync jobs until `shutdown`.
+/// Consumes sync jobs until `shutdown`, up to [`CONCURRENCY`] at once.
 pub async fn run_sync_jobs(worker: Worker, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let js = jetstream::new(worker.nats.clone());
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut running = tokio::task::JoinSet::new();
     loop {
         if *shutdown.borrow() {
             return;
@@ -120,23 +248,27 @@ pub async fn run_sync_jobs(worker: Worker, mut shutdown: tokio::sync::watch::Rec
                 .get_stream(subjects::SYNC_STREAM)
                 .await
                 .map_err(|e| e.to_string())?;
-            let c: jetstream::consumer::PullConsumer = stream
-                .get_or_create_consumer(
-                    subjects::SYNC_CONSUMER,
-                    pull::Config {
-                        durable_name: Some(subjects::SYNC_CONSUMER.into()),
-                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                        ack_wait: Duration::from_secs(60),
-                        max_ack_pending: 64,
-                        max_deliver: -1,
-                        filter_subject: subjects::SYNC_ALL.into(),
-                        ..Default::default()
-                    },
-                )
+            let config = pull::Config {
+                durable_name: Some(subjects::SYNC_CONSUMER.into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: JOB_ACK_WAIT,
+                max_ack_pending: 4 * CONCURRENCY as i64,
+                max_deliver: -1,
+                filter_subject: subjects::SYNC_ALL.into(),
+                ..Default::default()
+            };
+            let mut c: jetstream::consumer::PullConsumer = stream
+                .get_or_create_consumer(subjects::SYNC_CONSUMER, config.clone())
                 .await
                 .map_err(|e| e.to_string())?;
+            if c.cached_info().config.ack_wait != JOB_ACK_WAIT {
+                c = stream
+                    .create_consumer(config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             c.stream()
-                .max_messages_per_batch(8)
+                .max_messages_per_batch(CONCURRENCY)
                 .heartbeat(Duration::from_secs(2))
                 .expires(Duration::from_secs(5))
                 .messages()
@@ -154,6 +286,12 @@ pub async fn run_sync_jobs(worker: Worker, mut shutdown: tokio::sync::watch::Rec
             }
         };
         loop {
+            while running.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                p = slots.clone().acquire_owned() => p.expect("never closed"),
+            };
             let next = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
@@ -163,27 +301,61 @@ pub async fn run_sync_jobs(worker: Worker, mut shutdown: tokio::sync::watch::Rec
                 None | Some(Err(_)) => break,
                 Some(Ok(m)) => m,
             };
-            let Some(entity) = Entity::parse(&msg.subject) else {
-                let _ = msg.ack_with(AckKind::Term).await;
-                continue;
-            };
-            let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-            let ack = match sync(&worker, &entity).await {
-                Ok(_) => msg.ack().await,
-                Err(SyncError::Busy(_)) => {
-                    msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await
-                }
+            let w = worker.clone();
+            running.spawn(async move {
+                let _permit = permit;
+                work(&w, msg).await;
+            });
+        }
+    }
+}
+
+/// Works one job, with progress acks while it runs.
+async fn work(worker: &Worker, msg: jetstream::Message) {
+    let job = async {
+        if let Some(id) = msg.subject.strip_prefix("vc.sync.cmd.") {
+            match serde_json::from_slice::<CommandJob>(&msg.payload) {
+                Ok(job) => run_command_job(worker, &job).await,
                 Err(e) => {
-                    let d = backoff(delivered);
-                    warn!(error = %e, entity = ?entity, retry_in = ?d, "LiteLLM sync failed; will retry.");
-                    msg.ack_with(AckKind::Nak(Some(d))).await
+                    warn!(error = %e, command.id = id, "Undecodable command sync job dropped.")
                 }
-            };
-            if let Err(e) = ack {
-                debug!(error = %e, "Sync ack failed.");
+            }
+            return msg.ack().await;
+        }
+        let Some(entity) = Entity::parse(&msg.subject) else {
+            return msg.ack_with(AckKind::Term).await;
+        };
+        // Usually synced already (by its command's job): nothing to call LiteLLM for.
+        if recorded_in_sync(worker, &entity).await.unwrap_or(false) {
+            return msg.ack().await;
+        }
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        match sync(worker, &entity).await {
+            Ok(_) => msg.ack().await,
+            Err(SyncError::Busy(_)) => {
+                msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await
+            }
+            Err(e) => {
+                let d = backoff(delivered);
+                warn!(error = %e, entity = ?entity, retry_in = ?d, "LiteLLM sync failed; will retry.");
+                msg.ack_with(AckKind::Nak(Some(d))).await
             }
         }
+    };
+    tokio::pin!(job);
+    let mut progress = tokio::time::interval_at(
+        tokio::time::Instant::now() + JOB_ACK_WAIT / 3,
+        JOB_ACK_WAIT / 3,
+    );
+    let ack = loop {
+        tokio::select! {
+            r = &mut job => break r,
+            _ = progress.tick() => { let _ = msg.ack_with(AckKind::Progress).await; }
+        }
+    };
+    if let Err(e) = ack {
+        debug!(error = %e, "Sync ack failed.");
     }
 }
 
@@ -197,6 +369,25 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(2));
         assert_eq!(backoff(4), Duration::from_secs(8));
         assert_eq!(backoff(100), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn command_jobs_name_their_entities() {
+        let job = CommandJob {
+            command_id: "c1".into(),
+            seq: 7,
+            refresh: true,
+            reply_to: None,
+            models: vec!["m".into()],
+            realms: vec!["r".into()],
+        };
+        assert_eq!(job.subject(), "vc.sync.cmd.c1");
+        assert_eq!(
+            job.entities().collect::<Vec<_>>(),
+            vec![Entity::Model("m".into()), Entity::Realm("r".into())]
+        );
+        let text = serde_json::to_string(&job).unwrap();
+        assert_eq!(serde_json::from_str::<CommandJob>(&text).unwrap(), job);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `{vc}:rev` | string | catalog revision, bumped by every commit (optimistic concurrency) |
+//! | `{vc}:rev` | string | catalog revision: the number of commands committed (optimistic concurrency) |
+//! | `{vc}:lane`, `{vc}:lane-epoch`, `{vc}:lane-seq` | string | the command lane's lease (fencing token), its epochs, the `VC_CMD` sequence of the last command applied |
 //! | `{vc}:secret-check` | string | a canary sealed with `VC_SECRET_KEY` (wrong key → services refuse to start) |
 //! | `litellm:{status}` | string | last reconcile report (worker → `GET /api/litellm/status`) |
 //! | `{vc}:version-seq` | string | last config version handed out (one counter for all agents) |
@@ -47,7 +48,10 @@ use serde::Serialize;
 use crate::command::CommandRecord;
 use crate::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecord};
 
+mod lane;
 mod routing;
+
+pub use lane::{BatchCommit, LaneLease};
 
 /// How long a command's record (and so its dedupe) is kept: 7 days.
 pub const COMMAND_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -76,6 +80,13 @@ pub mod keys {
     pub const AUDIT: &str = "{vc}:audit";
     /// A value sealed with the deployment's secret key, to detect a wrong `VC_SECRET_KEY` at start.
     pub const SECRET_CHECK: &str = "{vc}:secret-check";
+    /// The command lane's lease: `<epoch>:<holder>` of the worker applying commands (expires unless
+    /// renewed).
+    pub const LANE: &str = "{vc}:lane";
+    /// Epochs of the lane's lease (the fencing token's first part).
+    pub const LANE_EPOCH: &str = "{vc}:lane-epoch";
+    /// JetStream sequence (`VC_CMD`) of the last command applied.
+    pub const LANE_SEQ: &str = "{vc}:lane-seq";
     /// Last config version handed out (versions come from one counter, so one realm broadcast carries
     /// one version for all its agents).
     pub const VERSION_SEQ: &str = "{vc}:version-seq";
@@ -268,6 +279,28 @@ pub enum Commit {
     AlreadyApplied,
 }
 
+/// The writes of a commit, as a Lua function (shared by the single and the batch commit scripts).
+const APPLY_OPS_LUA: &str = r#"
+local function apply_ops(ops_json, maxlen)
+  local ops = cjson.decode(ops_json)
+  for _, o in ipairs(ops) do
+    local op = o['op']
+    if op == 'set' then redis.call('SET', o['key'], o['value'])
+    elseif op == 'setpx' then redis.call('SET', o['key'], o['value'], 'PX', o['ms'])
+    elseif op == 'del' then redis.call('DEL', o['key'])
+    elseif op == 'unlink' then redis.call('UNLINK', o['key'])
+    elseif op == 'hset' then redis.call('HSET', o['key'], o['field'], o['value'])
+    elseif op == 'hdel' then redis.call('HDEL', o['key'], o['field'])
+    elseif op == 'sadd' then redis.call('SADD', o['key'], o['member'])
+    elseif op == 'srem' then redis.call('SREM', o['key'], o['member'])
+    elseif op == 'xadd' then redis.call('XADD', o['key'], 'MAXLEN', '~', maxlen, '*', 'data', o['value'])
+    else return 'unknown op ' .. tostring(op) end
+  end
+  return nil
+end
+"#;
+
+/// One command's commit: revision check, not-yet-applied check, writes, `INCR {vc}:rev`.
 const COMMIT_LUA: &str = r#"
 -- KEYS[1] = {vc}:rev, KEYS[2] = command record key; ARGV[1] = expected rev, ARGV[2] = ops JSON
 local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -277,20 +310,8 @@ if rec then
   local ok, decoded = pcall(cjson.decode, rec)
   if ok and decoded['status'] ~= 'pending' then return -2 end
 end
-local ops = cjson.decode(ARGV[2])
-for _, o in ipairs(ops) do
-  local op = o['op']
-  if op == 'set' then redis.call('SET', o['key'], o['value'])
-  elseif op == 'setpx' then redis.call('SET', o['key'], o['value'], 'PX', o['ms'])
-  elseif op == 'del' then redis.call('DEL', o['key'])
-  elseif op == 'unlink' then redis.call('UNLINK', o['key'])
-  elseif op == 'hset' then redis.call('HSET', o['key'], o['field'], o['value'])
-  elseif op == 'hdel' then redis.call('HDEL', o['key'], o['field'])
-  elseif op == 'sadd' then redis.call('SADD', o['key'], o['member'])
-  elseif op == 'srem' then redis.call('SREM', o['key'], o['member'])
-  elseif op == 'xadd' then redis.call('XADD', o['key'], 'MAXLEN', '~', ARGV[3], '*', 'data', o['value'])
-  else return redis.error_reply('unknown op ' .. tostring(op)) end
-end
+local err = apply_ops(ARGV[2], ARGV[3])
+if err then return redis.error_reply(err) end
 return redis.call('INCR', KEYS[1])
 "#;
 
@@ -371,7 +392,7 @@ async fn timed<T>(
     }
 }
 
-fn decode_json<T: DeserializeOwned>(
+pub fn decode_json<T: DeserializeOwned>(
     key: &str,
     raw: Option<String>,
 ) -> Result<Option<T>, StoreError> {
@@ -426,7 +447,7 @@ impl Store {
         };
         Ok(Store {
             conn,
-            commit: redis::Script::new(COMMIT_LUA),
+            commit: redis::Script::new(&format!("{APPLY_OPS_LUA}{COMMIT_LUA}")),
             sync_record: redis::Script::new(SYNC_RECORD_LUA),
             unlock: redis::Script::new(UNLOCK_LUA),
         })

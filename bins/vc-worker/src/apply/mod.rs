@@ -30,9 +30,10 @@ use vc_shared::command::Command;
 use vc_shared::config::LitellmSettings;
 use vc_shared::crypto::Sealer;
 use vc_shared::error::DomainError;
-use vc_shared::store::{Op, Store, StoreError};
+use vc_shared::store::{Op, StoreError};
 use vc_shared::wire::Event;
 
+use crate::lane::view::View;
 use tx::Tx;
 
 /// Why applying failed without a domain answer (retry later).
@@ -71,8 +72,6 @@ pub struct Effects {
 
 /// The outcome of applying one command.
 pub struct Applied {
-    /// Catalog revision the reads were made at.
-    pub rev: u64,
     /// Writes (empty when refused).
     pub ops: Vec<Op>,
     /// Result (`Ok(None)` for 204) or domain refusal.
@@ -83,8 +82,8 @@ pub struct Applied {
 
 /// What applying needs.
 pub struct Ctx<'a> {
-    /// Store.
-    pub store: &'a Store,
+    /// The catalog as the command sees it (Redis under the writes of its batch's earlier commands).
+    pub store: &'a View<'a>,
     /// Sealer.
     pub sealer: &'a Sealer,
     /// LiteLLM settings, when configured.
@@ -108,7 +107,6 @@ pub(crate) use refuse;
 
 /// Applies one validated command against the current catalog.
 pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Applied, ApplyError> {
-    let rev = ctx.store.rev().await?;
     let version_seq = ctx.store.version_seq().await?;
     let mut tx = Tx::new(ctx, version_seq);
     let result = match command {
@@ -149,7 +147,6 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Applied, ApplyErro
         Err(_) => (Vec::new(), Effects::default()),
     };
     Ok(Applied {
-        rev,
         ops,
         result,
         effects,

@@ -1,0 +1,412 @@
+//! The command lane: one worker at a time applies commands, in stream order, in batches.
+//!
+//! - **Lease.** Workers compete for the lane's lease in Redis (`{vc}:lane`, [`LEASE_TTL`], renewed every
+//!   [`RENEW_EVERY`]). Only the holder pulls from the durable consumer; the others wait, trying every
+//!   [`STANDBY_POLL`]. Each lease carries a fencing token (`<epoch>:<holder>`) that every batch commit
+//!   checks, so a holder that stalled past its lease can never write after its successor.
+//! - **Order.** The holder buffers delivered commands by stream sequence and applies a command only when
+//!   every earlier sequence is applied (`{vc}:lane-seq`, committed with each batch) or verifiably gone
+//!   from the stream. Commands a dead holder had in hand are delivered again after `ack_wait`
+//!   ([`crate::consumer::ACK_WAIT`], 2 s) and take their place in the order; commands whose sequence is
+//!   applied already are not applied again (their effects and outcome are sent again).
+//! - **Batches.** Up to [`MAX_BATCH`] ready commands are applied in memory, each on the view of the ones
+//!   before it, and committed in one Lua call; then their pushes and events (coalesced), outcomes and
+//!   acks go out. LiteLLM is never called in the lane: syncs run beside it.
+//!
+//! A holder that dies costs at most the lease's and `ack_wait`'s 2 s before the next command applies; a
+//! lost ack costs nothing in the lane (the command comes back and is recognised as applied).
+
+mod batch;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use vc_shared::store::{BatchCommit, LaneLease};
+use vc_shared::subjects;
+
+use crate::apply::ApplyError;
+use crate::Worker;
+use batch::Step;
+use view::{Overlay, View};
+
+/// Most commands applied and committed at once.
+pub const MAX_BATCH: usize = 256;
+/// Length of the lane's lease.
+pub const LEASE_TTL: Duration = Duration::from_secs(2);
+/// How often the holder renews the lease.
+pub const RENEW_EVERY: Duration = Duration::from_millis(500);
+/// How often a standby worker tries to take the lane.
+pub const STANDBY_POLL: Duration = Duration::from_millis(200);
+/// Commands buffered by the holder at most (the consumer's own bound is `MAX_ACK_PENDING`).
+const MAX_BUFFER: usize = 4 * MAX_BATCH;
+/// Retries of a batch whose revision moved (a record written beside the lane) before waiting.
+const MAX_CONFLICTS: usize = 20;
+
+/// Competes for the lane until `shutdown`; holds it while it can.
+pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match worker.store.lane_acquire(&holder, LEASE_TTL).await {
+            Ok(Some(lease)) => {
+                info!(token = %lease.token, applied_seq = lease.applied_seq, "Holding the command lane.");
+                worker.metrics.lane_acquired.inc();
+                lead(&worker, lease, &mut shutdown).await;
+            }
+            Ok(None) => {}
+            Err(e) => debug!(error = %e, "Cannot reach Redis to take the command lane."),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(STANDBY_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Why the holder stops holding.
+enum Stop {
+    Shutdown,
+    Lost,
+}
+
+struct Lane<'a> {
+    worker: &'a Worker,
+    token: String,
+    /// Stream sequence of the last command applied.
+    applied: u64,
+    /// Delivered, not yet acknowledged commands, by stream sequence.
+    buffer: BTreeMap<u64, jetstream::Message>,
+    /// Whether the head of the buffer waits for an earlier command (or a transient failure).
+    waiting: bool,
+}
+
+async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<bool>) {
+    let lost = Arc::new(AtomicBool::new(false));
+    let lost_notify = Arc::new(tokio::sync::Notify::new());
+    // Aborted with this future: a holder that is dropped (killed) must stop renewing at once.
+    let renew = AbortOnDrop(tokio::spawn(renew_lease(
+        worker.clone(),
+        lease.token.clone(),
+        lost.clone(),
+        lost_notify.clone(),
+    )));
+    let mut lane = Lane {
+        worker,
+        token: lease.token.clone(),
+        applied: lease.applied_seq,
+        buffer: BTreeMap::new(),
+        waiting: false,
+    };
+    let stop = lane.hold(shutdown, &lost, &lost_notify).await;
+    drop(renew);
+    // What is buffered goes back to the stream at once (a successor, or this worker later, gets it).
+    for msg in lane.buffer.values() {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+    }
+    match stop {
+        Stop::Shutdown => {
+            if let Err(e) = worker.store.lane_release(&lease.token).await {
+                debug!(error = %e, "Could not release the command lane; it expires by itself.");
+            }
+            info!("Released the command lane.");
+        }
+        Stop::Lost => warn!("Lost the command lane; standing by."),
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews the lease until it is lost (another holder, or no renewal for a whole lease length).
+async fn renew_lease(
+    worker: Worker,
+    token: String,
+    lost: Arc<AtomicBool>,
+    notify: Arc<tokio::sync::Notify>,
+) {
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        match worker.store.lane_renew(&token, LEASE_TTL).await {
+            Ok(true) => last_ok = tokio::time::Instant::now(),
+            Ok(false) => break,
+            Err(e) => {
+                debug!(error = %e, "Lane lease renewal failed.");
+                if last_ok.elapsed() >= LEASE_TTL {
+                    break;
+                }
+            }
+        }
+    }
+    lost.store(true, Ordering::Relaxed);
+    notify.notify_one();
+}
+
+impl Lane<'_> {
+    async fn hold(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        lost: &AtomicBool,
+        lost_notify: &tokio::sync::Notify,
+    ) -> Stop {
+        let js = jetstream::new(self.worker.nats.clone());
+        let ack_wait = self.worker.command_ack_wait;
+        let mut progress = tokio::time::interval(ack_wait / 4);
+        let mut retry = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let mut messages = match crate::consumer::command_consumer(&js, ack_wait).await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "Command consumer unavailable; retrying.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = shutdown.changed() => return Stop::Shutdown,
+                        _ = lost_notify.notified() => return Stop::Lost,
+                    }
+                }
+            };
+            loop {
+                if lost.load(Ordering::Relaxed) {
+                    return Stop::Lost;
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => return Stop::Shutdown,
+                    _ = lost_notify.notified() => return Stop::Lost,
+                    _ = progress.tick() => self.progress().await,
+                    _ = retry.tick(), if self.waiting => {
+                        if let Err(stop) = self.process().await {
+                            return stop;
+                        }
+                    }
+                    m = messages.next(), if self.buffer.len() < MAX_BUFFER => {
+                        match m {
+                            None => break,
+                            Some(Err(e)) => {
+                                debug!(error = %e, "Command pull interrupted; pulling again.");
+                                break;
+                            }
+                            Some(Ok(msg)) => self.take(msg),
+                        }
+                        // Whatever else has arrived joins the batch.
+                        while self.buffer.len() < MAX_BUFFER {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(msg))) => self.take(msg),
+                                _ => break,
+                            }
+                        }
+                        if let Err(stop) = self.process().await {
+                            return stop;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, msg: jetstream::Message) {
+        match msg.info().map(|i| i.stream_sequence) {
+            Ok(seq) => {
+                self.buffer.insert(seq, msg);
+            }
+            Err(e) => debug!(error = %e, "A command without JetStream metadata skipped."),
+        }
+    }
+
+    /// Progress acks for every buffered command (they are ours until applied or given back).
+    async fn progress(&self) {
+        for msg in self.buffer.values() {
+            let _ = msg.ack_with(AckKind::Progress).await;
+        }
+    }
+
+    /// Applies every ready command, batch by batch.
+    async fn process(&mut self) -> Result<(), Stop> {
+        self.waiting = false;
+        loop {
+            // Sequences applied already: effects and outcomes again, never applied twice.
+            let done: Vec<(u64, jetstream::Message)> = {
+                let rest = self.buffer.split_off(&(self.applied + 1));
+                std::mem::replace(&mut self.buffer, rest)
+                    .into_iter()
+                    .collect()
+            };
+            if !done.is_empty() && !self.finish_applied(done).await {
+                self.waiting = true;
+                return Ok(());
+            }
+            let Some(&first) = self.buffer.keys().next() else {
+                return Ok(());
+            };
+            if first != self.applied + 1 && !self.gap_is_empty(self.applied + 1, first).await {
+                // An earlier command is still out (with a holder that died: it comes back after
+                // ack_wait) or unreadable (the head-of-queue check removes it).
+                self.waiting = true;
+                return Ok(());
+            }
+            // The batch: consecutive sequences from `first`.
+            let mut seqs = vec![first];
+            for &s in self.buffer.keys().skip(1) {
+                if seqs.len() >= MAX_BATCH || s != seqs[seqs.len() - 1] + 1 {
+                    break;
+                }
+                seqs.push(s);
+            }
+            let batch: Vec<(u64, jetstream::Message)> = seqs
+                .iter()
+                .filter_map(|s| self.buffer.remove(s).map(|m| (*s, m)))
+                .collect();
+            if !self.apply_batch(batch).await? {
+                self.waiting = true;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether no message with a sequence in `from..to` is left in the stream.
+    async fn gap_is_empty(&self, from: u64, to: u64) -> bool {
+        let js = jetstream::new(self.worker.nats.clone());
+        let Ok(mut stream) = js.get_stream(subjects::CMD_STREAM).await else {
+            return false;
+        };
+        let first = match stream.info().await {
+            Ok(i) => i.state.first_sequence,
+            Err(_) => return false,
+        };
+        for seq in from.max(first)..to {
+            match stream.get_raw_message(seq).await {
+                Ok(_) => return false,
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Applies one batch of consecutive commands and commits it. `Ok(false)`: nothing could be
+    /// committed now (the commands are buffered again and retried).
+    async fn apply_batch(&mut self, batch: Vec<(u64, jetstream::Message)>) -> Result<bool, Stop> {
+        let worker = self.worker;
+        for _ in 0..MAX_CONFLICTS {
+            let rev = match worker.store.rev().await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "Redis unavailable; commands wait.");
+                    self.give_back(batch);
+                    return Ok(false);
+                }
+            };
+            let mut overlay = Overlay::default();
+            let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
+            let mut ops = Vec::new();
+            let mut failed: Option<ApplyError> = None;
+            for (seq, msg) in &batch {
+                let view = View::new(&worker.store, &overlay);
+                match batch::prepare(worker, &view, msg.clone(), *seq, false).await {
+                    Ok((step, step_ops)) => {
+                        overlay.record(&step_ops);
+                        ops.extend(step_ops);
+                        steps.push(step);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = &failed {
+                warn!(error = %e, "Applying a command failed; it waits and is retried.");
+            }
+            if steps.is_empty() {
+                self.give_back(batch);
+                return Ok(false);
+            }
+            let last = steps[steps.len() - 1].seq;
+            let n = steps.len() as u64;
+            match worker
+                .store
+                .commit_batch(&self.token, rev, self.applied, last, n, &ops)
+                .await
+            {
+                Ok(BatchCommit::Applied(new_rev)) => {
+                    self.applied = last;
+                    batch::log_batch(&steps, new_rev);
+                    let rest: Vec<_> = batch.into_iter().filter(|(s, _)| *s > last).collect();
+                    self.give_back(rest);
+                    if let Err(steps) = batch::finish(worker, steps).await {
+                        // Committed: they come back through the applied path.
+                        self.give_back(steps.into_iter().map(|s| (s.seq, s.msg)).collect());
+                        return Ok(false);
+                    }
+                    return Ok(failed.is_none());
+                }
+                Ok(BatchCommit::Conflict) => continue,
+                Ok(BatchCommit::LaneLost) | Ok(BatchCommit::SeqMoved) => {
+                    self.give_back(batch);
+                    return Err(Stop::Lost);
+                }
+                Err(e) => {
+                    warn!(error = %e, "Commit failed; the commands wait and are retried.");
+                    self.give_back(batch);
+                    return Ok(false);
+                }
+            }
+        }
+        warn!("The revision kept moving; the commands wait.");
+        self.give_back(batch);
+        Ok(false)
+    }
+
+    /// Commands whose sequence is applied already: their effects and outcomes again, then acks.
+    /// `false` if some could not be finished now (they stay buffered for the next retry).
+    async fn finish_applied(&mut self, done: Vec<(u64, jetstream::Message)>) -> bool {
+        let worker = self.worker;
+        let overlay = Overlay::default();
+        let view = View::new(&worker.store, &overlay);
+        let mut steps = Vec::with_capacity(done.len());
+        let mut rest = Vec::new();
+        for (seq, msg) in done {
+            if !rest.is_empty() {
+                rest.push((seq, msg));
+                continue;
+            }
+            match batch::prepare(worker, &view, msg.clone(), seq, true).await {
+                Ok((step, _)) => steps.push(step),
+                Err(e) => {
+                    warn!(error = %e, "Cannot read an applied command's record; retrying.");
+                    rest.push((seq, msg));
+                }
+            }
+        }
+        if let Err(steps) = batch::finish(worker, steps).await {
+            rest.extend(steps.into_iter().map(|s| (s.seq, s.msg)));
+        }
+        if rest.is_empty() {
+            return true;
+        }
+        // Kept until the next retry (below `applied`, they stay first).
+        self.give_back(rest);
+        false
+    }
+
+    fn give_back(&mut self, msgs: Vec<(u64, jetstream::Message)>) {
+        self.buffer.extend(msgs);
+    }
+}

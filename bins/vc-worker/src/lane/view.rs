@@ -1,0 +1,406 @@
+//! The catalog as a batch sees it: Redis, overlaid with the writes of the batch's earlier commands
+//! (not yet committed). Commands of one batch are applied in order, each on this view, and the whole
+//! batch is committed at once; the result equals applying them one by one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::de::DeserializeOwned;
+use vc_shared::command::CommandRecord;
+use vc_shared::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecord};
+use vc_shared::routing::{Dependency, ModelRouting, RealmRouting, Routing};
+use vc_shared::store::{decode_json, keys, Op, Store, StoreError};
+
+/// A key's value as the batch left it.
+#[derive(Debug, Clone)]
+enum Entry {
+    /// Deleted (of whatever type it was).
+    Gone,
+    /// A string.
+    Str(String),
+    /// A hash: fields set (`Some`) or deleted (`None`) over Redis' (or over nothing, if `cleared`).
+    Hash {
+        cleared: bool,
+        fields: HashMap<String, Option<String>>,
+    },
+    /// A set: members added (`true`) or removed (`false`) over Redis' (or over nothing).
+    Set {
+        cleared: bool,
+        members: HashMap<String, bool>,
+    },
+}
+
+/// The writes of a batch so far.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    entries: HashMap<String, Entry>,
+}
+
+impl Overlay {
+    /// Records a command's writes (audit appends are not read back and are skipped).
+    pub fn record(&mut self, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::Set { key, value } | Op::Setpx { key, value, .. } => {
+                    self.entries.insert(key.clone(), Entry::Str(value.clone()));
+                }
+                Op::Del { key } | Op::Unlink { key } => {
+                    self.entries.insert(key.clone(), Entry::Gone);
+                }
+                Op::Hset { key, field, value } => {
+                    self.hash(key).insert(field.clone(), Some(value.clone()));
+                }
+                Op::Hdel { key, field } => {
+                    self.hash(key).insert(field.clone(), None);
+                }
+                Op::Sadd { key, member } => {
+                    self.set(key).insert(member.clone(), true);
+                }
+                Op::Srem { key, member } => {
+                    self.set(key).insert(member.clone(), false);
+                }
+                Op::Xadd { .. } => {}
+            }
+        }
+    }
+
+    fn hash(&mut self, key: &str) -> &mut HashMap<String, Option<String>> {
+        let e = self.entries.entry(key.to_string()).or_insert(Entry::Hash {
+            cleared: false,
+            fields: HashMap::new(),
+        });
+        if !matches!(e, Entry::Hash { .. }) {
+            *e = Entry::Hash {
+                cleared: true,
+                fields: HashMap::new(),
+            };
+        }
+        match e {
+            Entry::Hash { fields, .. } => fields,
+            _ => unreachable!("set just above"),
+        }
+    }
+
+    fn set(&mut self, key: &str) -> &mut HashMap<String, bool> {
+        let e = self.entries.entry(key.to_string()).or_insert(Entry::Set {
+            cleared: false,
+            members: HashMap::new(),
+        });
+        if !matches!(e, Entry::Set { .. }) {
+            *e = Entry::Set {
+                cleared: true,
+                members: HashMap::new(),
+            };
+        }
+        match e {
+            Entry::Set { members, .. } => members,
+            _ => unreachable!("set just above"),
+        }
+    }
+}
+
+/// Redis through the batch's overlay: the reads commands make while they are applied.
+pub struct View<'a> {
+    /// Redis (also for what commands never write: presence).
+    pub store: &'a Store,
+    overlay: &'a Overlay,
+}
+
+impl<'a> View<'a> {
+    /// Reads `store` as `overlay` left it.
+    pub fn new(store: &'a Store, overlay: &'a Overlay) -> Self {
+        View { store, overlay }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self.overlay.entries.get(key) {
+            Some(Entry::Str(v)) => Ok(Some(v.clone())),
+            Some(_) => Ok(None),
+            None => self.store.raw_get(key).await,
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        decode_json(key, self.get(key).await?)
+    }
+
+    async fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let (cleared, fields) = match self.overlay.entries.get(key) {
+            None => return self.store.raw_hgetall(key).await,
+            Some(Entry::Hash { cleared, fields }) => (*cleared, fields),
+            Some(_) => return Ok(Vec::new()),
+        };
+        let mut all: BTreeMap<String, String> = if cleared {
+            BTreeMap::new()
+        } else {
+            self.store.raw_hgetall(key).await?.into_iter().collect()
+        };
+        for (f, v) in fields {
+            match v {
+                Some(v) => all.insert(f.clone(), v.clone()),
+                None => all.remove(f),
+            };
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    async fn hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        match self.overlay.entries.get(key) {
+            None => self.store.raw_hget(key, field).await,
+            Some(Entry::Hash { cleared, fields }) => match fields.get(field) {
+                Some(v) => Ok(v.clone()),
+                None if *cleared => Ok(None),
+                None => self.store.raw_hget(key, field).await,
+            },
+            Some(_) => Ok(None),
+        }
+    }
+
+    async fn hlen(&self, key: &str) -> Result<usize, StoreError> {
+        let (cleared, fields) = match self.overlay.entries.get(key) {
+            None => return self.store.raw_hlen(key).await,
+            Some(Entry::Hash { cleared, fields }) => (*cleared, fields),
+            Some(_) => return Ok(0),
+        };
+        if cleared {
+            return Ok(fields.values().filter(|v| v.is_some()).count());
+        }
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let exists = self.store.raw_hexists(key, &names).await?;
+        let base = self.store.raw_hlen(key).await? as i64;
+        let delta: i64 = names
+            .iter()
+            .zip(exists)
+            .map(|(f, e)| match (fields[*f].is_some(), e) {
+                (true, false) => 1,
+                (false, true) => -1,
+                _ => 0,
+            })
+            .sum();
+        Ok((base + delta).max(0) as usize)
+    }
+
+    async fn smembers(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let (cleared, members) = match self.overlay.entries.get(key) {
+            None => return self.store.raw_smembers(key).await,
+            Some(Entry::Set { cleared, members }) => (*cleared, members),
+            Some(_) => return Ok(Vec::new()),
+        };
+        let mut all: BTreeSet<String> = if cleared {
+            BTreeSet::new()
+        } else {
+            self.store.raw_smembers(key).await?.into_iter().collect()
+        };
+        for (m, present) in members {
+            if *present {
+                all.insert(m.clone());
+            } else {
+                all.remove(m);
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    async fn scard(&self, key: &str) -> Result<usize, StoreError> {
+        let (cleared, members) = match self.overlay.entries.get(key) {
+            None => return self.store.raw_scard(key).await,
+            Some(Entry::Set { cleared, members }) => (*cleared, members),
+            Some(_) => return Ok(0),
+        };
+        if cleared {
+            return Ok(members.values().filter(|p| **p).count());
+        }
+        let names: Vec<&str> = members.keys().map(String::as_str).collect();
+        let exists = self.store.raw_smismember(key, &names).await?;
+        let base = self.store.raw_scard(key).await? as i64;
+        let delta: i64 = names
+            .iter()
+            .zip(exists)
+            .map(|(m, e)| match (members[*m], e) {
+                (true, false) => 1,
+                (false, true) => -1,
+                _ => 0,
+            })
+            .sum();
+        Ok((base + delta).max(0) as usize)
+    }
+
+    // ---- what commands read ----
+
+    /// Catalog revision (as Redis has it: the overlay never writes it).
+    pub async fn rev(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .get(keys::REV)
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Last config version handed out.
+    pub async fn version_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .get(keys::VERSION_SEQ)
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// A command record.
+    pub async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        self.get_json(&keys::command(id)).await
+    }
+
+    /// A model.
+    pub async fn model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
+        self.get_json(&keys::model(id)).await
+    }
+
+    /// A realm.
+    pub async fn realm(&self, id: &str) -> Result<Option<StoredRealm>, StoreError> {
+        self.get_json(&keys::realm(id)).await
+    }
+
+    /// An agent.
+    pub async fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
+        self.get_json(&keys::agent(did)).await
+    }
+
+    /// An agent's membership records, those of deleted realms included.
+    pub async fn agent_realms_raw(&self, did: &str) -> Result<Vec<Membership>, StoreError> {
+        let key = keys::agent_realms(did);
+        decode_all(&key, self.hgetall(&key).await?)
+    }
+
+    /// A realm's members.
+    pub async fn realm_members(&self, id: &str) -> Result<Vec<Membership>, StoreError> {
+        let key = keys::realm_members(id);
+        decode_all(&key, self.hgetall(&key).await?)
+    }
+
+    /// How many members a realm has.
+    pub async fn realm_member_count(&self, id: &str) -> Result<usize, StoreError> {
+        self.hlen(&keys::realm_members(id)).await
+    }
+
+    /// How many agents are routed through a realm.
+    pub async fn realm_routed_count(&self, id: &str) -> Result<usize, StoreError> {
+        self.scard(&keys::realm_routed(id)).await
+    }
+
+    /// DIDs in registry mode on a model.
+    pub async fn model_routed(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.smembers(&keys::model_routed(id)).await
+    }
+
+    /// A realm's grants: (model id, grantedAt).
+    pub async fn realm_grants(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.hgetall(&keys::realm_grants(id)).await
+    }
+
+    /// A model's grants: (realm id, grantedAt).
+    pub async fn model_grants(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.hgetall(&keys::model_grants(id)).await
+    }
+
+    /// Number of realms a model is granted to.
+    pub async fn model_grant_count(&self, id: &str) -> Result<usize, StoreError> {
+        self.hlen(&keys::model_grants(id)).await
+    }
+
+    /// Model id by LiteLLM name.
+    pub async fn model_id_by_name(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.hget(keys::MODEL_NAMES, name).await
+    }
+
+    /// Realm id by slug.
+    pub async fn realm_id_by_slug(&self, slug: &str) -> Result<Option<String>, StoreError> {
+        self.hget(keys::REALM_SLUGS, slug).await
+    }
+
+    /// A dependency's routing state.
+    pub async fn routing(&self, dep: &Dependency) -> Result<Option<Routing>, StoreError> {
+        Ok(match dep {
+            Dependency::Realm(id) => self
+                .get_json::<RealmRouting>(&keys::routing_realm(id))
+                .await?
+                .map(Routing::Realm),
+            Dependency::Model(id) => self
+                .get_json::<ModelRouting>(&keys::routing_model(id))
+                .await?
+                .map(Routing::Model),
+        })
+    }
+
+    /// The sync record of a model.
+    pub async fn sync_model(&self, id: &str) -> Result<SyncRecord, StoreError> {
+        Ok(self
+            .get_json(&keys::sync_model(id))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The sync record of a realm key.
+    pub async fn sync_realm(&self, id: &str) -> Result<SyncRecord, StoreError> {
+        Ok(self
+            .get_json(&keys::sync_realm(id))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// An agent's presence (never written by commands).
+    pub async fn presence(&self, did: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.store.presence(did).await
+    }
+}
+
+fn decode_all(key: &str, raw: Vec<(String, String)>) -> Result<Vec<Membership>, StoreError> {
+    raw.into_iter()
+        .filter_map(|(_, v)| decode_json(key, Some(v)).transpose())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_tracks_types_and_deletes() {
+        let mut o = Overlay::default();
+        o.record(&[
+            Op::Hset {
+                key: "h".into(),
+                field: "a".into(),
+                value: "1".into(),
+            },
+            Op::Del { key: "h".into() },
+            Op::Hset {
+                key: "h".into(),
+                field: "b".into(),
+                value: "2".into(),
+            },
+            Op::Sadd {
+                key: "s".into(),
+                member: "x".into(),
+            },
+            Op::Srem {
+                key: "s".into(),
+                member: "y".into(),
+            },
+        ]);
+        match o.entries.get("h") {
+            Some(Entry::Hash { cleared, fields }) => {
+                assert!(*cleared, "a hash written after a delete starts empty");
+                assert_eq!(fields.get("b"), Some(&Some("2".to_string())));
+                assert!(!fields.contains_key("a"));
+            }
+            e => panic!("{e:?}"),
+        }
+        match o.entries.get("s") {
+            Some(Entry::Set { cleared, members }) => {
+                assert!(!cleared);
+                assert_eq!(members.get("x"), Some(&true));
+                assert_eq!(members.get("y"), Some(&false));
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+}

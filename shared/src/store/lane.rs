@@ -1,0 +1,209 @@
+//! The command lane in Redis: the lease of the one worker that applies commands, with a fencing token
+//! checked by every batch commit, and the stream sequence of the last command applied (committed with
+//! the batch, so a command is applied exactly once whichever worker holds the lane).
+//!
+//! Also the plain reads the worker's in-memory overlay needs (a batch of commands is applied in memory,
+//! each command seeing the writes of the ones before it, then committed at once).
+
+use std::time::Duration;
+
+use super::{keys, timed, Op, Store, StoreError, APPLY_OPS_LUA, AUDIT_MAX_LEN};
+
+const LANE_ACQUIRE_LUA: &str = r#"
+-- KEYS[1] = lane, KEYS[2] = lane epoch, KEYS[3] = lane seq; ARGV[1] = holder, ARGV[2] = ttl ms
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local epoch = redis.call('INCR', KEYS[2])
+local token = epoch .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+return {token, redis.call('GET', KEYS[3]) or '0'}
+"#;
+
+const LANE_RENEW_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
+const LANE_RELEASE_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+const COMMIT_BATCH_LUA: &str = r#"
+-- KEYS[1] = {vc}:rev, KEYS[2] = lane, KEYS[3] = lane seq
+-- ARGV[1] = expected rev, ARGV[2] = ops JSON, ARGV[3] = audit max length, ARGV[4] = lane token,
+-- ARGV[5] = expected lane seq, ARGV[6] = new lane seq, ARGV[7] = number of commands
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then return -3 end
+if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[5]) then return -4 end
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
+if rev ~= tonumber(ARGV[1]) then return -1 end
+local err = apply_ops(ARGV[2], ARGV[3])
+if err then return redis.error_reply(err) end
+redis.call('SET', KEYS[3], ARGV[6])
+return redis.call('INCRBY', KEYS[1], ARGV[7])
+"#;
+
+static LANE_ACQUIRE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(LANE_ACQUIRE_LUA));
+static LANE_RENEW: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(LANE_RENEW_LUA));
+static LANE_RELEASE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(LANE_RELEASE_LUA));
+static COMMIT_BATCH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(&format!("{APPLY_OPS_LUA}{COMMIT_BATCH_LUA}")));
+
+/// The lane's lease as taken by one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneLease {
+    /// `<epoch>:<holder>`: the fencing token every batch commit checks.
+    pub token: String,
+    /// Stream sequence of the last command applied when the lease was taken.
+    pub applied_seq: u64,
+}
+
+/// What a batch commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchCommit {
+    /// Written; the new revision (the old one plus the number of commands).
+    Applied(u64),
+    /// The revision moved (a write outside the lane): re-read and apply the batch again.
+    Conflict,
+    /// The lease is no longer this holder's: another worker holds the lane; nothing was written.
+    LaneLost,
+    /// The last applied sequence is not the one expected: nothing was written.
+    SeqMoved,
+}
+
+impl Store {
+    /// Takes the lane if nobody holds it.
+    pub async fn lane_acquire(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<LaneLease>, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = LANE_ACQUIRE.key(keys::LANE);
+        inv.key(keys::LANE_EPOCH)
+            .key(keys::LANE_SEQ)
+            .arg(holder)
+            .arg(ttl.as_millis() as u64);
+        let r: Option<(String, String)> = timed(inv.invoke_async(&mut c)).await?;
+        Ok(r.map(|(token, seq)| LaneLease {
+            token,
+            applied_seq: seq.parse().unwrap_or(0),
+        }))
+    }
+
+    /// Extends the lease; `false` if it is no longer held with `token`.
+    pub async fn lane_renew(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = LANE_RENEW.key(keys::LANE);
+        inv.arg(token).arg(ttl.as_millis() as u64);
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(n == 1)
+    }
+
+    /// Gives the lane up (a draining worker), if still held with `token`.
+    pub async fn lane_release(&self, token: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = LANE_RELEASE.key(keys::LANE);
+        inv.arg(token);
+        let _: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    /// Commits the writes of `commands` commands at once, if the lane is still held with `token`, the
+    /// last applied sequence is `expected_seq` and the revision is `expected_rev`; then records
+    /// `new_seq` as applied and adds `commands` to the revision.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_batch(
+        &self,
+        token: &str,
+        expected_rev: u64,
+        expected_seq: u64,
+        new_seq: u64,
+        commands: u64,
+        ops: &[Op],
+    ) -> Result<BatchCommit, StoreError> {
+        let mut c = self.conn.clone();
+        let mut inv = COMMIT_BATCH.key(keys::REV);
+        inv.key(keys::LANE)
+            .key(keys::LANE_SEQ)
+            .arg(expected_rev)
+            .arg(serde_json::to_string(ops).unwrap_or_else(|_| "[]".into()))
+            .arg(AUDIT_MAX_LEN)
+            .arg(token)
+            .arg(expected_seq)
+            .arg(new_seq)
+            .arg(commands);
+        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        Ok(match n {
+            -1 => BatchCommit::Conflict,
+            -3 => BatchCommit::LaneLost,
+            -4 => BatchCommit::SeqMoved,
+            n => BatchCommit::Applied(n as u64),
+        })
+    }
+
+    /// `GET key`.
+    pub async fn raw_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.get(key).await
+    }
+
+    /// `HGETALL key` (sorted by field).
+    pub async fn raw_hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.hgetall(key).await
+    }
+
+    /// `HGET key field`.
+    pub async fn raw_hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        self.hget(key, field).await
+    }
+
+    /// `HLEN key`.
+    pub async fn raw_hlen(&self, key: &str) -> Result<usize, StoreError> {
+        self.hlen(key).await
+    }
+
+    /// Whether each field exists in the hash (one pipeline).
+    pub async fn raw_hexists(&self, key: &str, fields: &[&str]) -> Result<Vec<bool>, StoreError> {
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for f in fields {
+            p.cmd("HEXISTS").arg(key).arg(*f);
+        }
+        let mut c = self.conn.clone();
+        timed(p.query_async(&mut c)).await
+    }
+
+    /// `SMEMBERS key` (sorted).
+    pub async fn raw_smembers(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        self.smembers(key).await
+    }
+
+    /// `SCARD key`.
+    pub async fn raw_scard(&self, key: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn.clone();
+        timed(redis::cmd("SCARD").arg(key).query_async(&mut c)).await
+    }
+
+    /// Whether each member is in the set (`SMISMEMBER`).
+    pub async fn raw_smismember(
+        &self,
+        key: &str,
+        members: &[&str],
+    ) -> Result<Vec<bool>, StoreError> {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        timed(
+            redis::cmd("SMISMEMBER")
+                .arg(key)
+                .arg(members)
+                .query_async(&mut c),
+        )
+        .await
+    }
+}
