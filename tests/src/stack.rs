@@ -344,10 +344,12 @@ impl Stack {
             stream_replicas: self.stream_replicas,
             reconcile_every: self.reconcile_every,
         };
-        let mut tuning = vc_worker::Tuning::default();
         // Tests publish unreadable commands on purpose (fuzz_nats): find them in a quarter second
         // rather than the production 2 s, so each costs the suite well under a second.
-        tuning.stuck_check_every = Duration::from_millis(250);
+        let tuning = vc_worker::Tuning {
+            stuck_check_every: Duration::from_millis(250),
+            ..Default::default()
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             if let Err(e) = vc_worker::run_tuned(Some(listener), deps, tuning, async move {

@@ -544,7 +544,8 @@ impl Harness {
         })
     }
 
-    /// Checks one message's outcome and DLQ entries (after the canary: everything before it is done).
+    /// Checks one message's outcome and DLQ entries (after the canary: everything before it is applied,
+    /// and every outcome arrived).
     fn check(&self, s: &Sent) -> Result<(), TestCaseError> {
         if let Some(reply) = &s.reply {
             let got = self
@@ -606,6 +607,21 @@ impl Harness {
                     "fuzz_nats: slow canary ({took:?}) after {:#?}",
                     sent.iter().map(|s| s.what.as_str()).collect::<Vec<_>>()
                 );
+            }
+            // A command with LiteLLM work is answered once its sync job has run, which may be after
+            // the canary's (later) outcome: wait for every answer, within the same bound.
+            let deadline = Instant::now() + PROMPT;
+            while Instant::now() < deadline {
+                let all = {
+                    let inbox = self.inbox.lock().unwrap();
+                    sent.iter()
+                        .filter_map(|s| s.reply.as_ref())
+                        .all(|r| inbox.get(r).is_some_and(|v| !v.is_empty()))
+                };
+                if all {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let dlq = self.dlq_since(before).await;
             for s in &sent {

@@ -123,6 +123,15 @@ async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<
     }
 }
 
+/// JetStream API calls of the lane time out after a second: during a NATS leader election (no leader
+/// answers for some seconds) the lane asks again every 200 ms rather than waiting out the client's
+/// default 5 s per call, and resumes right after the election.
+fn lane_js(worker: &Worker) -> jetstream::Context {
+    let mut js = jetstream::new(worker.nats.clone());
+    js.set_timeout(Duration::from_secs(1));
+    js
+}
+
 /// Aborts its task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -164,7 +173,7 @@ impl Lane<'_> {
         lost: &AtomicBool,
         lost_notify: &tokio::sync::Notify,
     ) -> Stop {
-        let js = jetstream::new(self.worker.nats.clone());
+        let js = lane_js(self.worker);
         let ack_wait = self.worker.command_ack_wait;
         let mut progress = tokio::time::interval(ack_wait / 4);
         let mut retry = tokio::time::interval(Duration::from_millis(250));
@@ -174,7 +183,7 @@ impl Lane<'_> {
                 Err(e) => {
                     warn!(error = %e, "Command consumer unavailable; retrying.");
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
                         _ = shutdown.changed() => return Stop::Shutdown,
                         _ = lost_notify.notified() => return Stop::Lost,
                     }
@@ -280,7 +289,7 @@ impl Lane<'_> {
 
     /// Whether no message with a sequence in `from..to` is left in the stream.
     async fn gap_is_empty(&self, from: u64, to: u64) -> bool {
-        let js = jetstream::new(self.worker.nats.clone());
+        let js = lane_js(self.worker);
         let Ok(mut stream) = js.get_stream(subjects::CMD_STREAM).await else {
             return false;
         };
