@@ -371,6 +371,11 @@ impl Stack {
     /// package get one as `env!("CARGO_BIN_EXE_vc-worker-under-test")`), with the settings of this stack
     /// in its environment.
     pub fn spawn_worker_process(&self, bin: &str) -> Process {
+        self.spawn_worker_process_with(bin, &[])
+    }
+
+    /// [`Stack::spawn_worker_process`] with more environment variables.
+    pub fn spawn_worker_process_with(&self, bin: &str, extra: &[(&str, String)]) -> Process {
         let mut env = vec![
             ("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string()),
             (
@@ -385,6 +390,7 @@ impl Stack {
             env.push(("LITELLM_PUBLIC_URL", l.public_url));
             env.push(("VC_LITELLM_TIMEOUT_MS", l.timeout.as_millis().to_string()));
         }
+        env.extend(extra.iter().cloned());
         self.spawn_process(bin, &env)
     }
 
@@ -396,17 +402,26 @@ impl Stack {
         bin: &str,
         edge_id: &str,
     ) -> (Process, std::net::SocketAddr) {
+        self.spawn_edge_process_with(bin, edge_id, &[]).await
+    }
+
+    /// [`Stack::spawn_edge_process`] with more environment variables.
+    pub async fn spawn_edge_process_with(
+        &self,
+        bin: &str,
+        edge_id: &str,
+        extra: &[(&str, String)],
+    ) -> (Process, std::net::SocketAddr) {
         let addr: std::net::SocketAddr = format!("127.0.0.1:{}", crate::servers::free_port())
             .parse()
             .expect("addr");
-        let p = self.spawn_process(
-            bin,
-            &[
-                ("VC_EDGE_ADDR", addr.to_string()),
-                ("VC_EDGE_ID", edge_id.to_string()),
-                ("RUST_LOG", "vc_edge=warn,vc_shared=warn".to_string()),
-            ],
-        );
+        let mut env = vec![
+            ("VC_EDGE_ADDR", addr.to_string()),
+            ("VC_EDGE_ID", edge_id.to_string()),
+            ("RUST_LOG", "vc_edge=warn,vc_shared=warn".to_string()),
+        ];
+        env.extend(extra.iter().cloned());
+        let p = self.spawn_process(bin, &env);
         let ready = format!("http://{addr}/readyz");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// Labels of `vc_worker_commands_total`.
@@ -22,8 +23,12 @@ pub struct SyncLabels {
 }
 
 /// The worker's metrics.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
+    /// How long the lane was held per batch (applying, committing, emitting), seconds.
+    pub lane_batch_seconds: Histogram,
+    /// Commands per committed batch.
+    pub lane_batch_commands: Histogram,
     /// Commands completed, by kind and status.
     pub commands: Family<CommandLabels, Counter>,
     /// LiteLLM syncs, by result.
@@ -32,6 +37,22 @@ pub struct Metrics {
     pub dead_letters: Counter,
     /// Times this worker took the command lane.
     pub lane_acquired: Counter,
+    /// 1 while this worker holds the command lane.
+    pub lane_held: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            lane_batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            lane_batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            commands: Family::default(),
+            syncs: Family::default(),
+            dead_letters: Counter::default(),
+            lane_acquired: Counter::default(),
+            lane_held: Default::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -51,6 +72,21 @@ impl Metrics {
             "vc_worker_dead_letters",
             "Commands sent to vc.dlq.cmd",
             self.dead_letters.clone(),
+        );
+        registry.register(
+            "vc_worker_lane_batch_seconds",
+            "How long the command lane was held per batch: applying, committing, emitting",
+            self.lane_batch_seconds.clone(),
+        );
+        registry.register(
+            "vc_worker_lane_batch_commands",
+            "Commands per committed batch",
+            self.lane_batch_commands.clone(),
+        );
+        registry.register(
+            "vc_worker_lane_held",
+            "1 while this worker holds the command lane",
+            self.lane_held.clone(),
         );
         registry.register(
             "vc_worker_lane_acquired",

@@ -60,7 +60,9 @@ pub async fn run(worker: Worker, mut shutdown: watch::Receiver<bool>) {
             Ok(Some(lease)) => {
                 info!(token = %lease.token, applied_seq = lease.applied_seq, "Holding the command lane.");
                 worker.metrics.lane_acquired.inc();
+                worker.metrics.lane_held.set(1);
                 lead(&worker, lease, &mut shutdown).await;
+                worker.metrics.lane_held.set(0);
             }
             Ok(None) => {}
             Err(e) => debug!(error = %e, "Cannot reach Redis to take the command lane."),
@@ -313,6 +315,7 @@ impl Lane<'_> {
     /// committed now (the commands are buffered again and retried).
     async fn apply_batch(&mut self, batch: Vec<(u64, jetstream::Message)>) -> Result<bool, Stop> {
         let worker = self.worker;
+        let started = std::time::Instant::now();
         for _ in 0..MAX_CONFLICTS {
             let rev = match worker.store.rev().await {
                 Ok(r) => r,
@@ -359,7 +362,13 @@ impl Lane<'_> {
                     batch::log_batch(&steps, new_rev);
                     let rest: Vec<_> = batch.into_iter().filter(|(s, _)| *s > last).collect();
                     self.give_back(rest);
-                    if let Err(steps) = batch::finish(worker, steps).await {
+                    let finished = batch::finish(worker, steps).await;
+                    worker
+                        .metrics
+                        .lane_batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    worker.metrics.lane_batch_commands.observe(n as f64);
+                    if let Err(steps) = finished {
                         // Committed: they come back through the applied path.
                         self.give_back(steps.into_iter().map(|s| (s.seq, s.msg)).collect());
                         return Ok(false);
