@@ -585,17 +585,57 @@ pub enum Command {
     LitellmReconcile,
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> DomainResult<T> {
+/// Why a command body was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParseError {
+    /// Not one JSON object: nothing of it can be read (on NATS it is also dead-lettered).
+    Undecodable(DomainError),
+    /// A JSON object whose fields are missing, of the wrong type or out of bounds.
+    Invalid(DomainError),
+}
+
+impl ParseError {
+    /// Whether the body could not be read at all.
+    pub fn is_undecodable(&self) -> bool {
+        matches!(self, ParseError::Undecodable(_))
+    }
+
+    /// The error answered (`BAD_REQUEST`, naming what is wrong).
+    pub fn error(&self) -> &DomainError {
+        match self {
+            ParseError::Undecodable(e) | ParseError::Invalid(e) => e,
+        }
+    }
+
+    /// The error answered, owned.
+    pub fn into_error(self) -> DomainError {
+        match self {
+            ParseError::Undecodable(e) | ParseError::Invalid(e) => e,
+        }
+    }
+}
+
+impl From<DomainError> for ParseError {
+    fn from(e: DomainError) -> Self {
+        ParseError::Invalid(e)
+    }
+}
+
+fn undecodable(msg: impl Into<String>) -> ParseError {
+    ParseError::Undecodable(DomainError::bad_request(msg))
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DomainError::bad_request("body is required (a JSON object)"));
+        return Err(undecodable("body is required (a JSON object)"));
     }
     // First, one JSON value as any JSON reader (and the REST API) takes it: syntax, trailing bytes,
     // numbers out of range (`1e400`) and nesting deeper than 128 are "not valid JSON" wherever they
     // are, even after a field of the wrong type (`{"id":[1}`) or in a field the kind does not use.
     let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| DomainError::bad_request(format!("body is not valid JSON: {e}")))?;
+        .map_err(|e| undecodable(format!("body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(DomainError::bad_request("body must be a JSON object"));
+        return Err(undecodable("body must be a JSON object"));
     }
     // Then the kind's fields, from the bytes (so a duplicate field is seen), with the field's path.
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -604,11 +644,11 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> DomainResult<T> {
         let inner = e.into_inner();
         let msg = strip_position(&inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
-            DomainError::bad_request(format!("body is not valid JSON: {inner}"))
+            undecodable(format!("body is not valid JSON: {inner}"))
         } else if msg.starts_with("duplicate field") || path == "." {
-            DomainError::bad_request(msg)
+            ParseError::Invalid(DomainError::bad_request(msg))
         } else {
-            DomainError::bad_request(format!("{path}: {msg}"))
+            ParseError::Invalid(DomainError::bad_request(format!("{path}: {msg}")))
         }
     })
 }
@@ -763,6 +803,11 @@ fn realm_slug(field: &str, value: &str) -> DomainResult<String> {
 impl Command {
     /// Validates a command body of the given kind.
     pub fn parse(kind: CommandKind, body: &[u8]) -> DomainResult<Command> {
+        Self::parse_checked(kind, body).map_err(ParseError::into_error)
+    }
+
+    /// [`Command::parse`], telling a body that cannot be read at all from an invalid one.
+    pub fn parse_checked(kind: CommandKind, body: &[u8]) -> Result<Command, ParseError> {
         Ok(match kind {
             CommandKind::ModelRegister => {
                 let b: ModelRegisterBody = decode(body)?;
@@ -776,14 +821,16 @@ impl Command {
                         return Err(DomainError::bad_request(format!(
                             "baseUrl is required for provider {}",
                             provider.as_str()
-                        )))
+                        ))
+                        .into())
                     }
                     None => None,
                 };
                 if crate::domain::slug(&name).is_empty() {
                     return Err(DomainError::bad_request(
                         "name must contain at least one ASCII letter or digit (a-z, 0-9)",
-                    ));
+                    )
+                    .into());
                 }
                 let api_key = SecretInput::from_pair("apiKey", b.api_key, b.api_key_sealed)?;
                 let description = optional("description", b.description, MAX_DESCRIPTION_LEN)?;
@@ -805,7 +852,8 @@ impl Command {
                     if slug(n).is_empty() {
                         return Err(DomainError::bad_request(
                             "name must contain at least one ASCII letter or digit (a-z, 0-9)",
-                        ));
+                        )
+                        .into());
                     }
                 }
                 let description = match b.description {
@@ -820,7 +868,8 @@ impl Command {
                         _ => {
                             return Err(DomainError::bad_request(
                                 "status must be \"active\" or \"inactive\"",
-                            ))
+                            )
+                            .into())
                         }
                     }),
                 };
@@ -842,7 +891,8 @@ impl Command {
                     (Some(None), Some(_)) => {
                         return Err(DomainError::bad_request(
                             "give either apiKey or apiKeySealed, not both",
-                        ))
+                        )
+                        .into())
                     }
                     (None, Some(s)) => Some(Some(SecretInput::Sealed(s))),
                 };
@@ -917,12 +967,14 @@ impl Command {
                         if !budget.is_finite() || budget < 0.0 {
                             return Err(DomainError::bad_request(
                                 "monthlyBudgetUsd must be a number >= 0",
-                            ));
+                            )
+                            .into());
                         }
                         if budget > 1e9 {
                             return Err(DomainError::bad_request(
                                 "monthlyBudgetUsd is too large (at most 1e9)",
-                            ));
+                            )
+                            .into());
                         }
                     }
                     Command::RealmGrant {
@@ -993,7 +1045,8 @@ impl Command {
                         Some(_) => {
                             return Err(DomainError::bad_request(
                                 "maxTokens must be an integer from 1 to 10000000",
-                            ))
+                            )
+                            .into())
                         }
                     };
                     LlmConfigForm::Manual {

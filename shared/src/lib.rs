@@ -15,7 +15,7 @@
 //! ## Message flow
 //! ```text
 //! REST client ─▶ vc-api ──(vc.cmd.<kind>, JetStream VC_CMD)──▶ vc-worker ──▶ Redis (atomic commit)
-//!                   ▲                                              │  ├──▶ LiteLLM admin API (inline, or VC_SYNC retries)
+//!                   ▲                                              │  ├──▶ LiteLLM admin API (VC_SYNC jobs, beside the lane)
 //!                   └────────(Vc-Reply-To outcome)─────────────────┘  ├──▶ vc.push.realm.<id> / vc.push.agent.<did> ─▶ vc-edge ─▶ agents
 //!                                                                     └──▶ vc.evt.<kind> (VC_EVT) + audit stream
 //! ```

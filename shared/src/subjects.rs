@@ -2,8 +2,9 @@
 //!
 //! | subject | publisher | subscriber | transport |
 //! |---|---|---|---|
-//! | `vc.cmd.<kind>` | `vc-api`, other services | `vc-worker` (stream `VC_CMD`, one in flight) | JetStream |
+//! | `vc.cmd.<kind>` | `vc-api`, other services | `vc-worker` holding the lane (stream `VC_CMD`) | JetStream |
 //! | `vc.dlq.cmd` | `vc-worker` (undecodable commands) | operators (stream `VC_DLQ`) | JetStream |
+//! | `vc.sync.cmd` | `vc-worker` (lane holder: a committed command's LiteLLM work) | `vc-worker` (stream `VC_SYNC`) | JetStream |
 //! | `vc.sync.model.<id>`, `vc.sync.realm.<id>` | `vc-worker` | `vc-worker` (stream `VC_SYNC`) | JetStream |
 //! | `vc.evt.<kind>` | `vc-worker` | audit, integrations (stream `VC_EVT`) | JetStream |
 //! | `vc.push.realm.<realmId>` | `vc-worker` | `vc-edge` nodes holding agents routed through the realm | core |
@@ -25,6 +26,9 @@ pub const CMD_CONSUMER: &str = "vc-worker";
 pub const DLQ_CMD: &str = "vc.dlq.cmd";
 /// Stream of dead letters.
 pub const DLQ_STREAM: &str = "VC_DLQ";
+/// Command sync jobs: a committed command's LiteLLM work and outcome (the command id is in the body:
+/// ids may hold characters a subject cannot).
+pub const SYNC_COMMAND: &str = "vc.sync.cmd";
 /// Filter of LiteLLM sync jobs.
 pub const SYNC_ALL: &str = "vc.sync.>";
 /// Stream of LiteLLM sync jobs.

@@ -93,6 +93,9 @@ type R<T> = Result<T, String>;
 
 /// Runs the chosen scenarios and writes the summary.
 pub(crate) async fn run(args: Args) -> R<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        vc_tests::wait::trace_init();
+    }
     let args = args.smoke_sized();
     for s in &args.only {
         if !["lane", "fanout", "burst", "rest", "failover"].contains(&s.as_str()) {

@@ -149,13 +149,7 @@ pub(crate) async fn publish_dead_letter(
     Ok(())
 }
 
-pub(crate) fn is_undecodable(e: &DomainError) -> bool {
-    e.message.starts_with("body is not valid JSON")
-        || e.message.starts_with("body must be a JSON object")
-        || e.message.starts_with("body is required")
-}
-
-/// After the inline LiteLLM sync, the entity in the result may be `synced`: refresh the result.
+/// After its command's LiteLLM sync, the entity in the result may be `synced`: refresh the result.
 pub(crate) async fn refresh_result(
     worker: &Worker,
     kind: CommandKind,

@@ -6,7 +6,8 @@
 //!   dead letters, syncs of committed commands).
 //! - [`apply`]: one command → writes, result, side effects (pure of I/O but reads).
 //! - [`push`]: side effects out: config pushes to edges, events.
-//! - [`sync`], [`queue`], [`reconcile`]: LiteLLM sync (inline, queued with backoff, periodic repair).
+//! - [`sync`], [`queue`], [`reconcile`]: LiteLLM sync (command jobs right after the commit, entity jobs
+//!   retried with backoff, periodic repair).
 //! - [`litellm`]: the LiteLLM admin client.
 //!
 //! ## Flow
@@ -73,7 +74,8 @@ pub struct Worker {
     pub settings: WorkerSettings,
     /// LiteLLM sync engine.
     pub syncer: sync::Syncer,
-    /// Whether the last LiteLLM call succeeded (inline syncs are skipped while it is down).
+    /// Whether the last LiteLLM sync succeeded (while it fails, command jobs do not wait for LiteLLM:
+    /// their entities go to retried jobs and the outcome goes at once).
     pub litellm_healthy: Arc<AtomicBool>,
     /// Metrics.
     pub metrics: metrics::Metrics,

@@ -1,6 +1,6 @@
 //! The LiteLLM sync queue (stream `VC_SYNC`), worked by every worker, up to [`CONCURRENCY`] jobs at once.
 //!
-//! - **Command jobs** (`vc.sync.cmd.<commandId>`, body [`CommandJob`]): queued by the lane holder for
+//! - **Command jobs** (`vc.sync.cmd`, body [`CommandJob`]): queued by the lane holder for
 //!   every committed command with LiteLLM work, before the command is acked. The job syncs each entity
 //!   the command touched (at once: usually a few milliseconds after the commit), refreshes the command's
 //!   result (a new model then answers `synced`) and sends the outcome to its `Vc-Reply-To`. A worker
@@ -79,10 +79,6 @@ pub struct CommandJob {
 }
 
 impl CommandJob {
-    fn subject(&self) -> String {
-        format!("vc.sync.cmd.{}", self.command_id)
-    }
-
     fn entities(&self) -> impl Iterator<Item = Entity> + '_ {
         self.models
             .iter()
@@ -107,7 +103,7 @@ pub async fn enqueue_commands(worker: &Worker, jobs: &[CommandJob]) -> Result<()
                 format!("sync-cmd-{}-{}", job.command_id, job.seq).as_str(),
             );
             let body = bytes::Bytes::from(serde_json::to_vec(job).unwrap_or_default());
-            js.publish_with_headers(job.subject(), h, body)
+            js.publish_with_headers(subjects::SYNC_COMMAND, h, body)
                 .await
                 .map_err(|e| e.to_string())?
                 .await
@@ -119,10 +115,17 @@ pub async fn enqueue_commands(worker: &Worker, jobs: &[CommandJob]) -> Result<()
 }
 
 /// Works a command job: each entity synced once (waiting while another sync of it runs, up to the
-/// inline budget; a failure becomes an entity job retried with backoff), then the refreshed outcome.
+/// inline budget; a failure, or LiteLLM known to be failing, makes it an entity job retried with
+/// backoff), then the refreshed outcome.
 async fn run_command_job(worker: &Worker, job: &CommandJob) {
     let deadline = tokio::time::Instant::now() + INLINE_BUDGET;
     for e in job.entities() {
+        // While LiteLLM fails (a transient error, until a sync succeeds again), the outcome does not
+        // wait for it: the entity goes straight to its own job, retried with backoff.
+        if !worker.litellm_healthy.load(Ordering::Relaxed) {
+            enqueue(worker, &e).await;
+            continue;
+        }
         let attempt = async {
             loop {
                 match sync(worker, &e).await {
@@ -313,12 +316,10 @@ pub async fn run_sync_jobs(worker: Worker, mut shutdown: tokio::sync::watch::Rec
 /// Works one job, with progress acks while it runs.
 async fn work(worker: &Worker, msg: jetstream::Message) {
     let job = async {
-        if let Some(id) = msg.subject.strip_prefix("vc.sync.cmd.") {
+        if msg.subject.as_str() == subjects::SYNC_COMMAND {
             match serde_json::from_slice::<CommandJob>(&msg.payload) {
                 Ok(job) => run_command_job(worker, &job).await,
-                Err(e) => {
-                    warn!(error = %e, command.id = id, "Undecodable command sync job dropped.")
-                }
+                Err(e) => warn!(error = %e, "Undecodable command sync job dropped."),
             }
             return msg.ack().await;
         }
@@ -381,7 +382,6 @@ mod tests {
             models: vec!["m".into()],
             realms: vec!["r".into()],
         };
-        assert_eq!(job.subject(), "vc.sync.cmd.c1");
         assert_eq!(
             job.entities().collect::<Vec<_>>(),
             vec![Entity::Model("m".into()), Entity::Realm("r".into())]

@@ -4,10 +4,11 @@
 //! but async-nats refuses: a value that is not UTF-8, a header name with a space, a line without a
 //! colon, a version line other than `NATS/1.0`, or a status code (`NATS/1.0 408 …`, which the pull
 //! consumer takes for a server status). Such a command is delivered, never seen by the worker (the
-//! client drops the connection or the frame), never acked, and redelivered forever; with one command in
-//! flight ([decision 0001](../../../docs/decisions/0001-command-ordering.md)) every later command waits.
+//! client drops the connection or the frame), never acked, and redelivered forever; the lane applies
+//! commands in stream order ([decision 0001](../../../docs/decisions/0001-command-ordering.md)), so every
+//! later command waits.
 //!
-//! The queue is a work-queue stream, so its first message is the one in flight. Every worker checks it
+//! The queue is a work-queue stream, so its first message is the oldest not yet applied and acked. Every worker checks it
 //! periodically; when the same first message is still there one period later, the worker reads it
 //! through the stream's JSON API (which returns the header block base64-encoded instead of parsing it)
 //! and, if the client cannot parse it, publishes it to `vc.dlq.cmd` (header block base64 in

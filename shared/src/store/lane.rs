@@ -149,6 +149,18 @@ impl Store {
         self.get(key).await
     }
 
+    /// `MGET keys` (in chunks of 500), in order.
+    pub async fn raw_mget(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let mut c = self.conn.clone();
+            let v: Vec<Option<String>> =
+                timed(redis::cmd("MGET").arg(chunk).query_async(&mut c)).await?;
+            out.extend(v);
+        }
+        Ok(out)
+    }
+
     /// `HGETALL key` (sorted by field).
     pub async fn raw_hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.hgetall(key).await

@@ -153,11 +153,11 @@ pub(super) async fn prepare(
         };
         return Ok((step(kind), ops));
     };
-    let command = match Command::parse(kind, &msg.payload) {
+    let command = match Command::parse_checked(kind, &msg.payload) {
         Ok(c) => c,
         Err(e) => {
-            let dead_letter = consumer::is_undecodable(&e).then(|| e.message.clone());
-            let record = failed_record(&id, kind.as_str(), submitted_at, e);
+            let dead_letter = e.is_undecodable().then(|| e.error().message.clone());
+            let record = failed_record(&id, kind.as_str(), submitted_at, e.into_error());
             let ops = vec![record_op(&record)];
             let kind = StepKind::Recorded {
                 record,

@@ -34,7 +34,7 @@ use vc_shared::subjects;
 use crate::apply::ApplyError;
 use crate::Worker;
 use batch::Step;
-use view::{Overlay, View};
+use view::{Overlay, ReadCache, View};
 
 /// Most commands applied and committed at once.
 pub const MAX_BATCH: usize = 256;
@@ -326,11 +326,25 @@ impl Lane<'_> {
                 }
             };
             let mut overlay = Overlay::default();
+            let cache = ReadCache::default();
+            // Every command of the batch reads its own record first: one MGET for all of them.
+            let ids: Vec<String> = batch
+                .iter()
+                .filter_map(|(_, m)| crate::consumer::header(m, vc_shared::command::HDR_MSG_ID))
+                .filter(|id| vc_shared::command::validate_command_id(id).is_ok())
+                .map(|id| vc_shared::store::keys::command(&id))
+                .collect();
+            match worker.store.raw_mget(&ids).await {
+                Ok(values) => cache.seed_strings(ids.into_iter().zip(values)),
+                Err(e) => {
+                    debug!(error = %e, "Prefetching command records failed; reading one by one.")
+                }
+            }
             let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
             let mut ops = Vec::new();
             let mut failed: Option<ApplyError> = None;
             for (seq, msg) in &batch {
-                let view = View::new(&worker.store, &overlay);
+                let view = View::new(&worker.store, &overlay, &cache);
                 match batch::prepare(worker, &view, msg.clone(), *seq, false).await {
                     Ok((step, step_ops)) => {
                         overlay.record(&step_ops);
@@ -397,7 +411,8 @@ impl Lane<'_> {
     async fn finish_applied(&mut self, done: Vec<(u64, jetstream::Message)>) -> bool {
         let worker = self.worker;
         let overlay = Overlay::default();
-        let view = View::new(&worker.store, &overlay);
+        let cache = ReadCache::default();
+        let view = View::new(&worker.store, &overlay, &cache);
         let mut steps = Vec::with_capacity(done.len());
         let mut rest = Vec::new();
         for (seq, msg) in done {

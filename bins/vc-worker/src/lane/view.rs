@@ -98,24 +98,98 @@ impl Overlay {
     }
 }
 
+/// What a batch has read from Redis: the catalog as it was when the batch started. Only the lane holder
+/// writes the catalog, so it does not change under the batch (sync records, written beside the lane,
+/// only feed views); the batch's own writes are in the [`Overlay`], which reads consult first. One
+/// cache per batch attempt: commands of a batch read the same realms, models and counters again and
+/// again, and each read saved is a Redis round trip of the lane.
+#[derive(Debug, Default)]
+pub struct ReadCache {
+    strings: std::sync::Mutex<HashMap<String, Option<String>>>,
+    hashes: std::sync::Mutex<HashMap<String, Vec<(String, String)>>>,
+    sets: std::sync::Mutex<HashMap<String, Vec<String>>>,
+    counts: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl ReadCache {
+    /// Records `GET` answers read in one go (`MGET`).
+    pub fn seed_strings(&self, pairs: impl IntoIterator<Item = (String, Option<String>)>) {
+        let mut m = self.strings.lock().unwrap_or_else(|e| e.into_inner());
+        m.extend(pairs);
+    }
+}
+
 /// Redis through the batch's overlay: the reads commands make while they are applied.
 pub struct View<'a> {
     /// Redis (also for what commands never write: presence).
     pub store: &'a Store,
     overlay: &'a Overlay,
+    cache: &'a ReadCache,
 }
 
 impl<'a> View<'a> {
-    /// Reads `store` as `overlay` left it.
-    pub fn new(store: &'a Store, overlay: &'a Overlay) -> Self {
-        View { store, overlay }
+    /// Reads `store` (through `cache`) as `overlay` left it.
+    pub fn new(store: &'a Store, overlay: &'a Overlay, cache: &'a ReadCache) -> Self {
+        View {
+            store,
+            overlay,
+            cache,
+        }
+    }
+
+    async fn base_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(v) = lock(&self.cache.strings).get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.store.raw_get(key).await?;
+        lock(&self.cache.strings).insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+
+    async fn base_hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        if let Some(v) = lock(&self.cache.hashes).get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.store.raw_hgetall(key).await?;
+        lock(&self.cache.hashes).insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+
+    async fn base_hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
+        if let Some(all) = lock(&self.cache.hashes).get(key) {
+            return Ok(all.iter().find(|(f, _)| f == field).map(|(_, v)| v.clone()));
+        }
+        self.store.raw_hget(key, field).await
+    }
+
+    async fn base_smembers(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        if let Some(v) = lock(&self.cache.sets).get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.store.raw_smembers(key).await?;
+        lock(&self.cache.sets).insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// `HLEN` or `SCARD` of Redis' value (`set` says which), cached.
+    async fn base_count(&self, key: &str, set: bool) -> Result<usize, StoreError> {
+        if let Some(n) = lock(&self.cache.counts).get(key) {
+            return Ok(*n);
+        }
+        let n = if set {
+            self.store.raw_scard(key).await?
+        } else {
+            self.store.raw_hlen(key).await?
+        };
+        lock(&self.cache.counts).insert(key.to_string(), n);
+        Ok(n)
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         match self.overlay.entries.get(key) {
             Some(Entry::Str(v)) => Ok(Some(v.clone())),
             Some(_) => Ok(None),
-            None => self.store.raw_get(key).await,
+            None => self.base_get(key).await,
         }
     }
 
@@ -125,14 +199,14 @@ impl<'a> View<'a> {
 
     async fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
         let (cleared, fields) = match self.overlay.entries.get(key) {
-            None => return self.store.raw_hgetall(key).await,
+            None => return self.base_hgetall(key).await,
             Some(Entry::Hash { cleared, fields }) => (*cleared, fields),
             Some(_) => return Ok(Vec::new()),
         };
         let mut all: BTreeMap<String, String> = if cleared {
             BTreeMap::new()
         } else {
-            self.store.raw_hgetall(key).await?.into_iter().collect()
+            self.base_hgetall(key).await?.into_iter().collect()
         };
         for (f, v) in fields {
             match v {
@@ -145,11 +219,11 @@ impl<'a> View<'a> {
 
     async fn hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
         match self.overlay.entries.get(key) {
-            None => self.store.raw_hget(key, field).await,
+            None => self.base_hget(key, field).await,
             Some(Entry::Hash { cleared, fields }) => match fields.get(field) {
                 Some(v) => Ok(v.clone()),
                 None if *cleared => Ok(None),
-                None => self.store.raw_hget(key, field).await,
+                None => self.base_hget(key, field).await,
             },
             Some(_) => Ok(None),
         }
@@ -157,7 +231,7 @@ impl<'a> View<'a> {
 
     async fn hlen(&self, key: &str) -> Result<usize, StoreError> {
         let (cleared, fields) = match self.overlay.entries.get(key) {
-            None => return self.store.raw_hlen(key).await,
+            None => return self.base_count(key, false).await,
             Some(Entry::Hash { cleared, fields }) => (*cleared, fields),
             Some(_) => return Ok(0),
         };
@@ -166,7 +240,7 @@ impl<'a> View<'a> {
         }
         let names: Vec<&str> = fields.keys().map(String::as_str).collect();
         let exists = self.store.raw_hexists(key, &names).await?;
-        let base = self.store.raw_hlen(key).await? as i64;
+        let base = self.base_count(key, false).await? as i64;
         let delta: i64 = names
             .iter()
             .zip(exists)
@@ -181,14 +255,14 @@ impl<'a> View<'a> {
 
     async fn smembers(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let (cleared, members) = match self.overlay.entries.get(key) {
-            None => return self.store.raw_smembers(key).await,
+            None => return self.base_smembers(key).await,
             Some(Entry::Set { cleared, members }) => (*cleared, members),
             Some(_) => return Ok(Vec::new()),
         };
         let mut all: BTreeSet<String> = if cleared {
             BTreeSet::new()
         } else {
-            self.store.raw_smembers(key).await?.into_iter().collect()
+            self.base_smembers(key).await?.into_iter().collect()
         };
         for (m, present) in members {
             if *present {
@@ -202,7 +276,7 @@ impl<'a> View<'a> {
 
     async fn scard(&self, key: &str) -> Result<usize, StoreError> {
         let (cleared, members) = match self.overlay.entries.get(key) {
-            None => return self.store.raw_scard(key).await,
+            None => return self.base_count(key, true).await,
             Some(Entry::Set { cleared, members }) => (*cleared, members),
             Some(_) => return Ok(0),
         };
@@ -211,7 +285,7 @@ impl<'a> View<'a> {
         }
         let names: Vec<&str> = members.keys().map(String::as_str).collect();
         let exists = self.store.raw_smismember(key, &names).await?;
-        let base = self.store.raw_scard(key).await? as i64;
+        let base = self.base_count(key, true).await? as i64;
         let delta: i64 = names
             .iter()
             .zip(exists)
@@ -350,6 +424,10 @@ impl<'a> View<'a> {
     pub async fn presence(&self, did: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.store.presence(did).await
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn decode_all(key: &str, raw: Vec<(String, String)>) -> Result<Vec<Membership>, StoreError> {
