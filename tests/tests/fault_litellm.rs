@@ -336,8 +336,13 @@ async fn periodic_reconcile_repairs_a_wipe_on_its_own() {
     let took = t.elapsed();
     assert_eq!(emu.keys()[0].key, key);
     assert_eq!(chat(&s, &key, &w.model_name).await, 200);
-    let st = s.get("/api/litellm/status").await.body;
-    assert_ne!(st["lastReconcileAt"].as_str(), Some(first.as_str()));
+    // The reconcile that rebuilt LiteLLM records its report when it ends, after its last repair:
+    // wait for that report rather than racing it.
+    vc_tests::wait::eventually("a later reconcile's report", secs(10), || async {
+        let st = s.get("/api/litellm/status").await.body;
+        (st["lastReconcileAt"].as_str() != Some(first.as_str())).then_some(())
+    })
+    .await;
     eprintln!("[fault] periodic reconcile (every 2 s) rebuilt a wiped LiteLLM in {took:?}");
 }
 

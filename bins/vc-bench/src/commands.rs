@@ -372,15 +372,16 @@ async fn fanout(args: &Args) -> R<Value> {
     }))
 }
 
-/// Waits until every agent of the swarm holds `version` (or newer); 2 ms resolution.
+/// Waits until every agent of the swarm holds `version` (or newer); 2 ms resolution. Only agents still
+/// behind are looked at again, so the watching costs the machine (shared with the agents, edges and
+/// servers) as little as possible.
 async fn wait_all(swarm: &Swarm, version: u64, within: Duration) -> R<()> {
     let deadline = Instant::now() + within;
+    let agents = swarm.agents();
+    let mut pending: Vec<usize> = (0..agents.len()).collect();
     loop {
-        let behind = swarm
-            .agents()
-            .iter()
-            .filter(|a| a.version().is_none_or(|v| v < version))
-            .count();
+        pending.retain(|&i| agents[i].version().is_none_or(|v| v < version));
+        let behind = pending.len();
         if behind == 0 {
             return Ok(());
         }
@@ -420,6 +421,15 @@ async fn burst(args: &Args) -> R<Value> {
         }
         let applied = t.elapsed();
         let rate = n as f64 / applied.as_secs_f64();
+        // How long the lane itself was busy (both workers' histograms: whichever held it).
+        let (mut busy, mut batches) = (0.0, 0.0);
+        for w in &s.workers {
+            if let Some(addr) = w.addr {
+                let (sum, count) = histogram(&s.http, addr, "vc_worker_lane_batch_seconds").await?;
+                busy += sum;
+                batches += count;
+            }
+        }
         let row = json!({
             "commands": n,
             "litellmLatencyMs": latency,
@@ -427,6 +437,9 @@ async fn burst(args: &Args) -> R<Value> {
             "publishedInMs": ms(published),
             "appliedInMs": ms(applied),
             "commandsPerSec": rate.round(),
+            "laneBusyMs": (busy * 1000.0).round(),
+            "batches": batches,
+            "laneMsPerCommand": (busy * 1e6 / n as f64).round() / 1000.0,
         });
         progress!("burst: {row}");
         out.push(row);
