@@ -44,8 +44,10 @@ pub const LEASE_TTL: Duration = Duration::from_secs(2);
 pub const RENEW_EVERY: Duration = Duration::from_millis(500);
 /// How often a standby worker tries to take the lane.
 pub const STANDBY_POLL: Duration = Duration::from_millis(200);
-/// Commands buffered by the holder at most (the consumer's own bound is `MAX_ACK_PENDING`).
-const MAX_BUFFER: usize = 4 * MAX_BATCH;
+/// Commands buffered by the holder at most: above the consumer's own bound (`MAX_ACK_PENDING`, every
+/// command delivered and not yet acknowledged), so the holder always reads what is delivered, including
+/// the redelivery of an earlier command it waits for.
+const MAX_BUFFER: usize = 2 * crate::consumer::MAX_ACK_PENDING as usize;
 /// Retries of a batch whose revision moved (a record written beside the lane) before waiting.
 const MAX_CONFLICTS: usize = 20;
 
