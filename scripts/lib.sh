@@ -139,17 +139,24 @@ vc_port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Prints a loopback port nobody listens on right now (random in 20000-39999; best effort, bounded).
+# Prints a loopback port nobody listens on right now, chosen below the kernel's ephemeral range (so that
+# no outgoing connection holds it as its local port: a server binding such a port fails with "Address
+# already in use" although nothing listens there). Random in 10000 up to the range's start (32768 on
+# Debian); best effort, bounded.
 vc_free_port() {
-  local port _
+  local port _ low=32768
+  if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  [ "$low" -gt 11000 ] 2>/dev/null || low=32768
   for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 20000))
+    port=$((10000 + RANDOM % (low - 10000)))
     if ! vc_port_in_use "$port"; then
       printf '%s\n' "$port"
       return 0
     fi
   done
-  vc_die "no free port found in 20000-39999"
+  vc_die "no free port found in 10000-$((low - 1))"
 }
 
 # Waits up to SECS seconds until URL answers with a 2xx status. Optional third argument: a pid that must
