@@ -585,11 +585,6 @@ impl Store {
         self.hlen(&keys::model_grants(id)).await
     }
 
-    /// DIDs whose config source names the model.
-    pub async fn model_routed(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        self.smembers(&keys::model_routed(id)).await
-    }
-
     /// A realm.
     pub async fn realm(&self, id: &str) -> Result<Option<StoredRealm>, StoreError> {
         self.get_json(&keys::realm(id)).await
@@ -634,11 +629,6 @@ impl Store {
             .into_iter()
             .map(|(_, v)| decode_json(&key, Some(v)).map(|m| m.expect("some")))
             .collect()
-    }
-
-    /// DIDs routed through a realm.
-    pub async fn realm_routed(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        self.smembers(&keys::realm_routed(id)).await
     }
 
     /// How many members a realm has.

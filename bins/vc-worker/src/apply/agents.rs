@@ -165,7 +165,7 @@ impl Tx<'_> {
         let Some(agent) = self.agent(did).await? else {
             refuse!(DomainError::not_found(format!("agent {did} not found")))
         };
-        self.unindex_deleted(&agent);
+        self.unindex(&agent);
         for m in self.memberships(did).await? {
             self.op(Op::Hdel {
                 key: keys::realm_members(&m.realm_id),

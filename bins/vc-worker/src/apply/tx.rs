@@ -435,7 +435,8 @@ impl<'a> Tx<'a> {
         Ok(Some(agent))
     }
 
-    fn unindex(&mut self, a: &StoredAgent) {
+    /// Removes the agent from the routing index of its source (before a new source, or its deletion).
+    pub(super) fn unindex(&mut self, a: &StoredAgent) {
         match &a.source {
             Some(ConfigSource::Realm { realm_id, .. }) => self.ops.push(Op::Srem {
                 key: keys::realm_routed(realm_id),
@@ -461,11 +462,6 @@ impl<'a> Tx<'a> {
             }),
             _ => {}
         }
-    }
-
-    /// Removes an agent's record from the routing indexes (it is being deleted).
-    pub(super) fn unindex_deleted(&mut self, a: &StoredAgent) {
-        self.unindex(a);
     }
 
     /// Realm routing through `realm_id`'s model `model_id` for `did`, if it has no config at all (an

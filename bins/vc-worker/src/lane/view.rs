@@ -2,7 +2,7 @@
 //! (not yet committed). Commands of one batch are applied in order, each on this view, and the whole
 //! batch is committed at once; the result equals applying them one by one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::de::DeserializeOwned;
 use vc_shared::command::CommandRecord;
@@ -107,7 +107,6 @@ impl Overlay {
 pub struct ReadCache {
     strings: std::sync::Mutex<HashMap<String, Option<String>>>,
     hashes: std::sync::Mutex<HashMap<String, Vec<(String, String)>>>,
-    sets: std::sync::Mutex<HashMap<String, Vec<String>>>,
     counts: std::sync::Mutex<HashMap<String, usize>>,
 }
 
@@ -162,16 +161,6 @@ impl<'a> View<'a> {
         self.store.raw_hget(key, field).await
     }
 
-    async fn base_smembers(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        if let Some(v) = lock(&self.cache.sets).get(key) {
-            return Ok(v.clone());
-        }
-        let v = self.store.raw_smembers(key).await?;
-        lock(&self.cache.sets).insert(key.to_string(), v.clone());
-        Ok(v)
-    }
-
-    /// `HLEN` or `SCARD` of Redis' value (`set` says which), cached.
     async fn base_count(&self, key: &str, set: bool) -> Result<usize, StoreError> {
         if let Some(n) = lock(&self.cache.counts).get(key) {
             return Ok(*n);
@@ -251,27 +240,6 @@ impl<'a> View<'a> {
             })
             .sum();
         Ok((base + delta).max(0) as usize)
-    }
-
-    async fn smembers(&self, key: &str) -> Result<Vec<String>, StoreError> {
-        let (cleared, members) = match self.overlay.entries.get(key) {
-            None => return self.base_smembers(key).await,
-            Some(Entry::Set { cleared, members }) => (*cleared, members),
-            Some(_) => return Ok(Vec::new()),
-        };
-        let mut all: BTreeSet<String> = if cleared {
-            BTreeSet::new()
-        } else {
-            self.base_smembers(key).await?.into_iter().collect()
-        };
-        for (m, present) in members {
-            if *present {
-                all.insert(m.clone());
-            } else {
-                all.remove(m);
-            }
-        }
-        Ok(all.into_iter().collect())
     }
 
     async fn scard(&self, key: &str) -> Result<usize, StoreError> {
@@ -358,11 +326,6 @@ impl<'a> View<'a> {
     /// How many agents are routed through a realm.
     pub async fn realm_routed_count(&self, id: &str) -> Result<usize, StoreError> {
         self.scard(&keys::realm_routed(id)).await
-    }
-
-    /// DIDs in registry mode on a model.
-    pub async fn model_routed(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        self.smembers(&keys::model_routed(id)).await
     }
 
     /// A realm's grants: (model id, grantedAt).
