@@ -180,11 +180,61 @@ fn dids(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Resets Redis' per-command call counts (`CONFIG RESETSTAT`).
+async fn redis_stats_reset(url: &str) -> R<()> {
+    let mut c = redis_conn(url).await?;
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut c)
+        .await
+        .map_err(|e| format!("CONFIG RESETSTAT: {e}"))
+}
+
+/// Redis calls by command since the last reset, most called first (`INFO commandstats`).
+async fn redis_calls(url: &str) -> R<Vec<(String, u64)>> {
+    let mut c = redis_conn(url).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .map_err(|e| format!("INFO commandstats: {e}"))?;
+    // Lines like `cmdstat_get:calls=12,usec=34,...`.
+    let mut out: Vec<(String, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_string(), calls.parse().ok()?))
+        })
+        .filter(|(name, _)| name != "config" && name != "info")
+        .collect();
+    out.sort_by_key(|b| std::cmp::Reverse(b.1));
+    Ok(out)
+}
+
+async fn redis_conn(url: &str) -> R<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).map_err(|e| format!("redis {url}: {e}"))?;
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("redis {url}: {e}"))
+}
+
 /// `(sum, count)` of a histogram in a Prometheus text page.
 async fn histogram(
     http: &reqwest::Client,
     addr: std::net::SocketAddr,
     name: &str,
+) -> R<(f64, f64)> {
+    labeled_histogram(http, addr, name, "").await
+}
+
+/// Sum and count of one labeled series of a histogram (`labels` as printed: `{phase="apply"}`).
+async fn labeled_histogram(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    name: &str,
+    labels: &str,
 ) -> R<(f64, f64)> {
     let text = http
         .get(format!("http://{addr}/metrics"))
@@ -196,7 +246,7 @@ async fn histogram(
         .map_err(|e| e.to_string())?;
     let value = |suffix: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}_{suffix} ")))
+            .find_map(|l| l.strip_prefix(&format!("{name}_{suffix}{labels} ")))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
@@ -405,6 +455,7 @@ async fn burst(args: &Args) -> R<Value> {
         }
         let cmds = mixed_commands(args.burst, 0x0b0b_0001);
         let js = async_nats::jetstream::new(s.nats_client().await);
+        redis_stats_reset(&s.redis_url()).await?;
         let t = Instant::now();
         let (ok, refused) = publish_all(&js, &cmds, 1000, None).await;
         let published = t.elapsed();
@@ -423,21 +474,40 @@ async fn burst(args: &Args) -> R<Value> {
         let rate = n as f64 / applied.as_secs_f64();
         // How long the lane itself was busy (both workers' histograms: whichever held it).
         let (mut busy, mut batches) = (0.0, 0.0);
+        let mut phases = serde_json::Map::new();
         for w in &s.workers {
             if let Some(addr) = w.addr {
                 let (sum, count) = histogram(&s.http, addr, "vc_worker_lane_batch_seconds").await?;
                 busy += sum;
                 batches += count;
+                for phase in ["apply", "commit", "emit"] {
+                    let labels = format!("{{phase=\"{phase}\"}}");
+                    let (sum, _) =
+                        labeled_histogram(&s.http, addr, "vc_worker_lane_phase_seconds", &labels)
+                            .await?;
+                    let ms = phases.get(phase).and_then(Value::as_f64).unwrap_or(0.0);
+                    phases.insert(phase.into(), json!(ms + (sum * 1000.0).round()));
+                }
             }
         }
+        let calls = redis_calls(&s.redis_url()).await?;
+        let top: Vec<Value> = calls
+            .iter()
+            .take(8)
+            .map(|(c, n)| json!({"command": c, "calls": n}))
+            .collect();
+        let total: u64 = calls.iter().map(|(_, n)| n).sum();
         let row = json!({
             "commands": n,
             "litellmLatencyMs": latency,
+            "redisCallsPerCommand": (total as f64 / n as f64 * 10.0).round() / 10.0,
+            "redisTopCalls": top,
             "workers": 2,
             "publishedInMs": ms(published),
             "appliedInMs": ms(applied),
             "commandsPerSec": rate.round(),
             "laneBusyMs": (busy * 1000.0).round(),
+            "lanePhasesMs": phases,
             "batches": batches,
             "laneMsPerCommand": (busy * 1e6 / n as f64).round() / 1000.0,
         });

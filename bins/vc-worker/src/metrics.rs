@@ -22,11 +22,25 @@ pub struct SyncLabels {
     pub result: String,
 }
 
+/// Labels of `vc_worker_lane_phase_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// `apply` (commands applied in memory, reads included), `commit` (the atomic Redis step) or
+    /// `emit` (pushes, events, sync jobs, outcomes and acks).
+    pub phase: String,
+}
+
+fn phase_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
 /// The worker's metrics.
 #[derive(Clone)]
 pub struct Metrics {
     /// How long the lane was held per batch (applying, committing, emitting), seconds.
     pub lane_batch_seconds: Histogram,
+    /// Time per batch in each phase of the lane, seconds.
+    pub lane_phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     /// Commands per committed batch.
     pub lane_batch_commands: Histogram,
     /// Commands completed, by kind and status.
@@ -45,6 +59,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             lane_batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            lane_phase_seconds: Family::new_with_constructor(phase_histogram),
             lane_batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             commands: Family::default(),
             syncs: Family::default(),
@@ -56,6 +71,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Records `d` for one phase of a lane batch.
+    pub fn lane_phase(&self, phase: &str, d: std::time::Duration) {
+        self.lane_phase_seconds
+            .get_or_create(&PhaseLabels {
+                phase: phase.into(),
+            })
+            .observe(d.as_secs_f64());
+    }
+
     /// Registers every metric.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -77,6 +101,11 @@ impl Metrics {
             "vc_worker_lane_batch_seconds",
             "How long the command lane was held per batch: applying, committing, emitting",
             self.lane_batch_seconds.clone(),
+        );
+        registry.register(
+            "vc_worker_lane_phase_seconds",
+            "Time per batch in each phase of the command lane: apply, commit, emit",
+            self.lane_phase_seconds.clone(),
         );
         registry.register(
             "vc_worker_lane_batch_commands",

@@ -128,6 +128,11 @@ async fn run_command_job(worker: &Worker, job: &CommandJob) {
         }
         let attempt = async {
             loop {
+                // Synced already at its current generation (by a later command's job, in a burst of
+                // changes to one realm): nothing to call LiteLLM for.
+                if recorded_in_sync(worker, &e).await.unwrap_or(false) {
+                    return Ok(Action::None);
+                }
                 match sync(worker, &e).await {
                     Err(SyncError::Busy(_)) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(20)).await

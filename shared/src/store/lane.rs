@@ -218,4 +218,64 @@ impl Store {
         )
         .await
     }
+
+    /// Many reads at once (one round trip: the three requests are pipelined on the connection):
+    /// `GET` of `strings` (one `MGET`), `HGETALL` of `hashes` (sorted by field), and `SCARD` or `HLEN`
+    /// of `counts` (`true`: a set).
+    pub async fn raw_read_many(
+        &self,
+        strings: &[String],
+        hashes: &[String],
+        counts: &[(String, bool)],
+    ) -> Result<ManyReads, StoreError> {
+        let gets = async {
+            if strings.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.raw_mget(strings).await
+        };
+        let hgetalls = async {
+            if hashes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut p = redis::pipe();
+            for k in hashes {
+                p.cmd("HGETALL").arg(k);
+            }
+            let mut c = self.conn.clone();
+            let mut v: Vec<Vec<(String, String)>> = timed(p.query_async(&mut c)).await?;
+            for h in &mut v {
+                h.sort();
+            }
+            Ok(v)
+        };
+        let cards = async {
+            if counts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut p = redis::pipe();
+            for (k, set) in counts {
+                p.cmd(if *set { "SCARD" } else { "HLEN" }).arg(k);
+            }
+            let mut c = self.conn.clone();
+            timed(p.query_async(&mut c)).await
+        };
+        let (strings, hashes, counts) = tokio::try_join!(gets, hgetalls, cards)?;
+        Ok(ManyReads {
+            strings,
+            hashes,
+            counts,
+        })
+    }
+}
+
+/// Answers of [`Store::raw_read_many`], in the order asked.
+#[derive(Debug, Default)]
+pub struct ManyReads {
+    /// Values of the strings (`None`: no such key).
+    pub strings: Vec<Option<String>>,
+    /// The hashes, each sorted by field.
+    pub hashes: Vec<Vec<(String, String)>>,
+    /// The counts.
+    pub counts: Vec<usize>,
 }

@@ -51,7 +51,7 @@ use crate::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecor
 mod lane;
 mod routing;
 
-pub use lane::{BatchCommit, LaneLease};
+pub use lane::{BatchCommit, LaneLease, ManyReads};
 
 /// How long a command's record (and so its dedupe) is kept: 7 days.
 pub const COMMAND_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -873,14 +873,17 @@ impl Store {
         self.hgetall(&keys::presence(did)).await
     }
 
-    /// Presence of many agents (one call per agent: presence keys live in different slots).
+    /// Presence of many agents, in order (one call per agent, as presence keys live in different
+    /// slots; up to 256 in flight at once).
     pub async fn presences(
         &self,
         dids: &[String],
     ) -> Result<Vec<Vec<(String, String)>>, StoreError> {
         let mut out = Vec::with_capacity(dids.len());
-        for d in dids {
-            out.push(self.presence(d).await?);
+        for chunk in dids.chunks(256) {
+            out.extend(
+                futures::future::try_join_all(chunk.iter().map(|d| self.presence(d))).await?,
+            );
         }
         Ok(out)
     }

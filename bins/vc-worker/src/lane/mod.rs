@@ -17,6 +17,8 @@
 //! lost ack costs nothing in the lane (the command comes back and is recognised as applied).
 
 mod batch;
+pub mod cache;
+mod prefetch;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -34,7 +36,8 @@ use vc_shared::subjects;
 use crate::apply::ApplyError;
 use crate::Worker;
 use batch::Step;
-use view::{Overlay, ReadCache, View};
+use cache::LaneCache;
+use view::{Overlay, View};
 
 /// Most commands applied and committed at once.
 pub const MAX_BATCH: usize = 256;
@@ -91,6 +94,8 @@ struct Lane<'a> {
     buffer: BTreeMap<u64, jetstream::Message>,
     /// Whether the head of the buffer waits for an earlier command (or a transient failure).
     waiting: bool,
+    /// The catalog as this holder knows it (kept from batch to batch while the revision is its own).
+    cache: LaneCache,
 }
 
 async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<bool>) {
@@ -109,6 +114,7 @@ async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<
         applied: lease.applied_seq,
         buffer: BTreeMap::new(),
         waiting: false,
+        cache: LaneCache::default(),
     };
     let stop = lane.hold(shutdown, &lost, &lost_notify).await;
     drop(renew);
@@ -328,25 +334,17 @@ impl Lane<'_> {
                 }
             };
             let mut overlay = Overlay::default();
-            let cache = ReadCache::default();
-            // Every command of the batch reads its own record first: one MGET for all of them.
-            let ids: Vec<String> = batch
-                .iter()
-                .filter_map(|(_, m)| crate::consumer::header(m, vc_shared::command::HDR_MSG_ID))
-                .filter(|id| vc_shared::command::validate_command_id(id).is_ok())
-                .map(|id| vc_shared::store::keys::command(&id))
-                .collect();
-            match worker.store.raw_mget(&ids).await {
-                Ok(values) => cache.seed_strings(ids.into_iter().zip(values)),
-                Err(e) => {
-                    debug!(error = %e, "Prefetching command records failed; reading one by one.")
-                }
+            let cache = &self.cache;
+            cache.begin(rev);
+            // What the batch's commands read first, in one round trip.
+            if let Err(e) = prefetch::prefetch(&worker.store, cache, &batch).await {
+                debug!(error = %e, "Prefetching the batch's reads failed; reading one by one.");
             }
             let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
             let mut ops = Vec::new();
             let mut failed: Option<ApplyError> = None;
             for (seq, msg) in &batch {
-                let view = View::new(&worker.store, &overlay, &cache);
+                let view = View::new(&worker.store, &overlay, cache);
                 match batch::prepare(worker, &view, msg.clone(), *seq, false).await {
                     Ok((step, step_ops)) => {
                         overlay.record(&step_ops);
@@ -368,17 +366,23 @@ impl Lane<'_> {
             }
             let last = steps[steps.len() - 1].seq;
             let n = steps.len() as u64;
-            match worker
+            worker.metrics.lane_phase("apply", started.elapsed());
+            let committing = std::time::Instant::now();
+            let committed = worker
                 .store
                 .commit_batch(&self.token, rev, self.applied, last, n, &ops)
-                .await
-            {
+                .await;
+            worker.metrics.lane_phase("commit", committing.elapsed());
+            match committed {
                 Ok(BatchCommit::Applied(new_rev)) => {
+                    self.cache.fold(&overlay, new_rev);
                     self.applied = last;
                     batch::log_batch(&steps, new_rev);
                     let rest: Vec<_> = batch.into_iter().filter(|(s, _)| *s > last).collect();
                     self.give_back(rest);
+                    let emitting = std::time::Instant::now();
                     let finished = batch::finish(worker, steps).await;
+                    worker.metrics.lane_phase("emit", emitting.elapsed());
                     worker
                         .metrics
                         .lane_batch_seconds
@@ -391,12 +395,17 @@ impl Lane<'_> {
                     }
                     return Ok(failed.is_none());
                 }
-                Ok(BatchCommit::Conflict) => continue,
+                Ok(BatchCommit::Conflict) => {
+                    self.cache.reset();
+                    continue;
+                }
                 Ok(BatchCommit::LaneLost) | Ok(BatchCommit::SeqMoved) => {
                     self.give_back(batch);
                     return Err(Stop::Lost);
                 }
                 Err(e) => {
+                    // Whether it was committed is unknown: the next batch reads Redis again.
+                    self.cache.reset();
                     warn!(error = %e, "Commit failed; the commands wait and are retried.");
                     self.give_back(batch);
                     return Ok(false);
@@ -413,7 +422,7 @@ impl Lane<'_> {
     async fn finish_applied(&mut self, done: Vec<(u64, jetstream::Message)>) -> bool {
         let worker = self.worker;
         let overlay = Overlay::default();
-        let cache = ReadCache::default();
+        let cache = LaneCache::default();
         let view = View::new(&worker.store, &overlay, &cache);
         let mut steps = Vec::with_capacity(done.len());
         let mut rest = Vec::new();

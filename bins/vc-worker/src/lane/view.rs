@@ -10,9 +10,11 @@ use vc_shared::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncR
 use vc_shared::routing::{Dependency, ModelRouting, RealmRouting, Routing};
 use vc_shared::store::{decode_json, keys, Op, Store, StoreError};
 
+use super::cache::LaneCache;
+
 /// A key's value as the batch left it.
 #[derive(Debug, Clone)]
-enum Entry {
+pub enum Entry {
     /// Deleted (of whatever type it was).
     Gone,
     /// A string.
@@ -36,6 +38,11 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// Every key the batch wrote, as it left it.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
     /// Records a command's writes (audit appends are not read back and are skipped).
     pub fn record(&mut self, ops: &[Op]) {
         for op in ops {
@@ -98,37 +105,17 @@ impl Overlay {
     }
 }
 
-/// What a batch has read from Redis: the catalog as it was when the batch started. Only the lane holder
-/// writes the catalog, so it does not change under the batch (sync records, written beside the lane,
-/// only feed views); the batch's own writes are in the [`Overlay`], which reads consult first. One
-/// cache per batch attempt: commands of a batch read the same realms, models and counters again and
-/// again, and each read saved is a Redis round trip of the lane.
-#[derive(Debug, Default)]
-pub struct ReadCache {
-    strings: std::sync::Mutex<HashMap<String, Option<String>>>,
-    hashes: std::sync::Mutex<HashMap<String, Vec<(String, String)>>>,
-    counts: std::sync::Mutex<HashMap<String, usize>>,
-}
-
-impl ReadCache {
-    /// Records `GET` answers read in one go (`MGET`).
-    pub fn seed_strings(&self, pairs: impl IntoIterator<Item = (String, Option<String>)>) {
-        let mut m = self.strings.lock().unwrap_or_else(|e| e.into_inner());
-        m.extend(pairs);
-    }
-}
-
 /// Redis through the batch's overlay: the reads commands make while they are applied.
 pub struct View<'a> {
     /// Redis (also for what commands never write: presence).
     pub store: &'a Store,
     overlay: &'a Overlay,
-    cache: &'a ReadCache,
+    cache: &'a LaneCache,
 }
 
 impl<'a> View<'a> {
     /// Reads `store` (through `cache`) as `overlay` left it.
-    pub fn new(store: &'a Store, overlay: &'a Overlay, cache: &'a ReadCache) -> Self {
+    pub fn new(store: &'a Store, overlay: &'a Overlay, cache: &'a LaneCache) -> Self {
         View {
             store,
             overlay,
@@ -137,41 +124,72 @@ impl<'a> View<'a> {
     }
 
     async fn base_get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        if let Some(v) = lock(&self.cache.strings).get(key) {
-            return Ok(v.clone());
+        if let Some(v) = self.cache.get(key) {
+            return Ok(v);
         }
         let v = self.store.raw_get(key).await?;
-        lock(&self.cache.strings).insert(key.to_string(), v.clone());
+        self.cache.put_string(key, v.clone());
         Ok(v)
     }
 
     async fn base_hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
-        if let Some(v) = lock(&self.cache.hashes).get(key) {
-            return Ok(v.clone());
+        if let Some(v) = self.cache.hgetall(key) {
+            return Ok(v);
         }
         let v = self.store.raw_hgetall(key).await?;
-        lock(&self.cache.hashes).insert(key.to_string(), v.clone());
+        self.cache.put_hash(key, &v);
         Ok(v)
     }
 
     async fn base_hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
-        if let Some(all) = lock(&self.cache.hashes).get(key) {
-            return Ok(all.iter().find(|(f, _)| f == field).map(|(_, v)| v.clone()));
+        if let Some(v) = self.cache.hget(key, field) {
+            return Ok(v);
         }
-        self.store.raw_hget(key, field).await
+        let v = self.store.raw_hget(key, field).await?;
+        self.cache.put_field(key, field, v.clone());
+        Ok(v)
     }
 
     async fn base_count(&self, key: &str, set: bool) -> Result<usize, StoreError> {
-        if let Some(n) = lock(&self.cache.counts).get(key) {
-            return Ok(*n);
+        if let Some(n) = self.cache.count(key) {
+            return Ok(n);
         }
         let n = if set {
             self.store.raw_scard(key).await?
         } else {
             self.store.raw_hlen(key).await?
         };
-        lock(&self.cache.counts).insert(key.to_string(), n);
+        self.cache.put_count(key, n);
         Ok(n)
+    }
+
+    /// Whether each of `names` is in Redis' `key` (a set's members or a hash's fields), asking Redis
+    /// only for those the cache does not know.
+    async fn base_exists(
+        &self,
+        key: &str,
+        names: &[&str],
+        set: bool,
+    ) -> Result<Vec<bool>, StoreError> {
+        let unknown: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| self.cache.exists(key, n).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            let answers = if set {
+                self.store.raw_smismember(key, &unknown).await?
+            } else {
+                self.store.raw_hexists(key, &unknown).await?
+            };
+            for (n, there) in unknown.iter().zip(answers) {
+                self.cache.put_exists(key, n, there);
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|n| self.cache.exists(key, n).unwrap_or(false))
+            .collect())
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -228,8 +246,8 @@ impl<'a> View<'a> {
             return Ok(fields.values().filter(|v| v.is_some()).count());
         }
         let names: Vec<&str> = fields.keys().map(String::as_str).collect();
-        let exists = self.store.raw_hexists(key, &names).await?;
         let base = self.base_count(key, false).await? as i64;
+        let exists = self.base_exists(key, &names, false).await?;
         let delta: i64 = names
             .iter()
             .zip(exists)
@@ -252,8 +270,8 @@ impl<'a> View<'a> {
             return Ok(members.values().filter(|p| **p).count());
         }
         let names: Vec<&str> = members.keys().map(String::as_str).collect();
-        let exists = self.store.raw_smismember(key, &names).await?;
         let base = self.base_count(key, true).await? as i64;
+        let exists = self.base_exists(key, &names, true).await?;
         let delta: i64 = names
             .iter()
             .zip(exists)
@@ -383,14 +401,10 @@ impl<'a> View<'a> {
             .unwrap_or_default())
     }
 
-    /// An agent's presence (never written by commands).
+    /// An agent's presence (never written by commands; read once per batch).
     pub async fn presence(&self, did: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.store.presence(did).await
+        self.base_hgetall(&keys::presence(did)).await
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn decode_all(key: &str, raw: Vec<(String, String)>) -> Result<Vec<Membership>, StoreError> {

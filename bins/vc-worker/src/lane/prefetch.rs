@@ -1,0 +1,216 @@
+//! Before a batch is applied, what its commands will read is fetched in one round trip: each command
+//! names the keys it reads first (its record, the entities its body names), and those the lane cache
+//! does not know yet are read together. What a command then reads beyond these (entities found through
+//! others) is read on demand; a key named here and not read costs nothing but its share of the fetch.
+
+use async_nats::jetstream;
+use vc_shared::command::{validate_command_id, Command, HDR_MSG_ID};
+use vc_shared::store::{keys, Store, StoreError};
+use vc_shared::subjects;
+
+use super::cache::LaneCache;
+use crate::consumer::header;
+
+/// A read a command is expected to make.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Read {
+    /// `GET`.
+    Get(String),
+    /// `HGETALL`.
+    Hash(String),
+    /// `SCARD`.
+    SetCount(String),
+    /// `HLEN`.
+    HashCount(String),
+    /// An agent's presence (a hash in its own slot).
+    Presence(String),
+}
+
+/// The reads of one command, by what its body names.
+fn reads(command: &Command) -> Vec<Read> {
+    use Read::*;
+    let realm = |id: &str| {
+        vec![
+            Get(keys::realm(id)),
+            Get(keys::routing_realm(id)),
+            Get(keys::sync_realm(id)),
+            Hash(keys::realm_grants(id)),
+            HashCount(keys::realm_members(id)),
+            SetCount(keys::realm_routed(id)),
+        ]
+    };
+    let agent = |did: &str| vec![Get(keys::agent(did)), Hash(keys::agent_realms(did))];
+    match command {
+        Command::ModelRegister(m) => match &m.id {
+            Some(id) => vec![Get(keys::model(id)), Get(keys::routing_model(id))],
+            None => Vec::new(),
+        },
+        Command::ModelUpdate(u) => vec![
+            Get(keys::model(&u.id)),
+            Get(keys::routing_model(&u.id)),
+            Get(keys::sync_model(&u.id)),
+            Hash(keys::model_grants(&u.id)),
+        ],
+        Command::ModelDelete { id } => vec![
+            Get(keys::model(id)),
+            Get(keys::routing_model(id)),
+            Hash(keys::model_grants(id)),
+        ],
+        Command::RealmCreate(r) => r.id.as_deref().map(realm).unwrap_or_default(),
+        Command::RealmUpdate(r) => realm(&r.realm_id),
+        Command::RealmDelete { realm_id } => {
+            let mut v = realm(realm_id);
+            v.push(Hash(keys::realm_members(realm_id)));
+            v
+        }
+        Command::RealmGrant {
+            model_id, realm_id, ..
+        }
+        | Command::RealmRevoke { model_id, realm_id } => {
+            let mut v = realm(realm_id);
+            v.push(Get(keys::model(model_id)));
+            v
+        }
+        Command::RealmAgentAdd {
+            realm_id,
+            agent_did,
+            ..
+        }
+        | Command::RealmAgentRemove {
+            realm_id,
+            agent_did,
+        } => {
+            let mut v = realm(realm_id);
+            v.extend(agent(agent_did));
+            v
+        }
+        Command::AgentRegister { did, .. } => vec![Get(keys::agent(did))],
+        Command::AgentDelete { did } => agent(did),
+        Command::AgentLlmConfigSet { did, .. } | Command::AgentLlmConfigClear { did } => {
+            let mut v = agent(did);
+            v.push(Presence(did.clone()));
+            v
+        }
+        Command::LitellmReconcile => Vec::new(),
+    }
+}
+
+/// Reads what `batch` is expected to read and the cache does not know, into the cache: in one round
+/// trip, then one more for what the first one found (the realms of a model whose grants it read).
+pub(super) async fn prefetch(
+    store: &Store,
+    cache: &LaneCache,
+    batch: &[(u64, jetstream::Message)],
+) -> Result<(), StoreError> {
+    let commands = batch_commands(batch);
+    let mut wanted = vec![Read::Get(keys::VERSION_SEQ.into())];
+    for (record, command) in &commands {
+        wanted.push(Read::Get(record.clone()));
+        if let Some(c) = command {
+            wanted.extend(reads(c));
+        }
+    }
+    fetch(store, cache, wanted).await?;
+    // A model's status change touches every realm it is granted to.
+    let mut then = Vec::new();
+    for (_, command) in &commands {
+        if let Some(Command::ModelUpdate(vc_shared::command::ModelUpdate { id, .. }))
+        | Some(Command::ModelDelete { id }) = command
+        {
+            for (realm_id, _) in cache.hgetall(&keys::model_grants(id)).unwrap_or_default() {
+                then.push(Read::Get(keys::realm(&realm_id)));
+                then.push(Read::Hash(keys::realm_grants(&realm_id)));
+                then.push(Read::SetCount(keys::realm_routed(&realm_id)));
+            }
+        }
+    }
+    if !then.is_empty() {
+        fetch(store, cache, then).await?;
+    }
+    Ok(())
+}
+
+/// Each message's command record key and command (`None`: no usable id, or a body that cannot be read).
+fn batch_commands(batch: &[(u64, jetstream::Message)]) -> Vec<(String, Option<Command>)> {
+    batch
+        .iter()
+        .filter_map(|(_, msg)| {
+            let id = header(msg, HDR_MSG_ID).filter(|id| validate_command_id(id).is_ok())?;
+            let command = subjects::command_kind(&msg.subject)
+                .and_then(|kind| Command::parse_checked(kind, &msg.payload).ok());
+            Some((keys::command(&id), command))
+        })
+        .collect()
+}
+
+/// Reads those of `wanted` the cache does not know, at once, into the cache.
+async fn fetch(store: &Store, cache: &LaneCache, wanted: Vec<Read>) -> Result<(), StoreError> {
+    let mut strings = Vec::new();
+    let mut hashes = Vec::new();
+    let mut counts = Vec::new();
+    let mut presences = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for read in wanted {
+        if !seen.insert(read.clone()) {
+            continue;
+        }
+        match read {
+            Read::Get(k) if cache.get(&k).is_none() => strings.push(k),
+            Read::Hash(k) if cache.hgetall(&k).is_none() => hashes.push(k),
+            Read::SetCount(k) if cache.count(&k).is_none() => counts.push((k, true)),
+            Read::HashCount(k) if cache.count(&k).is_none() => counts.push((k, false)),
+            Read::Presence(did) if cache.hgetall(&keys::presence(&did)).is_none() => {
+                presences.push(did)
+            }
+            _ => {}
+        }
+    }
+    // A hash read whole gives its count too.
+    counts.retain(|(k, set)| *set || !hashes.contains(k));
+    let (got, present) = tokio::try_join!(
+        store.raw_read_many(&strings, &hashes, &counts),
+        store.presences(&presences)
+    )?;
+    for (k, v) in strings.iter().zip(got.strings) {
+        cache.put_string(k, v);
+    }
+    for (k, h) in hashes.iter().zip(got.hashes) {
+        cache.put_hash(k, &h);
+    }
+    for ((k, _), n) in counts.iter().zip(got.counts) {
+        cache.put_count(k, n);
+    }
+    for (did, p) in presences.iter().zip(present) {
+        cache.put_hash(&keys::presence(did), &p);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_names_its_realm_and_model() {
+        let r = reads(&Command::RealmGrant {
+            model_id: "m".into(),
+            realm_id: "r".into(),
+            monthly_budget_usd: None,
+        });
+        assert!(r.contains(&Read::Get(keys::model("m"))));
+        assert!(r.contains(&Read::Get(keys::realm("r"))));
+        assert!(r.contains(&Read::Hash(keys::realm_grants("r"))));
+        assert!(r.contains(&Read::SetCount(keys::realm_routed("r"))));
+    }
+
+    #[test]
+    fn a_join_names_the_agent_and_its_memberships() {
+        let r = reads(&Command::RealmAgentAdd {
+            realm_id: "r".into(),
+            agent_did: "did:key:z".into(),
+            is_primary: true,
+        });
+        assert!(r.contains(&Read::Get(keys::agent("did:key:z"))));
+        assert!(r.contains(&Read::Hash(keys::agent_realms("did:key:z"))));
+    }
+}
