@@ -480,7 +480,7 @@ async fn burst(args: &Args) -> R<Value> {
                 let (sum, count) = histogram(&s.http, addr, "vc_worker_lane_batch_seconds").await?;
                 busy += sum;
                 batches += count;
-                for phase in ["apply", "commit", "emit"] {
+                for phase in ["apply", "commit", "handoff", "emit"] {
                     let labels = format!("{{phase=\"{phase}\"}}");
                     let (sum, _) =
                         labeled_histogram(&s.http, addr, "vc_worker_lane_phase_seconds", &labels)

@@ -25,8 +25,9 @@ pub struct SyncLabels {
 /// Labels of `vc_worker_lane_phase_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
-    /// `apply` (commands applied in memory, reads included), `commit` (the atomic Redis step) or
-    /// `emit` (pushes, events, sync jobs, outcomes and acks).
+    /// In the lane: `apply` (commands applied in memory, reads included), `commit` (the atomic Redis
+    /// step), `handoff` (waiting for the emitter when it is behind). Beside it: `emit` (a batch's
+    /// pushes, events, sync jobs, outcomes and acks).
     pub phase: String,
 }
 
@@ -104,7 +105,7 @@ impl Metrics {
         );
         registry.register(
             "vc_worker_lane_phase_seconds",
-            "Time per batch in each phase of the command lane: apply, commit, emit",
+            "Time per batch in each phase of the command lane: apply, commit, handoff (in the lane), emit (beside it)",
             self.lane_phase_seconds.clone(),
         );
         registry.register(

@@ -10,14 +10,16 @@
 //!   ([`crate::consumer::ACK_WAIT`], 2 s) and take their place in the order; commands whose sequence is
 //!   applied already are not applied again (their effects and outcome are sent again).
 //! - **Batches.** Up to [`MAX_BATCH`] ready commands are applied in memory, each on the view of the ones
-//!   before it, and committed in one Lua call; then their pushes and events (coalesced), outcomes and
-//!   acks go out. LiteLLM is never called in the lane: syncs run beside it.
+//!   before it, and committed in one Lua call. Their pushes and events (coalesced), outcomes and acks
+//!   go out beside the lane, in commit order ([`emit`]), while the next batch is applied. LiteLLM is
+//!   never called in the lane: syncs run beside it.
 //!
 //! A holder that dies costs at most the lease's and `ack_wait`'s 2 s before the next command applies; a
 //! lost ack costs nothing in the lane (the command comes back and is recognised as applied).
 
 mod batch;
 pub mod cache;
+pub mod emit;
 mod prefetch;
 pub mod view;
 
@@ -37,6 +39,7 @@ use crate::apply::ApplyError;
 use crate::Worker;
 use batch::Step;
 use cache::LaneCache;
+use emit::Emitter;
 use view::{Overlay, View};
 
 /// Most commands applied and committed at once.
@@ -96,6 +99,8 @@ struct Lane<'a> {
     waiting: bool,
     /// The catalog as this holder knows it (kept from batch to batch while the revision is its own).
     cache: LaneCache,
+    /// Emits committed batches beside the lane, in commit order.
+    emitter: Emitter,
 }
 
 async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<bool>) {
@@ -115,11 +120,17 @@ async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<
         buffer: BTreeMap::new(),
         waiting: false,
         cache: LaneCache::default(),
+        emitter: Emitter::start(worker.clone()),
     };
     let stop = lane.hold(shutdown, &lost, &lost_notify).await;
     drop(renew);
+    // Committed batches are emitted whoever holds the lane now.
+    let Lane {
+        buffer, emitter, ..
+    } = lane;
+    emitter.drain().await;
     // What is buffered goes back to the stream at once (a successor, or this worker later, gets it).
-    for msg in lane.buffer.values() {
+    for msg in buffer.values() {
         let _ = msg.ack_with(AckKind::Nak(None)).await;
     }
     match stop {
@@ -380,19 +391,15 @@ impl Lane<'_> {
                     batch::log_batch(&steps, new_rev);
                     let rest: Vec<_> = batch.into_iter().filter(|(s, _)| *s > last).collect();
                     self.give_back(rest);
-                    let emitting = std::time::Instant::now();
-                    let finished = batch::finish(worker, steps).await;
-                    worker.metrics.lane_phase("emit", emitting.elapsed());
                     worker
                         .metrics
                         .lane_batch_seconds
                         .observe(started.elapsed().as_secs_f64());
                     worker.metrics.lane_batch_commands.observe(n as f64);
-                    if let Err(steps) = finished {
-                        // Committed: they come back through the applied path.
-                        self.give_back(steps.into_iter().map(|s| (s.seq, s.msg)).collect());
-                        return Ok(false);
-                    }
+                    // Emitted beside the lane (waiting here only while the emitter is behind).
+                    let handing = std::time::Instant::now();
+                    self.emitter.send(steps).await;
+                    worker.metrics.lane_phase("handoff", handing.elapsed());
                     return Ok(failed.is_none());
                 }
                 Ok(BatchCommit::Conflict) => {
