@@ -16,6 +16,7 @@
 //! | `bodies.rs` | the wire bodies (`*Body`) and the validated inputs they become ([`ModelRegister`], …) |
 //! | `validate.rs` | field validators ([`validate_id`], [`validate_did`], [`validate_url`], …) |
 //! | `parse.rs` | [`Command::parse`]: decoding a body and validating it into a [`Command`] |
+//! | `result.rs` | what a succeeded command returns: [`CommandResult`], one type per shape |
 //! | `record.rs` | what a command leaves: [`CommandStatus`], [`Outcome`], [`CommandRecord`], [`derived_id`] |
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,7 @@ use crate::error::DomainError;
 mod bodies;
 mod parse;
 mod record;
+mod result;
 mod validate;
 
 pub use bodies::{
@@ -34,6 +36,10 @@ pub use bodies::{
     RealmUpdate, RealmUpdateBody, SecretInput,
 };
 pub use record::{derived_id, CommandRecord, CommandStatus, Outcome, OutcomeError};
+pub use result::{
+    AgentAddResult, AgentResult, CommandResult, GrantResult, GrantView, LlmConfigClearResult,
+    LlmConfigSetResult, ModelResult, RealmResult, ReconcileResult, ReconcileState,
+};
 pub use validate::{validate_command_id, validate_did, validate_id, validate_url};
 
 /// Header carrying the command id (JetStream dedupe key).
