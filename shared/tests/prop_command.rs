@@ -322,7 +322,7 @@ fn bug_non_ascii_name_message_is_misleading() {
 
 /// Input: a `name` of 100 CJK characters (300 bytes) on `realm.create`.
 #[test]
-#[ignore = "decision: length limits are in UTF-8 bytes, and the message now says so (shared/src/command.rs check_len)"]
+#[ignore = "decision: length limits are in UTF-8 bytes, and the message now says so (shared/src/command/validate.rs check_len)"]
 fn bug_length_limit_counts_bytes_not_characters() {
     let name = "日".repeat(100);
     let r = Command::parse(

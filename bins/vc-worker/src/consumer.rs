@@ -7,11 +7,14 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull};
 use bytes::Bytes;
 use tracing::{info, warn};
-use vc_shared::command::{CommandKind, CommandRecord, CommandStatus, Outcome, HDR_MSG_ID};
+use vc_shared::command::{
+    CommandKind, CommandRecord, CommandResult, CommandStatus, Outcome, HDR_MSG_ID,
+};
 use vc_shared::domain::now_rfc3339;
 use vc_shared::error::DomainError;
 use vc_shared::store::{keys, Commit, Op, COMMAND_TTL_MS};
 use vc_shared::subjects;
+use vc_shared::views;
 
 use crate::Worker;
 
@@ -150,49 +153,43 @@ pub(crate) async fn publish_dead_letter(
 }
 
 /// After its command's LiteLLM sync, the entity in the result may be `synced`: refresh the result.
+/// The stored result is read as its kind's [`CommandResult`]; the model of `model.register` and
+/// `model.update`, and the realm's key of `realm.grant`, are read again. Returns whether the record
+/// changed (a result of another kind, or one that does not read as its kind's, is left as it is).
 pub(crate) async fn refresh_result(
     worker: &Worker,
     kind: CommandKind,
     record: &mut CommandRecord,
 ) -> bool {
-    let Some(result) = record.result.as_mut() else {
+    let Some(stored) = record.result.as_ref() else {
         return false;
     };
-    match kind {
-        CommandKind::ModelRegister | CommandKind::ModelUpdate => {
-            let Some(id) = result
-                .pointer("/model/id")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-            else {
+    let Ok(Some(mut result)) = CommandResult::from_value(kind, stored) else {
+        return false;
+    };
+    match &mut result {
+        CommandResult::Model(r) => {
+            let Ok(Some(m)) = worker.store.model(&r.model.id).await else {
                 return false;
             };
-            if let Ok(Some(m)) = worker.store.model(&id).await {
-                if let Ok(v) = vc_shared::views::load_model_view(&worker.store, &m).await {
-                    result["model"] = serde_json::to_value(v).unwrap_or_default();
-                    return true;
-                }
-            }
-            false
-        }
-        CommandKind::RealmGrant => {
-            let Some(id) = result
-                .pointer("/grant/realmId")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-            else {
+            let Ok(view) = views::load_model_view(&worker.store, &m).await else {
                 return false;
             };
-            if let Ok(Some(r)) = worker.store.realm(&id).await {
-                if let Ok(v) = vc_shared::views::load_realm_view(&worker.store, &r).await {
-                    result["routerKey"] = serde_json::to_value(v.router_key).unwrap_or_default();
-                    return true;
-                }
-            }
-            false
+            r.model = view;
         }
-        _ => false,
+        CommandResult::Grant(r) => {
+            let Ok(Some(realm)) = worker.store.realm(&r.grant.realm_id).await else {
+                return false;
+            };
+            let Ok(view) = views::load_realm_view(&worker.store, &realm).await else {
+                return false;
+            };
+            r.router_key = view.router_key;
+        }
+        _ => return false,
     }
+    record.result = Some(result.to_value());
+    true
 }
 
 /// Records `command_id` as failed with `error` and answers `reply_to`; `poison` counts it as dead-lettered.

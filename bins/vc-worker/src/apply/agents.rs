@@ -1,8 +1,10 @@
 //! `agent.register`, `agent.delete`, `realm.agent.add`, `realm.agent.remove`, `agent.llm_config.set`,
 //! `agent.llm_config.clear`: each changes one agent.
 
-use serde_json::{json, Value};
-use vc_shared::command::LlmConfigForm;
+use serde_json::json;
+use vc_shared::command::{
+    AgentAddResult, AgentResult, LlmConfigClearResult, LlmConfigForm, LlmConfigSetResult,
+};
 use vc_shared::crypto::Purpose;
 use vc_shared::domain::{ConfigSource, Membership, ModelStatus, StoredAgent};
 use vc_shared::error::DomainError;
@@ -18,7 +20,7 @@ impl Tx<'_> {
         realm_id: &str,
         did: &str,
         is_primary: bool,
-    ) -> R<Option<Value>> {
+    ) -> R<AgentAddResult> {
         let Some(realm) = self.realm(realm_id).await? else {
             refuse!(DomainError::not_found(format!(
                 "realm {realm_id} not found"
@@ -65,7 +67,7 @@ impl Tx<'_> {
                     .await?;
             }
         }
-        Ok(Ok(Some(json!({"ok": true, "llmPushed": llm_pushed}))))
+        Ok(Ok(AgentAddResult::new(llm_pushed)))
     }
 
     fn put_membership(&mut self, m: &Membership) {
@@ -82,7 +84,7 @@ impl Tx<'_> {
         });
     }
 
-    pub(super) async fn agent_remove(&mut self, realm_id: &str, did: &str) -> R<Option<Value>> {
+    pub(super) async fn agent_remove(&mut self, realm_id: &str, did: &str) -> R<()> {
         if self.realm(realm_id).await?.is_none() {
             refuse!(DomainError::not_found(format!(
                 "realm {realm_id} not found"
@@ -117,10 +119,10 @@ impl Tx<'_> {
             format!("realm:{realm_id}"),
             json!({"agentDid": did}),
         );
-        Ok(Ok(None))
+        Ok(Ok(()))
     }
 
-    pub(super) async fn agent_register(&mut self, did: &str, name: &str) -> R<Option<Value>> {
+    pub(super) async fn agent_register(&mut self, did: &str, name: &str) -> R<AgentResult> {
         if self.agent(did).await?.is_some() {
             refuse!(DomainError::conflict(format!(
                 "agent {did} is already registered"
@@ -158,10 +160,10 @@ impl Tx<'_> {
             active_llm: None,
             created_at: agent.created_at,
         };
-        Ok(Ok(Some(json!({"agent": view}))))
+        Ok(Ok(AgentResult { agent: view }))
     }
 
-    pub(super) async fn agent_delete(&mut self, did: &str) -> R<Option<Value>> {
+    pub(super) async fn agent_delete(&mut self, did: &str) -> R<()> {
         let Some(agent) = self.agent(did).await? else {
             refuse!(DomainError::not_found(format!("agent {did} not found")))
         };
@@ -186,7 +188,7 @@ impl Tx<'_> {
             format!("agent:{did}"),
             json!({"name": agent.name}),
         );
-        Ok(Ok(None))
+        Ok(Ok(()))
     }
 
     /// The source a config form asks for, checked against the catalog.
@@ -274,7 +276,7 @@ impl Tx<'_> {
         &mut self,
         did: &str,
         form: LlmConfigForm,
-    ) -> R<Option<Value>> {
+    ) -> R<LlmConfigSetResult> {
         let Some(agent) = self.agent(did).await? else {
             refuse!(DomainError::not_found(format!("agent {did} not found")))
         };
@@ -287,20 +289,20 @@ impl Tx<'_> {
         };
         let state = self.effective(&agent).await?;
         let online = self.online(did).await?;
-        Ok(Ok(Some(json!({
-            "pushed": online,
-            "config": views::safe_config(&state),
-            "version": state.version,
-        }))))
+        Ok(Ok(LlmConfigSetResult {
+            pushed: online,
+            config: views::safe_config(&state),
+            version: state.version,
+        }))
     }
 
-    pub(super) async fn llm_config_clear(&mut self, did: &str) -> R<Option<Value>> {
+    pub(super) async fn llm_config_clear(&mut self, did: &str) -> R<LlmConfigClearResult> {
         if self.agent(did).await?.is_none() {
             refuse!(DomainError::not_found(format!("agent {did} not found")));
         }
         self.set_route(did, None).await?;
         let online = self.online(did).await?;
-        Ok(Ok(Some(json!({"pushed": online}))))
+        Ok(Ok(LlmConfigClearResult { pushed: online }))
     }
 
     async fn online(&self, did: &str) -> Result<bool, ApplyError> {

@@ -25,8 +25,8 @@ mod tx;
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use vc_shared::command::Command;
+use serde_json::Value;
+use vc_shared::command::{Command, CommandResult, ReconcileResult, ReconcileState};
 use vc_shared::config::LitellmSettings;
 use vc_shared::crypto::Sealer;
 use vc_shared::error::DomainError;
@@ -74,7 +74,8 @@ pub struct Effects {
 pub struct Applied {
     /// Writes (empty when refused).
     pub ops: Vec<Op>,
-    /// Result (`Ok(None)` for 204) or domain refusal.
+    /// Result as stored in the command's record (the JSON of a [`CommandResult`]; `Ok(None)` for 204)
+    /// or domain refusal.
     pub result: Result<Option<Value>, DomainError>,
     /// Side effects.
     pub effects: Effects,
@@ -109,38 +110,43 @@ pub(crate) use refuse;
 pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Applied, ApplyError> {
     let version_seq = ctx.store.version_seq().await?;
     let mut tx = Tx::new(ctx, version_seq);
-    let result = match command {
-        Command::ModelRegister(m) => tx.model_register(m).await?,
-        Command::ModelUpdate(u) => tx.model_update(u).await?,
-        Command::ModelDelete { id } => tx.model_delete(&id).await?,
-        Command::RealmCreate(c) => tx.realm_create(c).await?,
-        Command::RealmUpdate(u) => tx.realm_update(u).await?,
-        Command::RealmDelete { realm_id } => tx.realm_delete(&realm_id).await?,
+    let result: Result<Option<CommandResult>, DomainError> = match command {
+        Command::ModelRegister(m) => tx.model_register(m).await?.map(some),
+        Command::ModelUpdate(u) => tx.model_update(u).await?.map(some),
+        Command::ModelDelete { id } => tx.model_delete(&id).await?.map(none),
+        Command::RealmCreate(c) => tx.realm_create(c).await?.map(some),
+        Command::RealmUpdate(u) => tx.realm_update(u).await?.map(some),
+        Command::RealmDelete { realm_id } => tx.realm_delete(&realm_id).await?.map(none),
         Command::RealmGrant {
             model_id,
             realm_id,
             monthly_budget_usd,
-        } => {
-            tx.realm_grant(&model_id, &realm_id, monthly_budget_usd)
-                .await?
-        }
+        } => tx
+            .realm_grant(&model_id, &realm_id, monthly_budget_usd)
+            .await?
+            .map(some),
         Command::RealmRevoke { model_id, realm_id } => {
-            tx.realm_revoke(&model_id, &realm_id).await?
+            tx.realm_revoke(&model_id, &realm_id).await?.map(none)
         }
         Command::RealmAgentAdd {
             realm_id,
             agent_did,
             is_primary,
-        } => tx.agent_add(&realm_id, &agent_did, is_primary).await?,
+        } => tx
+            .agent_add(&realm_id, &agent_did, is_primary)
+            .await?
+            .map(some),
         Command::RealmAgentRemove {
             realm_id,
             agent_did,
-        } => tx.agent_remove(&realm_id, &agent_did).await?,
-        Command::AgentRegister { did, name } => tx.agent_register(&did, &name).await?,
-        Command::AgentDelete { did } => tx.agent_delete(&did).await?,
-        Command::AgentLlmConfigSet { did, form } => tx.llm_config_set(&did, form).await?,
-        Command::AgentLlmConfigClear { did } => tx.llm_config_clear(&did).await?,
-        Command::LitellmReconcile => Ok(Some(json!({"reconcile": "started"}))),
+        } => tx.agent_remove(&realm_id, &agent_did).await?.map(none),
+        Command::AgentRegister { did, name } => tx.agent_register(&did, &name).await?.map(some),
+        Command::AgentDelete { did } => tx.agent_delete(&did).await?.map(none),
+        Command::AgentLlmConfigSet { did, form } => tx.llm_config_set(&did, form).await?.map(some),
+        Command::AgentLlmConfigClear { did } => tx.llm_config_clear(&did).await?.map(some),
+        Command::LitellmReconcile => Ok(some(ReconcileResult {
+            reconcile: ReconcileState::Started,
+        })),
     };
     let (ops, effects) = match &result {
         Ok(_) => tx.into_parts(),
@@ -148,7 +154,192 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Applied, ApplyErro
     };
     Ok(Applied {
         ops,
-        result,
+        result: result.map(|r| r.as_ref().map(CommandResult::to_value)),
         effects,
     })
+}
+
+/// A handler's typed result as the command's result.
+fn some(result: impl Into<CommandResult>) -> Option<CommandResult> {
+    Some(result.into())
+}
+
+/// A handler that answers 204: no result.
+fn none((): ()) -> Option<CommandResult> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use vc_shared::command::{
+        AgentAddResult, AgentResult, CommandKind, GrantResult, GrantView, LlmConfigClearResult,
+        LlmConfigSetResult, ModelResult, RealmResult,
+    };
+    use vc_shared::domain::{
+        AgentView, ModelStatus, Provider, RealmKeyRecord, SafeLlmConfig, StoredModel, StoredRealm,
+        SyncRecord, SyncStateKind,
+    };
+    use vc_shared::views;
+
+    use super::*;
+
+    fn model() -> StoredModel {
+        StoredModel {
+            id: "m1".into(),
+            name: "GPT 4o".into(),
+            description: None,
+            provider: Provider::OpenAi,
+            model_id: "gpt-4o".into(),
+            base_url: None,
+            api_key_sealed: Some("sealed".into()),
+            litellm_model_name: "openai/gpt-4o".into(),
+            status: ModelStatus::Active,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+            gen: 2,
+        }
+    }
+
+    fn realm(key: bool) -> StoredRealm {
+        StoredRealm {
+            id: "r1".into(),
+            name: "Research".into(),
+            slug: "research".into(),
+            description: Some("d".into()),
+            color: "#6366f1".into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+            key: key.then(|| RealmKeyRecord {
+                key_sealed: "sealed".into(),
+                key_prefix: "sk-vc-3f9a".into(),
+                monthly_budget_usd: Some(50.0),
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+                updated_at: "2026-01-01T00:00:00.000Z".into(),
+            }),
+            gen: 1,
+        }
+    }
+
+    /// Each typed result is the JSON the handlers built with `json!` before the results were typed
+    /// (the expressions on the right are those builders), and reads back as its kind's result.
+    #[test]
+    fn typed_results_are_the_json_built_before() {
+        let synced = SyncRecord {
+            gen: 2,
+            state: Some(SyncStateKind::Synced),
+            last_error: None,
+            synced_at: Some("2026-01-01T00:00:01.000Z".into()),
+        };
+        let granted = [model()];
+        let model_view = views::model_view(&model(), 1, &synced);
+        let agent = AgentView {
+            did: "did:key:z6Mk".into(),
+            name: "a".into(),
+            realms: vec![],
+            online: false,
+            edge_id: None,
+            last_seen: None,
+            config_version: 7,
+            acked_version: None,
+            active_llm: None,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+        };
+        let config = SafeLlmConfig {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            base_url: None,
+            api_key_set: true,
+            allowed_models: Some(vec!["openai/gpt-4o".into()]),
+            system_prompt: None,
+            max_tokens: Some(100),
+        };
+        let mut cases: Vec<(CommandKind, CommandResult, Value)> = vec![
+            (
+                CommandKind::ModelRegister,
+                ModelResult {
+                    model: model_view.clone(),
+                }
+                .into(),
+                json!({"model": model_view}),
+            ),
+            (
+                CommandKind::AgentRegister,
+                AgentResult {
+                    agent: agent.clone(),
+                }
+                .into(),
+                json!({"agent": agent}),
+            ),
+            (
+                CommandKind::RealmAgentAdd,
+                AgentAddResult::new(true).into(),
+                json!({"ok": true, "llmPushed": true}),
+            ),
+            (
+                CommandKind::AgentLlmConfigClear,
+                LlmConfigClearResult { pushed: false }.into(),
+                json!({"pushed": false}),
+            ),
+            (
+                CommandKind::LitellmReconcile,
+                ReconcileResult {
+                    reconcile: ReconcileState::Started,
+                }
+                .into(),
+                json!({"reconcile": "started"}),
+            ),
+        ];
+        for key in [false, true] {
+            let r = realm(key);
+            let realm_view = views::realm_view(&r, 3, &granted, &synced);
+            cases.push((
+                CommandKind::RealmUpdate,
+                RealmResult {
+                    realm: realm_view.clone(),
+                }
+                .into(),
+                json!({"realm": realm_view}),
+            ));
+            let (model_id, realm_id, granted_at) = ("m1", "r1", "2026-01-01T00:00:00.000Z");
+            cases.push((
+                CommandKind::RealmGrant,
+                GrantResult {
+                    grant: GrantView {
+                        model_id: model_id.into(),
+                        realm_id: realm_id.into(),
+                        granted_at: granted_at.into(),
+                    },
+                    router_key: views::router_key_view(&r, &granted, &synced),
+                }
+                .into(),
+                json!({
+                    "grant": {"modelId": model_id, "realmId": realm_id, "grantedAt": granted_at},
+                    "routerKey": views::router_key_view(&r, &granted, &synced),
+                }),
+            ));
+        }
+        for config in [Some(config), None] {
+            cases.push((
+                CommandKind::AgentLlmConfigSet,
+                LlmConfigSetResult {
+                    pushed: true,
+                    config: config.clone(),
+                    version: 9,
+                }
+                .into(),
+                json!({"pushed": true, "config": config, "version": 9}),
+            ));
+        }
+        for (kind, typed, before) in cases {
+            let stored = typed.to_value();
+            assert_eq!(stored, before, "{}", kind.as_str());
+            assert_eq!(
+                CommandResult::from_value(kind, &stored).unwrap(),
+                Some(typed),
+                "{}",
+                kind.as_str()
+            );
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! `model.register`, `model.update`, `model.delete`.
 
 use serde_json::json;
-use vc_shared::command::{ModelRegister, ModelUpdate};
+use vc_shared::command::{ModelRegister, ModelResult, ModelUpdate};
 use vc_shared::crypto::Purpose;
 use vc_shared::domain::{litellm_model_name, ModelStatus, StoredModel, SyncRecord};
 use vc_shared::error::DomainError;
@@ -11,10 +11,9 @@ use vc_shared::views;
 
 use super::tx::Tx;
 use super::{refuse, R};
-use serde_json::Value;
 
 impl Tx<'_> {
-    pub(super) async fn model_register(&mut self, m: ModelRegister) -> R<Option<Value>> {
+    pub(super) async fn model_register(&mut self, m: ModelRegister) -> R<ModelResult> {
         let id =
             m.id.clone()
                 .unwrap_or_else(|| vc_shared::command::derived_id(self.ctx.command_id));
@@ -74,12 +73,12 @@ impl Tx<'_> {
             format!("model:{id}"),
             json!({"name": model.name, "litellmModelName": name, "provider": model.provider}),
         );
-        Ok(Ok(Some(
-            json!({"model": views::model_view(&model, 0, &SyncRecord::default())}),
-        )))
+        Ok(Ok(ModelResult {
+            model: views::model_view(&model, 0, &SyncRecord::default()),
+        }))
     }
 
-    pub(super) async fn model_update(&mut self, u: ModelUpdate) -> R<Option<Value>> {
+    pub(super) async fn model_update(&mut self, u: ModelUpdate) -> R<ModelResult> {
         let Some(mut m) = self.model(&u.id).await? else {
             refuse!(DomainError::not_found(format!("model {} not found", u.id)))
         };
@@ -125,7 +124,7 @@ impl Tx<'_> {
             || before.api_key_sealed != m.api_key_sealed
             || before.status != m.status;
         if before == m {
-            return Ok(Ok(Some(self.model_result(&m).await?)));
+            return Ok(Ok(self.model_result(&m).await?));
         }
         m.updated_at = self.now.clone();
         if upstream_changed {
@@ -164,10 +163,10 @@ impl Tx<'_> {
             format!("model:{}", m.id),
             json!({"changed": changed, "status": m.status}),
         );
-        Ok(Ok(Some(self.model_result(&m).await?)))
+        Ok(Ok(self.model_result(&m).await?))
     }
 
-    pub(super) async fn model_delete(&mut self, id: &str) -> R<Option<Value>> {
+    pub(super) async fn model_delete(&mut self, id: &str) -> R<()> {
         let Some(m) = self.model(id).await? else {
             refuse!(DomainError::not_found(format!("model {id} not found")))
         };
@@ -208,6 +207,6 @@ impl Tx<'_> {
             format!("model:{id}"),
             json!({"name": m.name, "litellmModelName": m.litellm_model_name}),
         );
-        Ok(Ok(None))
+        Ok(Ok(()))
     }
 }

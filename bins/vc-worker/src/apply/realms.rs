@@ -3,8 +3,8 @@
 //! Each touches the realm's own records and, when what its agents receive changes, writes the realm's
 //! routing state once: constant work whatever the number of agents routed through the realm.
 
-use serde_json::{json, Value};
-use vc_shared::command::{RealmCreate, RealmUpdate};
+use serde_json::json;
+use vc_shared::command::{GrantResult, GrantView, RealmCreate, RealmResult, RealmUpdate};
 use vc_shared::crypto::{generate_virtual_key, key_prefix, Purpose};
 use vc_shared::domain::{ModelStatus, RealmKeyRecord, StoredRealm, DEFAULT_REALM_COLOR};
 use vc_shared::error::DomainError;
@@ -16,7 +16,7 @@ use super::tx::Tx;
 use super::{refuse, ApplyError, R};
 
 impl Tx<'_> {
-    pub(super) async fn realm_create(&mut self, c: RealmCreate) -> R<Option<Value>> {
+    pub(super) async fn realm_create(&mut self, c: RealmCreate) -> R<RealmResult> {
         let id =
             c.id.clone()
                 .unwrap_or_else(|| vc_shared::command::derived_id(self.ctx.command_id));
@@ -60,10 +60,10 @@ impl Tx<'_> {
             format!("realm:{id}"),
             json!({"name": realm.name, "slug": realm.slug}),
         );
-        Ok(Ok(Some(self.realm_result(&realm).await?)))
+        Ok(Ok(self.realm_result(&realm).await?))
     }
 
-    pub(super) async fn realm_update(&mut self, u: RealmUpdate) -> R<Option<Value>> {
+    pub(super) async fn realm_update(&mut self, u: RealmUpdate) -> R<RealmResult> {
         let Some(mut realm) = self.realm(&u.realm_id).await? else {
             refuse!(DomainError::not_found(format!(
                 "realm {} not found",
@@ -113,13 +113,13 @@ impl Tx<'_> {
                 json!({"name": realm.name, "slug": realm.slug}),
             );
         }
-        Ok(Ok(Some(self.realm_result(&realm).await?)))
+        Ok(Ok(self.realm_result(&realm).await?))
     }
 
     /// Deletes the realm in constant time: its routing state becomes a tombstone (routed agents derive
     /// `config: null` from it), its own keys go (`UNLINK` for the member and routed sets), and the
     /// members' back references are dropped lazily, when each agent is next changed.
-    pub(super) async fn realm_delete(&mut self, realm_id: &str) -> R<Option<Value>> {
+    pub(super) async fn realm_delete(&mut self, realm_id: &str) -> R<()> {
         let Some(realm) = self.realm(realm_id).await? else {
             refuse!(DomainError::not_found(format!(
                 "realm {realm_id} not found"
@@ -164,7 +164,7 @@ impl Tx<'_> {
             format!("realm:{realm_id}"),
             json!({"name": realm.name}),
         );
-        Ok(Ok(None))
+        Ok(Ok(()))
     }
 
     pub(super) async fn realm_grant(
@@ -172,7 +172,7 @@ impl Tx<'_> {
         model_id: &str,
         realm_id: &str,
         budget: Option<Option<f64>>,
-    ) -> R<Option<Value>> {
+    ) -> R<GrantResult> {
         let Some(mut realm) = self.realm(realm_id).await? else {
             refuse!(DomainError::not_found(format!(
                 "realm {realm_id} not found"
@@ -251,17 +251,17 @@ impl Tx<'_> {
         }
         let granted = self.granted_models(realm_id).await?;
         let sync = self.ctx.store.sync_realm(realm_id).await?;
-        Ok(Ok(Some(json!({
-            "grant": {"modelId": model_id, "realmId": realm_id, "grantedAt": granted_at},
-            "routerKey": views::router_key_view(&realm, &granted, &sync),
-        }))))
+        Ok(Ok(GrantResult {
+            grant: GrantView {
+                model_id: model_id.into(),
+                realm_id: realm_id.into(),
+                granted_at,
+            },
+            router_key: views::router_key_view(&realm, &granted, &sync),
+        }))
     }
 
-    pub(super) async fn realm_revoke(
-        &mut self,
-        model_id: &str,
-        realm_id: &str,
-    ) -> R<Option<Value>> {
+    pub(super) async fn realm_revoke(&mut self, model_id: &str, realm_id: &str) -> R<()> {
         let Some(mut realm) = self.realm(realm_id).await? else {
             refuse!(DomainError::not_found(format!(
                 "realm {realm_id} not found"
@@ -290,7 +290,7 @@ impl Tx<'_> {
                 json!({"revokedModelId": model_id}),
             );
         }
-        Ok(Ok(None))
+        Ok(Ok(()))
     }
 
     /// The realm just got its key: members without any config (they joined before its first grant,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
-use vc_shared::command::SecretInput;
+use vc_shared::command::{ModelResult, RealmResult, SecretInput};
 use vc_shared::crypto::Purpose;
 use vc_shared::domain::{
     now_rfc3339, ConfigSource, Membership, ModelStatus, StoredAgent, StoredModel, StoredRealm,
@@ -506,17 +506,27 @@ impl<'a> Tx<'a> {
         }
     }
 
-    pub(super) async fn realm_result(&mut self, realm: &StoredRealm) -> Result<Value, ApplyError> {
+    pub(super) async fn realm_result(
+        &mut self,
+        realm: &StoredRealm,
+    ) -> Result<RealmResult, ApplyError> {
         let granted = self.granted_models(&realm.id).await?;
         let members = self.ctx.store.realm_member_count(&realm.id).await?;
         let sync = self.ctx.store.sync_realm(&realm.id).await?;
-        Ok(json!({"realm": views::realm_view(realm, members, &granted, &sync)}))
+        Ok(RealmResult {
+            realm: views::realm_view(realm, members, &granted, &sync),
+        })
     }
 
-    pub(super) async fn model_result(&mut self, m: &StoredModel) -> Result<Value, ApplyError> {
+    pub(super) async fn model_result(
+        &mut self,
+        m: &StoredModel,
+    ) -> Result<ModelResult, ApplyError> {
         let count = self.ctx.store.model_grant_count(&m.id).await?;
         let sync = self.ctx.store.sync_model(&m.id).await?;
-        Ok(json!({"model": views::model_view(m, count, &sync)}))
+        Ok(ModelResult {
+            model: views::model_view(m, count, &sync),
+        })
     }
 
     pub(super) fn open_input(
