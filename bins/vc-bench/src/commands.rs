@@ -253,6 +253,23 @@ async fn labeled_histogram(
     Ok((value("sum"), value("count")))
 }
 
+/// A counter's value in a Prometheus text page (`<name>_total`).
+async fn counter(http: &reqwest::Client, addr: std::net::SocketAddr, name: &str) -> R<f64> {
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0))
+}
+
 // ---- lane ----------------------------------------------------------------------------------------
 
 async fn lane(args: &Args) -> R<Value> {
@@ -473,14 +490,15 @@ async fn burst(args: &Args) -> R<Value> {
         let applied = t.elapsed();
         let rate = n as f64 / applied.as_secs_f64();
         // How long the lane itself was busy (both workers' histograms: whichever held it).
-        let (mut busy, mut batches) = (0.0, 0.0);
+        let (mut busy, mut batches, mut lane_reads) = (0.0, 0.0, 0.0);
         let mut phases = serde_json::Map::new();
         for w in &s.workers {
             if let Some(addr) = w.addr {
                 let (sum, count) = histogram(&s.http, addr, "vc_worker_lane_batch_seconds").await?;
                 busy += sum;
                 batches += count;
-                for phase in ["apply", "commit", "handoff", "emit"] {
+                lane_reads += counter(&s.http, addr, "vc_worker_lane_reads").await?;
+                for phase in ["prefetch", "apply", "commit", "handoff", "emit"] {
                     let labels = format!("{{phase=\"{phase}\"}}");
                     let (sum, _) =
                         labeled_histogram(&s.http, addr, "vc_worker_lane_phase_seconds", &labels)
@@ -510,6 +528,7 @@ async fn burst(args: &Args) -> R<Value> {
             "lanePhasesMs": phases,
             "batches": batches,
             "laneMsPerCommand": (busy * 1e6 / n as f64).round() / 1000.0,
+            "laneReadsPerCommand": (lane_reads / n as f64 * 100.0).round() / 100.0,
         });
         progress!("burst: {row}");
         out.push(row);

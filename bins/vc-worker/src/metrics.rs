@@ -25,7 +25,8 @@ pub struct SyncLabels {
 /// Labels of `vc_worker_lane_phase_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
-    /// In the lane: `apply` (commands applied in memory, reads included), `commit` (the atomic Redis
+    /// In the lane: `prefetch` (the batch's reads, one round trip or two), `apply` (commands applied
+    /// in memory, with the reads the prefetch missed), `commit` (the atomic Redis
     /// step), `handoff` (waiting for the emitter when it is behind). Beside it: `emit` (a batch's
     /// pushes, events, sync jobs, outcomes and acks).
     pub phase: String,
@@ -44,6 +45,8 @@ pub struct Metrics {
     pub lane_phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     /// Commands per committed batch.
     pub lane_batch_commands: Histogram,
+    /// Redis reads the lane made while applying (what neither the lane cache nor the prefetch had).
+    pub lane_reads: Counter,
     /// Commands completed, by kind and status.
     pub commands: Family<CommandLabels, Counter>,
     /// LiteLLM syncs, by result.
@@ -62,6 +65,7 @@ impl Default for Metrics {
             lane_batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             lane_phase_seconds: Family::new_with_constructor(phase_histogram),
             lane_batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            lane_reads: Counter::default(),
             commands: Family::default(),
             syncs: Family::default(),
             dead_letters: Counter::default(),
@@ -105,13 +109,18 @@ impl Metrics {
         );
         registry.register(
             "vc_worker_lane_phase_seconds",
-            "Time per batch in each phase of the command lane: apply, commit, handoff (in the lane), emit (beside it)",
+            "Time per batch in each phase of the command lane: prefetch, apply, commit, handoff (in the lane), emit (beside it)",
             self.lane_phase_seconds.clone(),
         );
         registry.register(
             "vc_worker_lane_batch_commands",
             "Commands per committed batch",
             self.lane_batch_commands.clone(),
+        );
+        registry.register(
+            "vc_worker_lane_reads",
+            "Redis reads the command lane made while applying commands (cache and prefetch misses)",
+            self.lane_reads.clone(),
         );
         registry.register(
             "vc_worker_lane_held",

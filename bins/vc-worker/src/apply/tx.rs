@@ -183,12 +183,7 @@ impl<'a> Tx<'a> {
             .into_iter()
             .filter(|m| m.status == ModelStatus::Active)
             .collect();
-        v.sort_by(|a, b| {
-            a.name
-                .to_lowercase()
-                .cmp(&b.name.to_lowercase())
-                .then(a.id.cmp(&b.id))
-        });
+        v.sort_by_cached_key(|m| (m.name.to_lowercase(), m.id.clone()));
         Ok(v)
     }
 

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
+use vc_shared::domain::StoredModel;
 use vc_shared::store::keys;
 
 use super::view::{Entry, Overlay};
@@ -32,6 +33,8 @@ pub fn volatile(key: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct LaneCache {
     inner: Mutex<Known>,
+    /// Reads that went to Redis because nothing here knew the answer (see [`LaneCache::take_misses`]).
+    misses: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +53,8 @@ struct Known {
     whole_sets: HashSet<String>,
     /// `SCARD` or `HLEN`.
     counts: HashMap<String, usize>,
+    /// Models decoded from `strings` (by key), so each is parsed once while it is unchanged.
+    models: HashMap<String, Option<StoredModel>>,
     /// Volatile strings read by this batch.
     volatile: HashMap<String, Option<String>>,
     /// Volatile hashes read by this batch (presence).
@@ -87,6 +92,7 @@ impl Known {
     }
 
     fn forget(&mut self, key: &str) {
+        self.models.remove(key);
         self.strings.remove(key);
         self.hashes.remove(key);
         self.fields.remove(key);
@@ -191,6 +197,17 @@ impl LaneCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts one read that went to Redis.
+    pub fn missed(&self) {
+        self.misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads that went to Redis since the last call.
+    pub fn take_misses(&self) -> u64 {
+        self.misses.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A batch starts at revision `rev`: what is known stays if nothing was written since (and the
     /// cache is within its bound); volatile reads never stay.
     pub fn begin(&self, rev: u64) {
@@ -240,9 +257,22 @@ impl LaneCache {
         if volatile(key) {
             k.volatile.insert(key.to_string(), value);
         } else {
+            k.models.remove(key);
             k.strings.insert(key.to_string(), value);
             k.weight += 1;
         }
+    }
+
+    /// A model as Redis holds it, decoded, if known.
+    pub fn decoded_model(&self, key: &str) -> Option<Option<StoredModel>> {
+        self.lock().models.get(key).cloned()
+    }
+
+    /// Records a model decoded from the string Redis holds at `key`.
+    pub fn put_decoded_model(&self, key: &str, model: Option<StoredModel>) {
+        let mut k = self.lock();
+        k.models.insert(key.to_string(), model);
+        k.weight += 1;
     }
 
     /// A whole hash, if known.
@@ -424,6 +454,24 @@ mod tests {
         c.fold(&o, 2);
         assert_eq!(c.count("{vc}:realm:r:routed"), None);
         assert_eq!(c.exists("{vc}:realm:r:routed", "did:unknown"), Some(false));
+    }
+
+    #[test]
+    fn a_decoded_model_is_forgotten_when_written_or_read_again() {
+        let c = LaneCache::default();
+        c.begin(1);
+        c.put_decoded_model("{vc}:model:m", None);
+        assert_eq!(c.decoded_model("{vc}:model:m"), Some(None));
+        let mut o = Overlay::default();
+        o.record(&[Op::Set {
+            key: "{vc}:model:m".into(),
+            value: "{}".into(),
+        }]);
+        c.fold(&o, 2);
+        assert_eq!(c.decoded_model("{vc}:model:m"), None);
+        c.put_decoded_model("{vc}:model:m", None);
+        c.put_string("{vc}:model:m", Some("{}".into()));
+        assert_eq!(c.decoded_model("{vc}:model:m"), None);
     }
 
     #[test]

@@ -348,9 +348,12 @@ impl Lane<'_> {
             let cache = &self.cache;
             cache.begin(rev);
             // What the batch's commands read first, in one round trip.
+            let prefetching = std::time::Instant::now();
             if let Err(e) = prefetch::prefetch(&worker.store, cache, &batch).await {
                 debug!(error = %e, "Prefetching the batch's reads failed; reading one by one.");
             }
+            worker.metrics.lane_phase("prefetch", prefetching.elapsed());
+            let applying = std::time::Instant::now();
             let mut steps: Vec<Step> = Vec::with_capacity(batch.len());
             let mut ops = Vec::new();
             let mut failed: Option<ApplyError> = None;
@@ -377,7 +380,8 @@ impl Lane<'_> {
             }
             let last = steps[steps.len() - 1].seq;
             let n = steps.len() as u64;
-            worker.metrics.lane_phase("apply", started.elapsed());
+            worker.metrics.lane_phase("apply", applying.elapsed());
+            worker.metrics.lane_reads.inc_by(cache.take_misses());
             let committing = std::time::Instant::now();
             let committed = worker
                 .store

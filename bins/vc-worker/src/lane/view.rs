@@ -127,6 +127,7 @@ impl<'a> View<'a> {
         if let Some(v) = self.cache.get(key) {
             return Ok(v);
         }
+        self.cache.missed();
         let v = self.store.raw_get(key).await?;
         self.cache.put_string(key, v.clone());
         Ok(v)
@@ -136,6 +137,7 @@ impl<'a> View<'a> {
         if let Some(v) = self.cache.hgetall(key) {
             return Ok(v);
         }
+        self.cache.missed();
         let v = self.store.raw_hgetall(key).await?;
         self.cache.put_hash(key, &v);
         Ok(v)
@@ -145,6 +147,7 @@ impl<'a> View<'a> {
         if let Some(v) = self.cache.hget(key, field) {
             return Ok(v);
         }
+        self.cache.missed();
         let v = self.store.raw_hget(key, field).await?;
         self.cache.put_field(key, field, v.clone());
         Ok(v)
@@ -154,6 +157,7 @@ impl<'a> View<'a> {
         if let Some(n) = self.cache.count(key) {
             return Ok(n);
         }
+        self.cache.missed();
         let n = if set {
             self.store.raw_scard(key).await?
         } else {
@@ -177,6 +181,7 @@ impl<'a> View<'a> {
             .filter(|n| self.cache.exists(key, n).is_none())
             .collect();
         if !unknown.is_empty() {
+            self.cache.missed();
             let answers = if set {
                 self.store.raw_smismember(key, &unknown).await?
             } else {
@@ -309,9 +314,19 @@ impl<'a> View<'a> {
         self.get_json(&keys::command(id)).await
     }
 
-    /// A model.
+    /// A model. Models are read again and again (every granted model of a realm, for each change of
+    /// its routing), so the model as Redis holds it is kept decoded in the lane cache.
     pub async fn model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
-        self.get_json(&keys::model(id)).await
+        let key = keys::model(id);
+        if self.overlay.entries.contains_key(&key) {
+            return self.get_json(&key).await;
+        }
+        if let Some(m) = self.cache.decoded_model(&key) {
+            return Ok(m);
+        }
+        let m: Option<StoredModel> = decode_json(&key, self.base_get(&key).await?)?;
+        self.cache.put_decoded_model(&key, m.clone());
+        Ok(m)
     }
 
     /// A realm.
