@@ -147,7 +147,12 @@ async fn check_once(
     match stream.delete_message(stored.seq).await {
         Ok(_) => {}
         // Another worker deleted it first.
-        Err(e) if e.to_string().contains("no message found") => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                async_nats::jetstream::stream::DeleteMessageErrorKind::JetStream(j)
+                    if j.error_code() == async_nats::jetstream::ErrorCode::NO_MESSAGE_FOUND
+            ) => {}
         Err(e) => return Err(format!("delete {}: {e}", stored.seq)),
     }
     *seen = None;
