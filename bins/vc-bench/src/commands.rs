@@ -236,14 +236,7 @@ async fn labeled_histogram(
     name: &str,
     labels: &str,
 ) -> R<(f64, f64)> {
-    let text = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
+    let text = metrics_page(http, addr).await?;
     let value = |suffix: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}_{suffix}{labels} ")))
@@ -253,16 +246,20 @@ async fn labeled_histogram(
     Ok((value("sum"), value("count")))
 }
 
-/// A counter's value in a Prometheus text page (`<name>_total`).
-async fn counter(http: &reqwest::Client, addr: std::net::SocketAddr, name: &str) -> R<f64> {
-    let text = http
-        .get(format!("http://{addr}/metrics"))
+/// The Prometheus text page of `addr`.
+async fn metrics_page(http: &reqwest::Client, addr: std::net::SocketAddr) -> R<String> {
+    http.get(format!("http://{addr}/metrics"))
         .send()
         .await
         .map_err(|e| e.to_string())?
         .text()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// A counter's value in a Prometheus text page (`<name>_total`).
+async fn counter(http: &reqwest::Client, addr: std::net::SocketAddr, name: &str) -> R<f64> {
+    let text = metrics_page(http, addr).await?;
     Ok(text
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
