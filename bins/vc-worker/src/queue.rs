@@ -128,11 +128,6 @@ async fn run_command_job(worker: &Worker, job: &CommandJob) {
         }
         let attempt = async {
             loop {
-                // Synced already at its current generation (by a later command's job, in a burst of
-                // changes to one realm): nothing to call LiteLLM for.
-                if recorded_in_sync(worker, &e).await.unwrap_or(false) {
-                    return Ok(Action::None);
-                }
                 match sync(worker, &e).await {
                     Err(SyncError::Busy(_)) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(20)).await
@@ -172,8 +167,13 @@ pub fn backoff(delivered: i64) -> Duration {
     Duration::from_secs(2u64.pow(exp)).min(Duration::from_secs(60))
 }
 
-/// Runs one sync.
+/// Runs one sync, unless the entity is recorded as synced at its current generation already (by its
+/// command's job, or by a later command's job in a burst of changes to one entity): then LiteLLM is
+/// not called.
 pub async fn sync(worker: &Worker, e: &Entity) -> Result<Action, SyncError> {
+    if recorded_in_sync(worker, e).await.unwrap_or(false) {
+        return Ok(Action::None);
+    }
     let r = match e {
         Entity::Model(id) => worker.syncer.sync_model(id).await,
         Entity::Realm(id) => worker.syncer.sync_realm(id).await,
@@ -331,10 +331,6 @@ async fn work(worker: &Worker, msg: jetstream::Message) {
         let Some(entity) = Entity::parse(&msg.subject) else {
             return msg.ack_with(AckKind::Term).await;
         };
-        // Usually synced already (by its command's job): nothing to call LiteLLM for.
-        if recorded_in_sync(worker, &entity).await.unwrap_or(false) {
-            return msg.ack().await;
-        }
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
         match sync(worker, &entity).await {
             Ok(_) => msg.ack().await,
