@@ -3,6 +3,8 @@
 //! The pure builders take every piece they need, so the worker can build a command's result from its
 //! in-memory state before commit; the `load_*` functions read the pieces from the store.
 
+use std::borrow::Borrow;
+
 use crate::crypto::{key_prefix, Purpose, Sealer};
 use crate::domain::{
     AgentRealmView, AgentView, LlmConfig, ModelStatus, ModelView, RealmView, RouterKeyView,
@@ -31,9 +33,10 @@ pub fn model_view(m: &StoredModel, realm_count: usize, sync: &SyncRecord) -> Mod
 }
 
 /// LiteLLM names of the active models among `granted`, sorted by model name (the realm key's list).
-pub fn allowed_models(granted: &[StoredModel]) -> Vec<String> {
+pub fn allowed_models<M: Borrow<StoredModel>>(granted: &[M]) -> Vec<String> {
     let mut active: Vec<&StoredModel> = granted
         .iter()
+        .map(Borrow::borrow)
         .filter(|m| m.status == ModelStatus::Active)
         .collect();
     active.sort_by(|a, b| {
@@ -49,9 +52,9 @@ pub fn allowed_models(granted: &[StoredModel]) -> Vec<String> {
 }
 
 /// `routerKey` of a realm.
-pub fn router_key_view(
+pub fn router_key_view<M: Borrow<StoredModel>>(
     r: &StoredRealm,
-    granted: &[StoredModel],
+    granted: &[M],
     sync: &SyncRecord,
 ) -> Option<RouterKeyView> {
     let k = r.key.as_ref()?;
@@ -66,10 +69,10 @@ pub fn router_key_view(
 }
 
 /// `Realm` of the contract.
-pub fn realm_view(
+pub fn realm_view<M: Borrow<StoredModel>>(
     r: &StoredRealm,
     agent_count: usize,
-    granted: &[StoredModel],
+    granted: &[M],
     sync: &SyncRecord,
 ) -> RealmView {
     RealmView {

@@ -2,6 +2,7 @@
 //! headers, outcomes, dead letters, the failed record of a command that cannot be applied, and the
 //! side effects of a committed command. The lane that applies commands is [`crate::lane`].
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
@@ -10,7 +11,7 @@ use tracing::{info, warn};
 use vc_shared::command::{
     CommandKind, CommandRecord, CommandResult, CommandStatus, Outcome, HDR_MSG_ID,
 };
-use vc_shared::domain::now_rfc3339;
+use vc_shared::domain::{now_rfc3339, ModelView, RouterKeyView};
 use vc_shared::error::DomainError;
 use vc_shared::store::{keys, Commit, Op, COMMAND_TTL_MS};
 use vc_shared::subjects;
@@ -152,44 +153,70 @@ pub(crate) async fn publish_dead_letter(
     Ok(())
 }
 
-/// After its command's LiteLLM sync, the entity in the result may be `synced`: refresh the result.
-/// The stored result is read as its kind's [`CommandResult`]; the model of `model.register` and
-/// `model.update`, and the realm's key of `realm.grant`, are read again. Returns whether the record
-/// changed (a result of another kind, or one that does not read as its kind's, is left as it is).
-pub(crate) async fn refresh_result(
-    worker: &Worker,
-    kind: CommandKind,
-    record: &mut CommandRecord,
-) -> bool {
-    let Some(stored) = record.result.as_ref() else {
-        return false;
-    };
-    let Ok(Some(mut result)) = CommandResult::from_value(kind, stored) else {
-        return false;
-    };
-    match &mut result {
-        CommandResult::Model(r) => {
-            let Ok(Some(m)) = worker.store.model(&r.model.id).await else {
-                return false;
-            };
-            let Ok(view) = views::load_model_view(&worker.store, &m).await else {
-                return false;
-            };
-            r.model = view;
+/// After their commands' LiteLLM syncs, the entities in the results may be `synced`: refreshes the
+/// results of `records`. Each stored result is read as its kind's [`CommandResult`]; the model of
+/// `model.register` and `model.update`, and the realm's key of `realm.grant`, are read again, once per
+/// entity however many results show it. Returns, for each record, whether it changed (a result of
+/// another kind, or one that does not read as its kind's, is left as it is).
+pub(crate) async fn refresh_results(worker: &Worker, records: &mut [CommandRecord]) -> Vec<bool> {
+    let mut results: Vec<Option<CommandResult>> = records
+        .iter()
+        .map(|record| {
+            if record.status != CommandStatus::Succeeded {
+                return None;
+            }
+            let kind = CommandKind::parse(&record.kind)?;
+            CommandResult::from_value(kind, record.result.as_ref()?)
+                .ok()
+                .flatten()
+        })
+        .collect();
+    let mut models: HashMap<String, Option<ModelView>> = HashMap::new();
+    let mut router_keys: HashMap<String, Option<Option<RouterKeyView>>> = HashMap::new();
+    for result in results.iter().flatten() {
+        match result {
+            CommandResult::Model(r) if !models.contains_key(&r.model.id) => {
+                let view = match worker.store.model(&r.model.id).await {
+                    Ok(Some(m)) => views::load_model_view(&worker.store, &m).await.ok(),
+                    _ => None,
+                };
+                models.insert(r.model.id.clone(), view);
+            }
+            CommandResult::Grant(r) if !router_keys.contains_key(&r.grant.realm_id) => {
+                let view = match worker.store.realm(&r.grant.realm_id).await {
+                    Ok(Some(realm)) => views::load_realm_view(&worker.store, &realm)
+                        .await
+                        .ok()
+                        .map(|v| v.router_key),
+                    _ => None,
+                };
+                router_keys.insert(r.grant.realm_id.clone(), view);
+            }
+            _ => {}
         }
-        CommandResult::Grant(r) => {
-            let Ok(Some(realm)) = worker.store.realm(&r.grant.realm_id).await else {
-                return false;
-            };
-            let Ok(view) = views::load_realm_view(&worker.store, &realm).await else {
-                return false;
-            };
-            r.router_key = view.router_key;
-        }
-        _ => return false,
     }
-    record.result = Some(result.to_value());
-    true
+    records
+        .iter_mut()
+        .zip(results.iter_mut())
+        .map(|(record, result)| {
+            let Some(result) = result else {
+                return false;
+            };
+            match result {
+                CommandResult::Model(r) => match models.get(&r.model.id) {
+                    Some(Some(view)) => r.model = view.clone(),
+                    _ => return false,
+                },
+                CommandResult::Grant(r) => match router_keys.get(&r.grant.realm_id) {
+                    Some(Some(view)) => r.router_key = view.clone(),
+                    _ => return false,
+                },
+                _ => return false,
+            }
+            record.result = Some(result.to_value());
+            true
+        })
+        .collect()
 }
 
 /// Records `command_id` as failed with `error` and answers `reply_to`; `poison` counts it as dead-lettered.

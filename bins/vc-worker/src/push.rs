@@ -21,7 +21,7 @@ use crate::apply::Effects;
 pub async fn emit_batch(
     nats: &async_nats::Client,
     store: &Store,
-    batch: &[Effects],
+    batch: &[&Effects],
 ) -> Result<(), EmitError> {
     let mut realms = BTreeSet::new();
     let mut models = BTreeSet::new();

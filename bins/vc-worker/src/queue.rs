@@ -18,6 +18,7 @@ use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
+use vc_shared::command::CommandRecord;
 use vc_shared::subjects;
 
 use crate::sync::{Action, SyncError};
@@ -55,10 +56,25 @@ pub const CONCURRENCY: usize = 64;
 /// How long a sync job may stay unacknowledged (progress acks extend it) before another worker gets it.
 const JOB_ACK_WAIT: Duration = Duration::from_secs(15);
 
-/// A committed command's LiteLLM work and where its outcome goes.
+/// The LiteLLM work of a committed batch: the entities its commands touched, each synced once, and
+/// the commands whose outcomes follow. One job per batch, whatever the number of commands in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", from = "CommandJobWire")]
+pub struct CommandJob {
+    /// The commands, in stream order.
+    pub commands: Vec<JobCommand>,
+    /// Models whose deployment to sync.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Realms whose key to sync.
+    #[serde(default)]
+    pub realms: Vec<String>,
+}
+
+/// One command of a [`CommandJob`] and where its outcome goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CommandJob {
+pub struct JobCommand {
     /// The command.
     pub command_id: String,
     /// `VC_CMD` sequence of the delivery it answers (a command published again is another delivery).
@@ -70,12 +86,45 @@ pub struct CommandJob {
     /// keeps its first outcome).
     #[serde(default)]
     pub refresh: bool,
-    /// Models whose deployment to sync.
+}
+
+/// A command job as stored: a batch's (`commands`), or one command's, the form of earlier versions
+/// (`commandId`, `seq`, `replyTo`, `refresh` at the top), still read so that jobs queued before an
+/// upgrade are worked.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommandJobWire {
     #[serde(default)]
-    pub models: Vec<String>,
-    /// Realms whose key to sync.
+    commands: Vec<JobCommand>,
+    command_id: Option<String>,
     #[serde(default)]
-    pub realms: Vec<String>,
+    seq: u64,
+    reply_to: Option<String>,
+    #[serde(default)]
+    refresh: bool,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    realms: Vec<String>,
+}
+
+impl From<CommandJobWire> for CommandJob {
+    fn from(w: CommandJobWire) -> Self {
+        let mut commands = w.commands;
+        if let Some(command_id) = w.command_id {
+            commands.push(JobCommand {
+                command_id,
+                seq: w.seq,
+                reply_to: w.reply_to,
+                refresh: w.refresh,
+            });
+        }
+        CommandJob {
+            commands,
+            models: w.models,
+            realms: w.realms,
+        }
+    }
 }
 
 impl CommandJob {
@@ -86,37 +135,36 @@ impl CommandJob {
             .map(Entity::Model)
             .chain(self.realms.iter().cloned().map(Entity::Realm))
     }
+
+    /// `Nats-Msg-Id` of the job: `sync-cmd-<digest of its deliveries' sequences>`. The same deliveries
+    /// queued again (a batch redelivered after its commit) are stored once; the same command published
+    /// again is another delivery, with its own job and outcome.
+    fn msg_id(&self) -> String {
+        let seqs: Vec<String> = self.commands.iter().map(|c| c.seq.to_string()).collect();
+        format!(
+            "sync-cmd-{}",
+            &vc_shared::crypto::sha256_hex(&seqs.join(","))[..32]
+        )
+    }
 }
 
-/// Stores command jobs in `VC_SYNC` and waits for JetStream's acknowledgements (concurrently). Each
-/// job's `Nats-Msg-Id` is `sync-cmd-<commandId>-<seq>`, so a job queued again for the same delivery (a
-/// command redelivered after its batch was committed) is stored once, while the same command published
-/// again gets its own job and outcome.
-pub async fn enqueue_commands(worker: &Worker, jobs: &[CommandJob]) -> Result<(), String> {
+/// Stores a batch's command job in `VC_SYNC` and waits for JetStream's acknowledgement.
+pub async fn enqueue_commands(worker: &Worker, job: &CommandJob) -> Result<(), String> {
     let js = jetstream::new(worker.nats.clone());
-    let acks = futures::future::join_all(jobs.iter().map(|job| {
-        let js = js.clone();
-        async move {
-            let mut h = async_nats::HeaderMap::new();
-            h.insert(
-                vc_shared::command::HDR_MSG_ID,
-                format!("sync-cmd-{}-{}", job.command_id, job.seq).as_str(),
-            );
-            let body = bytes::Bytes::from(serde_json::to_vec(job).unwrap_or_default());
-            js.publish_with_headers(subjects::SYNC_COMMAND, h, body)
-                .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }))
-    .await;
-    acks.into_iter().collect::<Result<Vec<_>, _>>().map(|_| ())
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(vc_shared::command::HDR_MSG_ID, job.msg_id().as_str());
+    let body = bytes::Bytes::from(serde_json::to_vec(job).unwrap_or_default());
+    js.publish_with_headers(subjects::SYNC_COMMAND, h, body)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Works a command job: each entity synced once (waiting while another sync of it runs, up to the
 /// inline budget; a failure, or LiteLLM known to be failing, makes it an entity job retried with
-/// backoff), then the refreshed outcome.
+/// backoff), then the commands' refreshed outcomes.
 async fn run_command_job(worker: &Worker, job: &CommandJob) {
     let deadline = tokio::time::Instant::now() + INLINE_BUDGET;
     for e in job.entities() {
@@ -142,18 +190,34 @@ async fn run_command_job(worker: &Worker, job: &CommandJob) {
             enqueue(worker, &e).await;
         }
     }
-    let Ok(Some(mut record)) = worker.store.command(&job.command_id).await else {
+    let ids: Vec<String> = job.commands.iter().map(|c| c.command_id.clone()).collect();
+    let Ok(records) = worker.store.commands(&ids).await else {
         return;
     };
-    if job.refresh && record.status == vc_shared::command::CommandStatus::Succeeded {
-        if let Some(kind) = vc_shared::command::CommandKind::parse(&record.kind) {
-            if crate::consumer::refresh_result(worker, kind, &mut record).await {
-                let _ = worker.store.update_command(&record).await;
-            }
-        }
+    // Refreshed where asked (each entity read once for the whole job), then answered.
+    let (mut fresh, mut kept): (Vec<_>, Vec<_>) = job
+        .commands
+        .iter()
+        .zip(records)
+        .filter_map(|(c, r)| r.map(|r| (c, r)))
+        .partition(|(c, _)| c.refresh);
+    let mut records: Vec<CommandRecord> = fresh.iter().map(|(_, r)| r.clone()).collect();
+    let changed = crate::consumer::refresh_results(worker, &mut records).await;
+    let updates = records
+        .iter()
+        .zip(&changed)
+        .filter(|(_, changed)| **changed)
+        .map(|(r, _)| worker.store.update_command(r));
+    let _ = futures::future::join_all(updates).await;
+    for ((_, r), refreshed) in fresh.iter_mut().zip(records) {
+        *r = refreshed;
     }
-    if let Some(o) = record.outcome() {
-        crate::consumer::reply(worker, job.reply_to.as_deref(), &o).await;
+    fresh.append(&mut kept);
+    fresh.sort_by_key(|(c, _)| c.seq);
+    for (c, record) in fresh {
+        if let Some(o) = record.outcome() {
+            crate::consumer::reply(worker, c.reply_to.as_deref(), &o).await;
+        }
     }
 }
 
@@ -376,10 +440,12 @@ mod tests {
     #[test]
     fn command_jobs_name_their_entities() {
         let job = CommandJob {
-            command_id: "c1".into(),
-            seq: 7,
-            refresh: true,
-            reply_to: None,
+            commands: vec![JobCommand {
+                command_id: "c1".into(),
+                seq: 7,
+                refresh: true,
+                reply_to: None,
+            }],
             models: vec!["m".into()],
             realms: vec!["r".into()],
         };
@@ -389,6 +455,42 @@ mod tests {
         );
         let text = serde_json::to_string(&job).unwrap();
         assert_eq!(serde_json::from_str::<CommandJob>(&text).unwrap(), job);
+    }
+
+    #[test]
+    fn a_one_command_job_of_an_earlier_version_is_read() {
+        let text = r#"{"commandId":"c1","seq":7,"replyTo":"in.c1","refresh":true,"models":[],"realms":["r"]}"#;
+        let job: CommandJob = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            job.commands,
+            vec![JobCommand {
+                command_id: "c1".into(),
+                seq: 7,
+                reply_to: Some("in.c1".into()),
+                refresh: true,
+            }]
+        );
+        assert_eq!(job.realms, vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn a_job_is_named_by_its_deliveries() {
+        let job = |seqs: &[u64]| CommandJob {
+            commands: seqs
+                .iter()
+                .map(|&seq| JobCommand {
+                    command_id: format!("c{seq}"),
+                    seq,
+                    reply_to: None,
+                    refresh: true,
+                })
+                .collect(),
+            models: Vec::new(),
+            realms: Vec::new(),
+        };
+        assert_eq!(job(&[5, 7, 9]).msg_id(), job(&[5, 7, 9]).msg_id());
+        assert_ne!(job(&[5, 7, 9]).msg_id(), job(&[5, 8, 9]).msg_id());
+        assert!(job(&[1]).msg_id().starts_with("sync-cmd-"));
     }
 
     #[test]

@@ -219,14 +219,15 @@ impl Store {
         .await
     }
 
-    /// Many reads at once (one round trip: the three requests are pipelined on the connection):
-    /// `GET` of `strings` (one `MGET`), `HGETALL` of `hashes` (sorted by field), and `SCARD` or `HLEN`
-    /// of `counts` (`true`: a set).
+    /// Many reads at once (one round trip: the four requests are pipelined on the connection):
+    /// `GET` of `strings` (one `MGET`), `HGETALL` of `hashes` (sorted by field), `SCARD` or `HLEN`
+    /// of `counts` (`true`: a set), and `HGET` of `fields` (key, field).
     pub async fn raw_read_many(
         &self,
         strings: &[String],
         hashes: &[String],
         counts: &[(String, bool)],
+        fields: &[(String, String)],
     ) -> Result<ManyReads, StoreError> {
         let gets = async {
             if strings.is_empty() {
@@ -260,11 +261,23 @@ impl Store {
             let mut c = self.conn.clone();
             timed(p.query_async(&mut c)).await
         };
-        let (strings, hashes, counts) = tokio::try_join!(gets, hgetalls, cards)?;
+        let hgets = async {
+            if fields.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut p = redis::pipe();
+            for (k, f) in fields {
+                p.cmd("HGET").arg(k).arg(f);
+            }
+            let mut c = self.conn.clone();
+            timed(p.query_async(&mut c)).await
+        };
+        let (strings, hashes, counts, fields) = tokio::try_join!(gets, hgetalls, cards, hgets)?;
         Ok(ManyReads {
             strings,
             hashes,
             counts,
+            fields,
         })
     }
 }
@@ -278,4 +291,6 @@ pub struct ManyReads {
     pub hashes: Vec<Vec<(String, String)>>,
     /// The counts.
     pub counts: Vec<usize>,
+    /// Values of the hash fields (`None`: no such field).
+    pub fields: Vec<Option<String>>,
 }

@@ -702,6 +702,22 @@ impl Store {
         self.get_json(&keys::command(id)).await
     }
 
+    /// Command records, in the order of `ids`, read together (`None`: no record, or one that does not
+    /// decode).
+    pub async fn commands(&self, ids: &[String]) -> Result<Vec<Option<CommandRecord>>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| keys::command(id)).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let mut c = self.conn.clone();
+            let raw: Vec<Option<String>> =
+                timed(redis::cmd("MGET").arg(chunk).query_async(&mut c)).await?;
+            for (k, v) in chunk.iter().zip(raw) {
+                out.push(decode_json(k, v).ok().flatten());
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes a pending record unless one exists. Returns whether it was written.
     pub async fn put_pending_command(&self, rec: &CommandRecord) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();

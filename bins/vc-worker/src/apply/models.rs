@@ -134,12 +134,12 @@ impl Tx<'_> {
         self.put_model(m.clone());
         if before.status != m.status {
             // The model enters or leaves every granted realm's key: one routing state per realm.
-            for (realm_id, _) in self.ctx.store.model_grants(&m.id).await? {
-                if let Some(mut realm) = self.realm(&realm_id).await? {
+            for realm_id in self.ctx.store.model_grants(&m.id).await?.keys() {
+                if let Some(mut realm) = self.realm(realm_id).await? {
                     self.touch_realm_key(&mut realm);
                     self.key_event(&realm, json!({"modelId": m.id, "modelStatus": m.status}));
                     self.put_realm(realm);
-                    self.bump_realm_routing(&realm_id).await?;
+                    self.bump_realm_routing(realm_id).await?;
                 }
             }
         }
@@ -172,13 +172,13 @@ impl Tx<'_> {
         };
         // Gone for the rest of the command: realm routing states and the model's own leave it out.
         self.forget_model(id);
-        for (realm_id, _) in self.ctx.store.model_grants(id).await? {
-            self.grant_remove(&realm_id, id).await?;
-            if let Some(mut realm) = self.realm(&realm_id).await? {
+        for realm_id in self.ctx.store.model_grants(id).await?.keys() {
+            self.grant_remove(realm_id, id).await?;
+            if let Some(mut realm) = self.realm(realm_id).await? {
                 self.touch_realm_key(&mut realm);
                 self.key_event(&realm, json!({"deletedModelId": id}));
                 self.put_realm(realm);
-                self.bump_realm_routing(&realm_id).await?;
+                self.bump_realm_routing(realm_id).await?;
             }
         }
         // Registry-mode agents on it get `config: null` from its tombstone.

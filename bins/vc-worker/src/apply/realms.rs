@@ -125,9 +125,9 @@ impl Tx<'_> {
                 "realm {realm_id} not found"
             )))
         };
-        for (model_id, _) in self.grants(realm_id).await? {
+        for model_id in self.grants(realm_id).await?.keys() {
             self.op(Op::Hdel {
-                key: keys::model_grants(&model_id),
+                key: keys::model_grants(model_id),
                 field: realm_id.into(),
             });
         }

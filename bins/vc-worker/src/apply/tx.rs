@@ -2,6 +2,7 @@
 //! one new version at most, routing states, events.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use vc_shared::command::{ModelResult, RealmResult, SecretInput};
@@ -22,9 +23,9 @@ pub(super) struct Tx<'a> {
     pub(super) now: String,
     version_seq: u64,
     version: Option<u64>,
-    models: HashMap<String, Option<StoredModel>>,
+    models: HashMap<String, Option<Arc<StoredModel>>>,
     realms: HashMap<String, Option<StoredRealm>>,
-    grants: HashMap<String, BTreeMap<String, String>>,
+    grants: HashMap<String, Arc<BTreeMap<String, String>>>,
     agents: HashMap<String, Option<StoredAgent>>,
     routings: HashMap<Dependency, Option<Routing>>,
     ops: Vec<Op>,
@@ -59,17 +60,27 @@ impl<'a> Tx<'a> {
 
     // ---- models and realms ----
 
-    pub(super) async fn model(&mut self, id: &str) -> Result<Option<StoredModel>, ApplyError> {
-        if !self.models.contains_key(id) {
-            let m = self.ctx.store.model(id).await?;
-            self.models.insert(id.to_string(), m);
+    /// A model, shared (models are read again and again: every granted model of a realm, for each
+    /// change of its routing). [`Tx::model`] for a copy to change.
+    pub(super) async fn model_ref(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<Arc<StoredModel>>, ApplyError> {
+        if let Some(m) = self.models.get(id) {
+            return Ok(m.clone());
         }
-        Ok(self.models.get(id).cloned().flatten())
+        let m = self.ctx.store.model(id).await?;
+        self.models.insert(id.to_string(), m.clone());
+        Ok(m)
+    }
+
+    pub(super) async fn model(&mut self, id: &str) -> Result<Option<StoredModel>, ApplyError> {
+        Ok(self.model_ref(id).await?.map(|m| StoredModel::clone(&m)))
     }
 
     pub(super) fn put_model(&mut self, m: StoredModel) {
         self.ops.push(Op::set_json(keys::model(&m.id), &m));
-        self.models.insert(m.id.clone(), Some(m));
+        self.models.insert(m.id.clone(), Some(Arc::new(m)));
     }
 
     /// Marks a model gone for the rest of the transaction (its keys are deleted by the caller).
@@ -95,21 +106,28 @@ impl<'a> Tx<'a> {
         self.realms.insert(id.to_string(), None);
     }
 
+    /// A realm's grants (model id → grantedAt), shared.
     pub(super) async fn grants(
         &mut self,
         realm_id: &str,
-    ) -> Result<BTreeMap<String, String>, ApplyError> {
-        if !self.grants.contains_key(realm_id) {
-            let g = self
-                .ctx
-                .store
-                .realm_grants(realm_id)
-                .await?
-                .into_iter()
-                .collect();
-            self.grants.insert(realm_id.to_string(), g);
+    ) -> Result<Arc<BTreeMap<String, String>>, ApplyError> {
+        if let Some(g) = self.grants.get(realm_id) {
+            return Ok(g.clone());
         }
-        Ok(self.grants.get(realm_id).cloned().unwrap_or_default())
+        let g = self.ctx.store.realm_grants(realm_id).await?;
+        self.grants.insert(realm_id.to_string(), g.clone());
+        Ok(g)
+    }
+
+    /// The realm's grants to change (copied once if shared).
+    async fn grants_mut(
+        &mut self,
+        realm_id: &str,
+    ) -> Result<&mut BTreeMap<String, String>, ApplyError> {
+        self.grants(realm_id).await?;
+        Ok(Arc::make_mut(
+            self.grants.entry(realm_id.to_string()).or_default(),
+        ))
     }
 
     pub(super) async fn grant_add(
@@ -118,10 +136,8 @@ impl<'a> Tx<'a> {
         model_id: &str,
         at: &str,
     ) -> Result<(), ApplyError> {
-        self.grants(realm_id).await?;
-        self.grants
-            .entry(realm_id.to_string())
-            .or_default()
+        self.grants_mut(realm_id)
+            .await?
             .insert(model_id.to_string(), at.to_string());
         self.ops.push(Op::Hset {
             key: keys::realm_grants(realm_id),
@@ -141,11 +157,7 @@ impl<'a> Tx<'a> {
         realm_id: &str,
         model_id: &str,
     ) -> Result<(), ApplyError> {
-        self.grants(realm_id).await?;
-        self.grants
-            .entry(realm_id.to_string())
-            .or_default()
-            .remove(model_id);
+        self.grants_mut(realm_id).await?.remove(model_id);
         self.ops.push(Op::Hdel {
             key: keys::realm_grants(realm_id),
             field: model_id.into(),
@@ -157,15 +169,15 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
-    /// Models granted to a realm (active or not).
+    /// Models granted to a realm (active or not), shared.
     pub(super) async fn granted_models(
         &mut self,
         realm_id: &str,
-    ) -> Result<Vec<StoredModel>, ApplyError> {
-        let ids: Vec<String> = self.grants(realm_id).await?.into_keys().collect();
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(m) = self.model(&id).await? {
+    ) -> Result<Vec<Arc<StoredModel>>, ApplyError> {
+        let grants = self.grants(realm_id).await?;
+        let mut out = Vec::with_capacity(grants.len());
+        for id in grants.keys() {
+            if let Some(m) = self.model_ref(id).await? {
                 out.push(m);
             }
         }
@@ -176,8 +188,8 @@ impl<'a> Tx<'a> {
     pub(super) async fn active_models(
         &mut self,
         realm_id: &str,
-    ) -> Result<Vec<StoredModel>, ApplyError> {
-        let mut v: Vec<StoredModel> = self
+    ) -> Result<Vec<Arc<StoredModel>>, ApplyError> {
+        let mut v: Vec<Arc<StoredModel>> = self
             .granted_models(realm_id)
             .await?
             .into_iter()
@@ -322,8 +334,8 @@ impl<'a> Tx<'a> {
                     .await?
                     .into_iter()
                     .map(|m| RoutedModel {
-                        id: m.id,
-                        litellm_model_name: m.litellm_model_name,
+                        id: m.id.clone(),
+                        litellm_model_name: m.litellm_model_name.clone(),
                     })
                     .collect();
                 RealmRouting {

@@ -1,6 +1,9 @@
 //! One batch of the lane: commands prepared in stream order on the overlay view (each sees the writes
 //! of the ones before it), committed in one atomic step, then their pushes, events, outcomes and acks.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
 use async_nats::jetstream::{self, AckKind};
 use tracing::{debug, info, warn};
 use vc_shared::command::{
@@ -15,7 +18,7 @@ use vc_shared::subjects;
 use super::view::View;
 use crate::apply::{self, ApplyError, Ctx, Effects};
 use crate::consumer::{self, header};
-use crate::queue::CommandJob;
+use crate::queue::{CommandJob, JobCommand};
 use crate::{push, Worker};
 
 /// One command of a batch, prepared.
@@ -58,37 +61,62 @@ impl Step {
         )
     }
 
-    /// The command's LiteLLM work, if it has any.
-    fn sync_job(&self) -> Option<CommandJob> {
-        let (record, refresh) = match &self.kind {
-            StepKind::Recorded { record, .. } => (record, true),
-            StepKind::Replay(record) => (record, false),
-            _ => return None,
-        };
-        let e = self.effects()?;
-        if e.sync_models.is_empty() && e.sync_realms.is_empty() {
-            return None;
-        }
-        Some(CommandJob {
-            command_id: record.command_id.clone(),
-            seq: self.seq,
-            refresh,
-            reply_to: header(&self.msg, HDR_REPLY_TO),
-            models: e.sync_models.into_iter().collect(),
-            realms: e.sync_realms.into_iter().collect(),
-        })
-    }
-
-    fn effects(&self) -> Option<Effects> {
+    /// The command's id, if it was recorded or replayed (the only steps with effects).
+    fn command_id(&self) -> Option<&str> {
         match &self.kind {
-            StepKind::Recorded { effects, .. } => Some(effects.clone()),
-            StepKind::Replay(rec) => rec
-                .effects
-                .clone()
-                .and_then(|v| serde_json::from_value(v).ok()),
+            StepKind::Recorded { record, .. } | StepKind::Replay(record) => {
+                Some(&record.command_id)
+            }
             _ => None,
         }
     }
+
+    fn effects(&self) -> Option<Cow<'_, Effects>> {
+        match &self.kind {
+            StepKind::Recorded { effects, .. } => Some(Cow::Borrowed(effects)),
+            StepKind::Replay(rec) => rec
+                .effects
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .map(Cow::Owned),
+            _ => None,
+        }
+    }
+}
+
+/// The LiteLLM work of a batch, as one command job: the entities its commands touched, and the
+/// commands whose outcomes follow their syncs (`None`: no command has any).
+fn batch_job(steps: &[Step], effects: &[Option<Cow<'_, Effects>>]) -> Option<CommandJob> {
+    let mut models = BTreeSet::new();
+    let mut realms = BTreeSet::new();
+    let mut commands = Vec::new();
+    for (step, e) in steps.iter().zip(effects) {
+        let (Some(e), Some(id)) = (e, step.command_id()) else {
+            continue;
+        };
+        if !has_sync(e) {
+            continue;
+        }
+        models.extend(e.sync_models.iter().cloned());
+        realms.extend(e.sync_realms.iter().cloned());
+        commands.push(JobCommand {
+            command_id: id.to_string(),
+            seq: step.seq,
+            reply_to: header(&step.msg, HDR_REPLY_TO),
+            // A command answered again keeps its first outcome.
+            refresh: matches!(step.kind, StepKind::Recorded { .. }),
+        });
+    }
+    (!commands.is_empty()).then(|| CommandJob {
+        commands,
+        models: models.into_iter().collect(),
+        realms: realms.into_iter().collect(),
+    })
+}
+
+/// Whether a command has LiteLLM work (its outcome then follows the batch's command job).
+fn has_sync(e: &Effects) -> bool {
+    !e.sync_models.is_empty() || !e.sync_realms.is_empty()
 }
 
 fn failed_record(id: &str, kind: &str, submitted_at: String, error: DomainError) -> CommandRecord {
@@ -207,29 +235,36 @@ pub(super) async fn prepare(
 /// then each command's outcome, dead letter and ack. An error leaves the messages unacknowledged: they
 /// come back as redeliveries of applied sequences, whose effects are emitted again.
 pub(super) async fn finish(worker: &Worker, steps: Vec<Step>) -> Result<(), Vec<Step>> {
-    let effects: Vec<Effects> = steps.iter().filter_map(Step::effects).collect();
+    let effects: Vec<Option<Cow<'_, Effects>>> = steps.iter().map(Step::effects).collect();
     let emitted = async {
-        for e in &effects {
+        for e in effects.iter().flatten() {
             for did in &e.deleted_agents {
                 worker.store.forget_agent_runtime(did).await?;
             }
         }
-        push::emit_batch(&worker.nats, &worker.store, &effects).await
+        let all: Vec<&Effects> = effects.iter().flatten().map(|e| e.as_ref()).collect();
+        push::emit_batch(&worker.nats, &worker.store, &all).await
     };
     if let Err(e) = emitted.await {
         warn!(error = %e, commands = steps.len(), "Emitting effects failed; they are sent again on redelivery.");
+        drop(effects);
         return Err(steps);
     }
-    // The LiteLLM work, stored as command jobs before the commands are acked: a worker that dies now
-    // loses none. Each job syncs its command's entities and then sends its outcome.
-    let jobs: Vec<CommandJob> = steps.iter().filter_map(Step::sync_job).collect();
-    if !jobs.is_empty() {
-        if let Err(e) = crate::queue::enqueue_commands(worker, &jobs).await {
+    // The LiteLLM work, stored as one command job before the commands are acked: a worker that dies
+    // now loses none. The job syncs the batch's entities and then sends its commands' outcomes.
+    let syncs: Vec<bool> = effects
+        .iter()
+        .map(|e| e.as_deref().is_some_and(has_sync))
+        .collect();
+    if let Some(job) = batch_job(&steps, &effects) {
+        if let Err(e) = crate::queue::enqueue_commands(worker, &job).await {
             warn!(error = %e, "Queueing LiteLLM syncs failed; they are queued again on redelivery.");
+            drop(effects);
             return Err(steps);
         }
     }
-    for step in &steps {
+    drop(effects);
+    for (step, sync) in steps.iter().zip(syncs) {
         let reply_to = header(&step.msg, HDR_REPLY_TO);
         match &step.kind {
             StepKind::NoId => {
@@ -249,7 +284,7 @@ pub(super) async fn finish(worker: &Worker, steps: Vec<Step>) -> Result<(), Vec<
             }
             StepKind::Replay(rec) => {
                 debug!(command.id = %rec.command_id, "Command already applied; its effects and outcome are sent again.");
-                if step.sync_job().is_none() {
+                if !sync {
                     if let Some(o) = rec.outcome() {
                         consumer::reply(worker, reply_to.as_deref(), &o).await;
                     }
@@ -273,7 +308,7 @@ pub(super) async fn finish(worker: &Worker, steps: Vec<Step>) -> Result<(), Vec<
                     });
                 }
                 // With LiteLLM work, the outcome follows its sync job.
-                if step.sync_job().is_none() {
+                if !sync {
                     if let Some(o) = record.outcome() {
                         consumer::reply(worker, reply_to.as_deref(), &o).await;
                     }

@@ -10,7 +10,7 @@
 //! The cache is bounded ([`MAX_WEIGHT`] entries): past it, it starts over at the next batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use vc_shared::domain::StoredModel;
 use vc_shared::store::keys;
@@ -43,8 +43,8 @@ struct Known {
     rev: Option<u64>,
     /// Values of strings (`None`: no such key).
     strings: HashMap<String, Option<String>>,
-    /// Whole hashes.
-    hashes: HashMap<String, BTreeMap<String, String>>,
+    /// Whole hashes (shared with the views that read them: a read costs no copy).
+    hashes: HashMap<String, Arc<BTreeMap<String, String>>>,
     /// Single fields of hashes not known whole (`None`: no such field).
     fields: HashMap<String, HashMap<String, Option<String>>>,
     /// Whether single members of sets (or fields of hashes) are there.
@@ -54,7 +54,7 @@ struct Known {
     /// `SCARD` or `HLEN`.
     counts: HashMap<String, usize>,
     /// Models decoded from `strings` (by key), so each is parsed once while it is unchanged.
-    models: HashMap<String, Option<StoredModel>>,
+    models: HashMap<String, Option<Arc<StoredModel>>>,
     /// Volatile strings read by this batch.
     volatile: HashMap<String, Option<String>>,
     /// Volatile hashes read by this batch (presence).
@@ -129,7 +129,7 @@ impl Known {
             Entry::Gone => {
                 self.forget(key);
                 self.strings.insert(key.to_string(), None);
-                self.hashes.insert(key.to_string(), BTreeMap::new());
+                self.hashes.insert(key.to_string(), Arc::default());
                 self.whole_sets.insert(key.to_string());
                 self.counts.insert(key.to_string(), 0);
                 self.weight += 1;
@@ -137,7 +137,7 @@ impl Known {
             Entry::Hash { cleared, fields } => {
                 self.strings.remove(key);
                 if *cleared || self.hashes.contains_key(key) {
-                    let h = self.hashes.entry(key.to_string()).or_default();
+                    let h = Arc::make_mut(self.hashes.entry(key.to_string()).or_default());
                     if *cleared {
                         h.clear();
                     }
@@ -264,12 +264,12 @@ impl LaneCache {
     }
 
     /// A model as Redis holds it, decoded, if known.
-    pub fn decoded_model(&self, key: &str) -> Option<Option<StoredModel>> {
+    pub fn decoded_model(&self, key: &str) -> Option<Option<Arc<StoredModel>>> {
         self.lock().models.get(key).cloned()
     }
 
     /// Records a model decoded from the string Redis holds at `key`.
-    pub fn put_decoded_model(&self, key: &str, model: Option<StoredModel>) {
+    pub fn put_decoded_model(&self, key: &str, model: Option<Arc<StoredModel>>) {
         let mut k = self.lock();
         k.models.insert(key.to_string(), model);
         k.weight += 1;
@@ -286,6 +286,23 @@ impl LaneCache {
             .map(|h| h.iter().map(|(f, v)| (f.clone(), v.clone())).collect())
     }
 
+    /// A whole (non-volatile) hash, if known, shared rather than copied.
+    pub fn hash(&self, key: &str) -> Option<Arc<BTreeMap<String, String>>> {
+        if volatile(key) {
+            return None;
+        }
+        self.lock().hashes.get(key).cloned()
+    }
+
+    /// Whether a whole hash is known.
+    pub fn knows_hash(&self, key: &str) -> bool {
+        let k = self.lock();
+        if volatile(key) {
+            return k.volatile_hashes.contains_key(key);
+        }
+        k.hashes.contains_key(key)
+    }
+
     /// Records a whole hash read from Redis.
     pub fn put_hash(&self, key: &str, all: &[(String, String)]) {
         let mut k = self.lock();
@@ -298,7 +315,7 @@ impl LaneCache {
         k.counts.insert(key.to_string(), all.len());
         k.weight += all.len() + 1;
         k.hashes
-            .insert(key.to_string(), all.iter().cloned().collect());
+            .insert(key.to_string(), Arc::new(all.iter().cloned().collect()));
     }
 
     /// One field of a hash, if known (`Some(None)`: no such field).

@@ -4,7 +4,8 @@
 //! others) is read on demand; a key named here and not read costs nothing but its share of the fetch.
 
 use async_nats::jetstream;
-use vc_shared::command::{validate_command_id, Command, HDR_MSG_ID};
+use vc_shared::command::{derived_id, validate_command_id, Command, HDR_MSG_ID};
+use vc_shared::domain::litellm_model_name;
 use vc_shared::store::{keys, Store, StoreError};
 use vc_shared::subjects;
 
@@ -24,10 +25,13 @@ enum Read {
     HashCount(String),
     /// An agent's presence (a hash in its own slot).
     Presence(String),
+    /// `HGET` (key, field): a name or slug looked up in its index.
+    Field(String, String),
 }
 
-/// The reads of one command, by what its body names.
-fn reads(command: &Command) -> Vec<Read> {
+/// The reads of one command, by what its body names (an entity created without an id gets the one
+/// derived from `command_id`).
+fn reads(command: &Command, command_id: &str) -> Vec<Read> {
     use Read::*;
     let realm = |id: &str| {
         vec![
@@ -41,10 +45,17 @@ fn reads(command: &Command) -> Vec<Read> {
     };
     let agent = |did: &str| vec![Get(keys::agent(did)), Hash(keys::agent_realms(did))];
     match command {
-        Command::ModelRegister(m) => match &m.id {
-            Some(id) => vec![Get(keys::model(id)), Get(keys::routing_model(id))],
-            None => Vec::new(),
-        },
+        Command::ModelRegister(m) => {
+            let id = m.id.clone().unwrap_or_else(|| derived_id(command_id));
+            vec![
+                Get(keys::model(&id)),
+                Get(keys::routing_model(&id)),
+                Field(
+                    keys::MODEL_NAMES.into(),
+                    litellm_model_name(m.provider, &m.name),
+                ),
+            ]
+        }
         Command::ModelUpdate(u) => vec![
             Get(keys::model(&u.id)),
             Get(keys::routing_model(&u.id)),
@@ -56,8 +67,21 @@ fn reads(command: &Command) -> Vec<Read> {
             Get(keys::routing_model(id)),
             Hash(keys::model_grants(id)),
         ],
-        Command::RealmCreate(r) => r.id.as_deref().map(realm).unwrap_or_default(),
-        Command::RealmUpdate(r) => realm(&r.realm_id),
+        Command::RealmCreate(r) => {
+            let id = r.id.clone().unwrap_or_else(|| derived_id(command_id));
+            let mut v = realm(&id);
+            v.push(Field(keys::REALM_SLUGS.into(), r.slug.clone()));
+            v
+        }
+        Command::RealmUpdate(r) => {
+            let mut v = realm(&r.realm_id);
+            v.extend(
+                r.slug
+                    .iter()
+                    .map(|slug| Field(keys::REALM_SLUGS.into(), slug.clone())),
+            );
+            v
+        }
         Command::RealmDelete { realm_id } => {
             let mut v = realm(realm_id);
             v.push(Hash(keys::realm_members(realm_id)));
@@ -104,10 +128,10 @@ pub(super) async fn prefetch(
 ) -> Result<(), StoreError> {
     let commands = batch_commands(batch);
     let mut wanted = vec![Read::Get(keys::VERSION_SEQ.into())];
-    for (record, command) in &commands {
-        wanted.push(Read::Get(record.clone()));
+    for (id, command) in &commands {
+        wanted.push(Read::Get(keys::command(id)));
         if let Some(c) = command {
-            wanted.extend(reads(c));
+            wanted.extend(reads(c, id));
         }
     }
     fetch(store, cache, wanted).await?;
@@ -117,10 +141,14 @@ pub(super) async fn prefetch(
         if let Some(Command::ModelUpdate(vc_shared::command::ModelUpdate { id, .. }))
         | Some(Command::ModelDelete { id }) = command
         {
-            for (realm_id, _) in cache.hgetall(&keys::model_grants(id)).unwrap_or_default() {
-                then.push(Read::Get(keys::realm(&realm_id)));
-                then.push(Read::Hash(keys::realm_grants(&realm_id)));
-                then.push(Read::SetCount(keys::realm_routed(&realm_id)));
+            for realm_id in cache
+                .hash(&keys::model_grants(id))
+                .unwrap_or_default()
+                .keys()
+            {
+                then.push(Read::Get(keys::realm(realm_id)));
+                then.push(Read::Hash(keys::realm_grants(realm_id)));
+                then.push(Read::SetCount(keys::realm_routed(realm_id)));
             }
         }
     }
@@ -130,7 +158,7 @@ pub(super) async fn prefetch(
     Ok(())
 }
 
-/// Each message's command record key and command (`None`: no usable id, or a body that cannot be read).
+/// Each message's command id and command (`None`: no usable id, or a body that cannot be read).
 fn batch_commands(batch: &[(u64, jetstream::Message)]) -> Vec<(String, Option<Command>)> {
     batch
         .iter()
@@ -138,7 +166,7 @@ fn batch_commands(batch: &[(u64, jetstream::Message)]) -> Vec<(String, Option<Co
             let id = header(msg, HDR_MSG_ID).filter(|id| validate_command_id(id).is_ok())?;
             let command = subjects::command_kind(&msg.subject)
                 .and_then(|kind| Command::parse_checked(kind, &msg.payload).ok());
-            Some((keys::command(&id), command))
+            Some((id, command))
         })
         .collect()
 }
@@ -149,6 +177,7 @@ async fn fetch(store: &Store, cache: &LaneCache, wanted: Vec<Read>) -> Result<()
     let mut hashes = Vec::new();
     let mut counts = Vec::new();
     let mut presences = Vec::new();
+    let mut fields = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for read in wanted {
         if !seen.insert(read.clone()) {
@@ -156,19 +185,18 @@ async fn fetch(store: &Store, cache: &LaneCache, wanted: Vec<Read>) -> Result<()
         }
         match read {
             Read::Get(k) if cache.get(&k).is_none() => strings.push(k),
-            Read::Hash(k) if cache.hgetall(&k).is_none() => hashes.push(k),
+            Read::Hash(k) if !cache.knows_hash(&k) => hashes.push(k),
             Read::SetCount(k) if cache.count(&k).is_none() => counts.push((k, true)),
             Read::HashCount(k) if cache.count(&k).is_none() => counts.push((k, false)),
-            Read::Presence(did) if cache.hgetall(&keys::presence(&did)).is_none() => {
-                presences.push(did)
-            }
+            Read::Presence(did) if !cache.knows_hash(&keys::presence(&did)) => presences.push(did),
+            Read::Field(k, f) if cache.hget(&k, &f).is_none() => fields.push((k, f)),
             _ => {}
         }
     }
     // A hash read whole gives its count too.
     counts.retain(|(k, set)| *set || !hashes.contains(k));
     let (got, present) = tokio::try_join!(
-        store.raw_read_many(&strings, &hashes, &counts),
+        store.raw_read_many(&strings, &hashes, &counts, &fields),
         store.presences(&presences)
     )?;
     for (k, v) in strings.iter().zip(got.strings) {
@@ -179,6 +207,9 @@ async fn fetch(store: &Store, cache: &LaneCache, wanted: Vec<Read>) -> Result<()
     }
     for ((k, _), n) in counts.iter().zip(got.counts) {
         cache.put_count(k, n);
+    }
+    for ((k, f), v) in fields.iter().zip(got.fields) {
+        cache.put_field(k, f, v);
     }
     for (did, p) in presences.iter().zip(present) {
         cache.put_hash(&keys::presence(did), &p);
@@ -192,11 +223,14 @@ mod tests {
 
     #[test]
     fn a_grant_names_its_realm_and_model() {
-        let r = reads(&Command::RealmGrant {
-            model_id: "m".into(),
-            realm_id: "r".into(),
-            monthly_budget_usd: None,
-        });
+        let r = reads(
+            &Command::RealmGrant {
+                model_id: "m".into(),
+                realm_id: "r".into(),
+                monthly_budget_usd: None,
+            },
+            "c1",
+        );
         assert!(r.contains(&Read::Get(keys::model("m"))));
         assert!(r.contains(&Read::Get(keys::realm("r"))));
         assert!(r.contains(&Read::Hash(keys::realm_grants("r"))));
@@ -204,12 +238,39 @@ mod tests {
     }
 
     #[test]
+    fn a_create_without_id_names_the_derived_id_and_the_slug() {
+        let c = Command::parse(
+            vc_shared::command::CommandKind::RealmCreate,
+            br#"{"name":"Eng Team"}"#,
+        )
+        .unwrap();
+        let r = reads(&c, "c1");
+        let id = derived_id("c1");
+        assert!(r.contains(&Read::Get(keys::realm(&id))));
+        assert!(r.contains(&Read::Get(keys::routing_realm(&id))));
+        assert!(r.contains(&Read::Field(keys::REALM_SLUGS.into(), "eng-team".into())));
+        let m = Command::parse(
+            vc_shared::command::CommandKind::ModelRegister,
+            br#"{"name":"Llama","provider":"openai","modelId":"gpt-4o"}"#,
+        )
+        .unwrap();
+        let r = reads(&m, "c2");
+        assert!(r.contains(&Read::Get(keys::model(&derived_id("c2")))));
+        assert!(r
+            .iter()
+            .any(|read| matches!(read, Read::Field(k, _) if k == keys::MODEL_NAMES)));
+    }
+
+    #[test]
     fn a_join_names_the_agent_and_its_memberships() {
-        let r = reads(&Command::RealmAgentAdd {
-            realm_id: "r".into(),
-            agent_did: "did:key:z".into(),
-            is_primary: true,
-        });
+        let r = reads(
+            &Command::RealmAgentAdd {
+                realm_id: "r".into(),
+                agent_did: "did:key:z".into(),
+                is_primary: true,
+            },
+            "c1",
+        );
         assert!(r.contains(&Read::Get(keys::agent("did:key:z"))));
         assert!(r.contains(&Read::Hash(keys::agent_realms("did:key:z"))));
     }

@@ -3,6 +3,7 @@
 //! batch is committed at once; the result equals applying them one by one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use vc_shared::command::CommandRecord;
@@ -35,6 +36,8 @@ pub enum Entry {
 #[derive(Debug, Default)]
 pub struct Overlay {
     entries: HashMap<String, Entry>,
+    /// Models this batch wrote, decoded once (forgotten when written again).
+    models: Mutex<HashMap<String, Option<Arc<StoredModel>>>>,
 }
 
 impl Overlay {
@@ -48,9 +51,11 @@ impl Overlay {
         for op in ops {
             match op {
                 Op::Set { key, value } | Op::Setpx { key, value, .. } => {
+                    self.forget_decoded(key);
                     self.entries.insert(key.clone(), Entry::Str(value.clone()));
                 }
                 Op::Del { key } | Op::Unlink { key } => {
+                    self.forget_decoded(key);
                     self.entries.insert(key.clone(), Entry::Gone);
                 }
                 Op::Hset { key, field, value } => {
@@ -68,6 +73,13 @@ impl Overlay {
                 Op::Xadd { .. } => {}
             }
         }
+    }
+
+    fn forget_decoded(&mut self, key: &str) {
+        self.models
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     fn hash(&mut self, key: &str) -> &mut HashMap<String, Option<String>> {
@@ -143,6 +155,18 @@ impl<'a> View<'a> {
         Ok(v)
     }
 
+    /// A whole catalog hash as Redis holds it, shared with the cache (no copy when it is known).
+    async fn base_hash(&self, key: &str) -> Result<Arc<BTreeMap<String, String>>, StoreError> {
+        if let Some(h) = self.cache.hash(key) {
+            return Ok(h);
+        }
+        let all = self.base_hgetall(key).await?;
+        Ok(self
+            .cache
+            .hash(key)
+            .unwrap_or_else(|| Arc::new(all.into_iter().collect())))
+    }
+
     async fn base_hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
         if let Some(v) = self.cache.hget(key, field) {
             return Ok(v);
@@ -210,23 +234,34 @@ impl<'a> View<'a> {
     }
 
     async fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .hash(key)
+            .await?
+            .iter()
+            .map(|(f, v)| (f.clone(), v.clone()))
+            .collect())
+    }
+
+    /// A whole hash as the batch left it: shared, not copied, when the batch did not write it.
+    async fn hash(&self, key: &str) -> Result<Arc<BTreeMap<String, String>>, StoreError> {
         let (cleared, fields) = match self.overlay.entries.get(key) {
-            None => return self.base_hgetall(key).await,
+            None => return self.base_hash(key).await,
             Some(Entry::Hash { cleared, fields }) => (*cleared, fields),
-            Some(_) => return Ok(Vec::new()),
+            Some(_) => return Ok(Arc::default()),
         };
-        let mut all: BTreeMap<String, String> = if cleared {
-            BTreeMap::new()
+        let mut all = if cleared {
+            Arc::default()
         } else {
-            self.base_hgetall(key).await?.into_iter().collect()
+            self.base_hash(key).await?
         };
+        let merged = Arc::make_mut(&mut all);
         for (f, v) in fields {
             match v {
-                Some(v) => all.insert(f.clone(), v.clone()),
-                None => all.remove(f),
+                Some(v) => merged.insert(f.clone(), v.clone()),
+                None => merged.remove(f),
             };
         }
-        Ok(all.into_iter().collect())
+        Ok(all)
     }
 
     async fn hget(&self, key: &str, field: &str) -> Result<Option<String>, StoreError> {
@@ -316,15 +351,31 @@ impl<'a> View<'a> {
 
     /// A model. Models are read again and again (every granted model of a realm, for each change of
     /// its routing), so the model as Redis holds it is kept decoded in the lane cache.
-    pub async fn model(&self, id: &str) -> Result<Option<StoredModel>, StoreError> {
+    pub async fn model(&self, id: &str) -> Result<Option<Arc<StoredModel>>, StoreError> {
         let key = keys::model(id);
         if self.overlay.entries.contains_key(&key) {
-            return self.get_json(&key).await;
+            let memo = |o: &Overlay| {
+                o.models
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)
+                    .cloned()
+            };
+            if let Some(m) = memo(self.overlay) {
+                return Ok(m);
+            }
+            let m = self.get_json::<StoredModel>(&key).await?.map(Arc::new);
+            self.overlay
+                .models
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, m.clone());
+            return Ok(m);
         }
         if let Some(m) = self.cache.decoded_model(&key) {
             return Ok(m);
         }
-        let m: Option<StoredModel> = decode_json(&key, self.base_get(&key).await?)?;
+        let m = decode_json::<StoredModel>(&key, self.base_get(&key).await?)?.map(Arc::new);
         self.cache.put_decoded_model(&key, m.clone());
         Ok(m)
     }
@@ -362,13 +413,19 @@ impl<'a> View<'a> {
     }
 
     /// A realm's grants: (model id, grantedAt).
-    pub async fn realm_grants(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.hgetall(&keys::realm_grants(id)).await
+    pub async fn realm_grants(
+        &self,
+        id: &str,
+    ) -> Result<Arc<BTreeMap<String, String>>, StoreError> {
+        self.hash(&keys::realm_grants(id)).await
     }
 
     /// A model's grants: (realm id, grantedAt).
-    pub async fn model_grants(&self, id: &str) -> Result<Vec<(String, String)>, StoreError> {
-        self.hgetall(&keys::model_grants(id)).await
+    pub async fn model_grants(
+        &self,
+        id: &str,
+    ) -> Result<Arc<BTreeMap<String, String>>, StoreError> {
+        self.hash(&keys::model_grants(id)).await
     }
 
     /// Number of realms a model is granted to.
