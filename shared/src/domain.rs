@@ -89,6 +89,18 @@ pub enum ModelStatus {
     Inactive,
 }
 
+/// The order of models in a realm: by name, case-insensitively (character by character), then by id.
+/// The realm key's model list, the realm's routing state and "the first active model by name" all
+/// follow it. It compares without allocating: it runs for every granted model of a realm each time the
+/// realm's routing changes.
+pub fn model_order(a: &StoredModel, b: &StoredModel) -> std::cmp::Ordering {
+    a.name
+        .chars()
+        .flat_map(char::to_lowercase)
+        .cmp(b.name.chars().flat_map(char::to_lowercase))
+        .then_with(|| a.id.cmp(&b.id))
+}
+
 /// Lower-case, each run of characters outside `[a-z0-9]` becomes one `-`, leading/trailing `-` trimmed.
 ///
 /// ```
@@ -549,6 +561,33 @@ impl From<&LlmConfig> for SafeLlmConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_order_by_name_case_insensitively_then_id() {
+        let m = |id: &str, name: &str| StoredModel {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+            provider: Provider::OpenAi,
+            model_id: "x".into(),
+            base_url: None,
+            api_key_sealed: None,
+            litellm_model_name: format!("openai/{id}"),
+            status: ModelStatus::Active,
+            created_at: String::new(),
+            updated_at: String::new(),
+            gen: 1,
+        };
+        let mut v = [
+            m("b", "beta"),
+            m("c", "Alpha"),
+            m("a", "ALPHA"),
+            m("d", "alpha 2"),
+        ];
+        v.sort_by(model_order);
+        let ids: Vec<&str> = v.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c", "d", "b"]);
+    }
 
     #[test]
     fn slug_rule() {

@@ -39,12 +39,7 @@ pub fn allowed_models<M: Borrow<StoredModel>>(granted: &[M]) -> Vec<String> {
         .map(Borrow::borrow)
         .filter(|m| m.status == ModelStatus::Active)
         .collect();
-    active.sort_by(|a, b| {
-        a.name
-            .to_lowercase()
-            .cmp(&b.name.to_lowercase())
-            .then(a.id.cmp(&b.id))
-    });
+    active.sort_by(|a, b| crate::domain::model_order(a, b));
     active
         .iter()
         .map(|m| m.litellm_model_name.clone())

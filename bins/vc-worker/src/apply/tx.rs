@@ -195,7 +195,7 @@ impl<'a> Tx<'a> {
             .into_iter()
             .filter(|m| m.status == ModelStatus::Active)
             .collect();
-        v.sort_by_cached_key(|m| (m.name.to_lowercase(), m.id.clone()));
+        v.sort_by(|a, b| vc_shared::domain::model_order(a, b));
         Ok(v)
     }
 
