@@ -162,17 +162,17 @@ pub async fn enqueue_commands(worker: &Worker, job: &CommandJob) -> Result<(), S
     Ok(())
 }
 
-/// Works a command job: each entity synced once (waiting while another sync of it runs, up to the
-/// inline budget; a failure, or LiteLLM known to be failing, makes it an entity job retried with
-/// backoff), then the commands' refreshed outcomes.
+/// Works a command job: each entity synced once, up to [`JOB_SYNCS_AT_ONCE`] at a time (waiting while
+/// another sync of it runs, up to the inline budget; a failure, or LiteLLM known to be failing, makes it
+/// an entity job retried with backoff), then the commands' refreshed outcomes.
 async fn run_command_job(worker: &Worker, job: &CommandJob) {
     let deadline = tokio::time::Instant::now() + INLINE_BUDGET;
-    for e in job.entities() {
+    let syncs = job.entities().map(|e| async move {
         // While LiteLLM fails (a transient error, until a sync succeeds again), the outcome does not
         // wait for it: the entity goes straight to its own job, retried with backoff.
         if !worker.litellm_healthy.load(Ordering::Relaxed) {
             enqueue(worker, &e).await;
-            continue;
+            return;
         }
         let attempt = async {
             loop {
@@ -189,7 +189,11 @@ async fn run_command_job(worker: &Worker, job: &CommandJob) {
             debug!(entity = ?e, "Sync of a command's entity did not complete; retried as its own job.");
             enqueue(worker, &e).await;
         }
-    }
+    });
+    futures::stream::iter(syncs)
+        .buffer_unordered(JOB_SYNCS_AT_ONCE)
+        .collect::<Vec<()>>()
+        .await;
     let ids: Vec<String> = job.commands.iter().map(|c| c.command_id.clone()).collect();
     let Ok(records) = worker.store.commands(&ids).await else {
         return;
@@ -220,6 +224,10 @@ async fn run_command_job(worker: &Worker, job: &CommandJob) {
         }
     }
 }
+
+/// Most entities of one command job synced at once: a batch of grants to many realms syncs them side by
+/// side, so its outcomes wait about as long as the slowest sync, not the sum of them.
+const JOB_SYNCS_AT_ONCE: usize = 32;
 
 /// How long a command job waits for its entities' syncs before sending the outcome anyway (their
 /// state then shows `pending` or `error`, and entity jobs retry them).
