@@ -706,16 +706,12 @@ impl Store {
     /// decode).
     pub async fn commands(&self, ids: &[String]) -> Result<Vec<Option<CommandRecord>>, StoreError> {
         let keys: Vec<String> = ids.iter().map(|id| keys::command(id)).collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(500) {
-            let mut c = self.conn.clone();
-            let raw: Vec<Option<String>> =
-                timed(redis::cmd("MGET").arg(chunk).query_async(&mut c)).await?;
-            for (k, v) in chunk.iter().zip(raw) {
-                out.push(decode_json(k, v).ok().flatten());
-            }
-        }
-        Ok(out)
+        let raw = self.raw_mget(&keys).await?;
+        Ok(keys
+            .iter()
+            .zip(raw)
+            .map(|(k, v)| decode_json(k, v).ok().flatten())
+            .collect())
     }
 
     /// Writes a pending record unless one exists. Returns whether it was written.
