@@ -279,7 +279,8 @@ pub enum Commit {
     AlreadyApplied,
 }
 
-/// The writes of a commit, as a Lua function (shared by the single and the batch commit scripts).
+/// The writes of a one-command commit, as a Lua function (the batch commit takes them as flat
+/// arguments, see `lane.rs`).
 const APPLY_OPS_LUA: &str = r#"
 local function apply_ops(ops_json, maxlen)
   local ops = cjson.decode(ops_json)
