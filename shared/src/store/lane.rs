@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{keys, timed, Op, Store, StoreError, AUDIT_MAX_LEN};
+use super::{keys, push_ops, timed, Op, Store, StoreError, APPLY_OPS_LUA, AUDIT_MAX_LEN};
 
 const LANE_ACQUIRE_LUA: &str = r#"
 -- KEYS[1] = lane, KEYS[2] = lane epoch, KEYS[3] = lane seq; ARGV[1] = holder, ARGV[2] = ttl ms
@@ -28,33 +28,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// The batch commit. Its writes travel as flat arguments (a code, then the op's arguments), not as one
-/// JSON array: the records and events they carry are JSON already, and escaping them into an array that
-/// `cjson` decodes in Redis cost as much as the writes themselves.
 const COMMIT_BATCH_LUA: &str = r#"
 -- KEYS[1] = {vc}:rev, KEYS[2] = lane, KEYS[3] = lane seq
 -- ARGV[1] = expected rev, ARGV[2] = audit max length, ARGV[3] = lane token,
 -- ARGV[4] = expected lane seq, ARGV[5] = new lane seq, ARGV[6] = number of commands,
--- ARGV[7..] = the writes: s key value | p key value ms | d key | u key | h key field value |
---             H key field | a key member | r key member | x key value
+-- ARGV[7..] = the writes (see apply_ops)
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return -3 end
 if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[4]) then return -4 end
 local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
 if rev ~= tonumber(ARGV[1]) then return -1 end
-local i, n, maxlen = 7, #ARGV, ARGV[2]
-while i <= n do
-  local op = ARGV[i]
-  if op == 's' then redis.call('SET', ARGV[i+1], ARGV[i+2]); i = i + 3
-  elseif op == 'p' then redis.call('SET', ARGV[i+1], ARGV[i+2], 'PX', ARGV[i+3]); i = i + 4
-  elseif op == 'd' then redis.call('DEL', ARGV[i+1]); i = i + 2
-  elseif op == 'u' then redis.call('UNLINK', ARGV[i+1]); i = i + 2
-  elseif op == 'h' then redis.call('HSET', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
-  elseif op == 'H' then redis.call('HDEL', ARGV[i+1], ARGV[i+2]); i = i + 3
-  elseif op == 'a' then redis.call('SADD', ARGV[i+1], ARGV[i+2]); i = i + 3
-  elseif op == 'r' then redis.call('SREM', ARGV[i+1], ARGV[i+2]); i = i + 3
-  elseif op == 'x' then redis.call('XADD', ARGV[i+1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i+2]); i = i + 3
-  else return redis.error_reply('unknown op ' .. tostring(op)) end
-end
+local err = apply_ops(7, ARGV[2])
+if err then return redis.error_reply(err) end
 redis.call('SET', KEYS[3], ARGV[5])
 return redis.call('INCRBY', KEYS[1], ARGV[6])
 "#;
@@ -66,7 +50,7 @@ static LANE_RENEW: std::sync::LazyLock<redis::Script> =
 static LANE_RELEASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(LANE_RELEASE_LUA));
 static COMMIT_BATCH: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(COMMIT_BATCH_LUA));
+    std::sync::LazyLock::new(|| redis::Script::new(&format!("{APPLY_OPS_LUA}{COMMIT_BATCH_LUA}")));
 
 /// The lane's lease as taken by one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,19 +135,7 @@ impl Store {
             .arg(expected_seq)
             .arg(new_seq)
             .arg(commands);
-        for op in ops {
-            match op {
-                Op::Set { key, value } => inv.arg("s").arg(key).arg(value),
-                Op::Setpx { key, value, ms } => inv.arg("p").arg(key).arg(value).arg(*ms),
-                Op::Del { key } => inv.arg("d").arg(key),
-                Op::Unlink { key } => inv.arg("u").arg(key),
-                Op::Hset { key, field, value } => inv.arg("h").arg(key).arg(field).arg(value),
-                Op::Hdel { key, field } => inv.arg("H").arg(key).arg(field),
-                Op::Sadd { key, member } => inv.arg("a").arg(key).arg(member),
-                Op::Srem { key, member } => inv.arg("r").arg(key).arg(member),
-                Op::Xadd { key, value } => inv.arg("x").arg(key).arg(value),
-            };
-        }
+        push_ops(&mut inv, ops);
         let n: i64 = timed(inv.invoke_async(&mut c)).await?;
         Ok(match n {
             -1 => BatchCommit::Conflict,

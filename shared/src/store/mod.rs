@@ -189,8 +189,7 @@ pub enum StoreError {
 }
 
 /// One write of a commit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// `SET key value`.
     Set {
@@ -279,31 +278,53 @@ pub enum Commit {
     AlreadyApplied,
 }
 
-/// The writes of a one-command commit, as a Lua function (the batch commit takes them as flat
-/// arguments, see `lane.rs`).
+/// The writes of a commit, as a Lua function shared by the one-command and the batch commit scripts.
+/// The writes travel as flat script arguments from `ARGV[first]` on, as [`push_ops`] lays them out
+/// (a code, then the op's arguments), not as a JSON array: the records and events they carry are JSON
+/// already, and escaping them into an array that `cjson` decodes in Redis cost as much as the writes.
 const APPLY_OPS_LUA: &str = r#"
-local function apply_ops(ops_json, maxlen)
-  local ops = cjson.decode(ops_json)
-  for _, o in ipairs(ops) do
-    local op = o['op']
-    if op == 'set' then redis.call('SET', o['key'], o['value'])
-    elseif op == 'setpx' then redis.call('SET', o['key'], o['value'], 'PX', o['ms'])
-    elseif op == 'del' then redis.call('DEL', o['key'])
-    elseif op == 'unlink' then redis.call('UNLINK', o['key'])
-    elseif op == 'hset' then redis.call('HSET', o['key'], o['field'], o['value'])
-    elseif op == 'hdel' then redis.call('HDEL', o['key'], o['field'])
-    elseif op == 'sadd' then redis.call('SADD', o['key'], o['member'])
-    elseif op == 'srem' then redis.call('SREM', o['key'], o['member'])
-    elseif op == 'xadd' then redis.call('XADD', o['key'], 'MAXLEN', '~', maxlen, '*', 'data', o['value'])
+-- s key value | p key value ms | d key | u key | h key field value | H key field | a key member |
+-- r key member | x key value
+local function apply_ops(first, maxlen)
+  local i, n = first, #ARGV
+  while i <= n do
+    local op = ARGV[i]
+    if op == 's' then redis.call('SET', ARGV[i+1], ARGV[i+2]); i = i + 3
+    elseif op == 'p' then redis.call('SET', ARGV[i+1], ARGV[i+2], 'PX', ARGV[i+3]); i = i + 4
+    elseif op == 'd' then redis.call('DEL', ARGV[i+1]); i = i + 2
+    elseif op == 'u' then redis.call('UNLINK', ARGV[i+1]); i = i + 2
+    elseif op == 'h' then redis.call('HSET', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
+    elseif op == 'H' then redis.call('HDEL', ARGV[i+1], ARGV[i+2]); i = i + 3
+    elseif op == 'a' then redis.call('SADD', ARGV[i+1], ARGV[i+2]); i = i + 3
+    elseif op == 'r' then redis.call('SREM', ARGV[i+1], ARGV[i+2]); i = i + 3
+    elseif op == 'x' then redis.call('XADD', ARGV[i+1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i+2]); i = i + 3
     else return 'unknown op ' .. tostring(op) end
   end
   return nil
 end
 "#;
 
+/// Appends `ops` to a commit script's arguments, laid out as `apply_ops` reads them.
+fn push_ops(inv: &mut redis::ScriptInvocation<'_>, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::Set { key, value } => inv.arg("s").arg(key).arg(value),
+            Op::Setpx { key, value, ms } => inv.arg("p").arg(key).arg(value).arg(*ms),
+            Op::Del { key } => inv.arg("d").arg(key),
+            Op::Unlink { key } => inv.arg("u").arg(key),
+            Op::Hset { key, field, value } => inv.arg("h").arg(key).arg(field).arg(value),
+            Op::Hdel { key, field } => inv.arg("H").arg(key).arg(field),
+            Op::Sadd { key, member } => inv.arg("a").arg(key).arg(member),
+            Op::Srem { key, member } => inv.arg("r").arg(key).arg(member),
+            Op::Xadd { key, value } => inv.arg("x").arg(key).arg(value),
+        };
+    }
+}
+
 /// One command's commit: revision check, not-yet-applied check, writes, `INCR {vc}:rev`.
 const COMMIT_LUA: &str = r#"
--- KEYS[1] = {vc}:rev, KEYS[2] = command record key; ARGV[1] = expected rev, ARGV[2] = ops JSON
+-- KEYS[1] = {vc}:rev, KEYS[2] = command record key; ARGV[1] = expected rev,
+-- ARGV[2] = audit max length, ARGV[3..] = the writes (see apply_ops)
 local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
 if rev ~= tonumber(ARGV[1]) then return -1 end
 local rec = redis.call('GET', KEYS[2])
@@ -311,7 +332,7 @@ if rec then
   local ok, decoded = pcall(cjson.decode, rec)
   if ok and decoded['status'] ~= 'pending' then return -2 end
 end
-local err = apply_ops(ARGV[2], ARGV[3])
+local err = apply_ops(3, ARGV[2])
 if err then return redis.error_reply(err) end
 return redis.call('INCR', KEYS[1])
 "#;
@@ -797,8 +818,8 @@ impl Store {
         let mut inv = self.commit.key(keys::REV);
         inv.key(keys::command(command_id))
             .arg(expected_rev)
-            .arg(serde_json::to_string(ops).unwrap_or_else(|_| "[]".into()))
             .arg(AUDIT_MAX_LEN);
+        push_ops(&mut inv, ops);
         let n: i64 = timed(inv.invoke_async(&mut c)).await?;
         Ok(match n {
             -1 => Commit::Conflict,
