@@ -158,7 +158,10 @@ pub(crate) async fn publish_dead_letter(
 /// `model.register` and `model.update`, and the realm's key of `realm.grant`, are read again, once per
 /// entity however many results show it. Returns, for each record, whether it changed (a result of
 /// another kind, or one that does not read as its kind's, is left as it is).
-pub(crate) async fn refresh_results(worker: &Worker, records: &mut [CommandRecord]) -> Vec<bool> {
+pub(crate) async fn refresh_results(
+    worker: &Worker,
+    records: &mut [&mut CommandRecord],
+) -> Vec<bool> {
     let mut results: Vec<Option<CommandResult>> = records
         .iter()
         .map(|record| {

@@ -198,27 +198,27 @@ async fn run_command_job(worker: &Worker, job: &CommandJob) {
     let Ok(records) = worker.store.commands(&ids).await else {
         return;
     };
-    // Refreshed where asked (each entity read once for the whole job), then answered.
-    let (mut fresh, mut kept): (Vec<_>, Vec<_>) = job
+    // The job's commands, in stream order, with their records.
+    let mut answered: Vec<(&JobCommand, CommandRecord)> = job
         .commands
         .iter()
         .zip(records)
         .filter_map(|(c, r)| r.map(|r| (c, r)))
-        .partition(|(c, _)| c.refresh);
-    let mut records: Vec<CommandRecord> = fresh.iter().map(|(_, r)| r.clone()).collect();
-    let changed = crate::consumer::refresh_results(worker, &mut records).await;
-    let updates = records
+        .collect();
+    // Refreshed where asked (each entity read once for the whole job), then answered.
+    let mut fresh: Vec<&mut CommandRecord> = answered
+        .iter_mut()
+        .filter(|(c, _)| c.refresh)
+        .map(|(_, r)| r)
+        .collect();
+    let changed = crate::consumer::refresh_results(worker, &mut fresh).await;
+    let updates = fresh
         .iter()
-        .zip(&changed)
-        .filter(|(_, changed)| **changed)
+        .zip(changed)
+        .filter(|(_, changed)| *changed)
         .map(|(r, _)| worker.store.update_command(r));
     let _ = futures::future::join_all(updates).await;
-    for ((_, r), refreshed) in fresh.iter_mut().zip(records) {
-        *r = refreshed;
-    }
-    fresh.append(&mut kept);
-    fresh.sort_by_key(|(c, _)| c.seq);
-    for (c, record) in fresh {
+    for (c, record) in &answered {
         if let Some(o) = record.outcome() {
             crate::consumer::reply(worker, c.reply_to.as_deref(), &o).await;
         }

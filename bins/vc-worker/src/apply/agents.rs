@@ -229,7 +229,7 @@ impl Tx<'_> {
                 ConfigSource::Realm { realm_id, model_id }
             }
             LlmConfigForm::Registry { model_id } => {
-                let Some(m) = self.model(&model_id).await? else {
+                let Some(m) = self.model_ref(&model_id).await? else {
                     refuse!(DomainError::not_found(format!(
                         "model {model_id} not found"
                     )))

@@ -17,7 +17,7 @@ impl Tx<'_> {
         let id =
             m.id.clone()
                 .unwrap_or_else(|| vc_shared::command::derived_id(self.ctx.command_id));
-        if self.model(&id).await?.is_some() {
+        if self.model_ref(&id).await?.is_some() {
             refuse!(DomainError::conflict(format!("model {id} already exists")));
         }
         if self.tombstoned(&Dependency::Model(id.clone())).await? {
@@ -167,7 +167,7 @@ impl Tx<'_> {
     }
 
     pub(super) async fn model_delete(&mut self, id: &str) -> R<()> {
-        let Some(m) = self.model(id).await? else {
+        let Some(m) = self.model_ref(id).await? else {
             refuse!(DomainError::not_found(format!("model {id} not found")))
         };
         // Gone for the rest of the command: realm routing states and the model's own leave it out.

@@ -178,7 +178,7 @@ impl Tx<'_> {
                 "realm {realm_id} not found"
             )))
         };
-        let Some(model) = self.model(model_id).await? else {
+        let Some(model) = self.model_ref(model_id).await? else {
             refuse!(DomainError::not_found(format!(
                 "model {model_id} not found"
             )))

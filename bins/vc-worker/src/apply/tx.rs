@@ -74,6 +74,7 @@ impl<'a> Tx<'a> {
         Ok(m)
     }
 
+    /// A model, copied: to change and write back with [`Tx::put_model`].
     pub(super) async fn model(&mut self, id: &str) -> Result<Option<StoredModel>, ApplyError> {
         Ok(self.model_ref(id).await?.map(|m| StoredModel::clone(&m)))
     }
@@ -370,7 +371,7 @@ impl<'a> Tx<'a> {
     /// and push it once (registry-mode agents derive their config from it).
     pub(super) async fn bump_model_routing(&mut self, model_id: &str) -> Result<(), ApplyError> {
         let version = self.next_version();
-        let routing = match self.model(model_id).await? {
+        let routing = match self.model_ref(model_id).await? {
             None => ModelRouting {
                 model_id: model_id.into(),
                 version,

@@ -75,6 +75,23 @@ impl Overlay {
         }
     }
 
+    /// A model this batch wrote, if decoded already.
+    fn decoded_model(&self, key: &str) -> Option<Option<Arc<StoredModel>>> {
+        self.models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Keeps a model this batch wrote, decoded.
+    fn remember_model(&self, key: &str, model: Option<Arc<StoredModel>>) {
+        self.models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), model);
+    }
+
     fn forget_decoded(&mut self, key: &str) {
         self.models
             .get_mut()
@@ -354,22 +371,11 @@ impl<'a> View<'a> {
     pub async fn model(&self, id: &str) -> Result<Option<Arc<StoredModel>>, StoreError> {
         let key = keys::model(id);
         if self.overlay.entries.contains_key(&key) {
-            let memo = |o: &Overlay| {
-                o.models
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&key)
-                    .cloned()
-            };
-            if let Some(m) = memo(self.overlay) {
+            if let Some(m) = self.overlay.decoded_model(&key) {
                 return Ok(m);
             }
             let m = self.get_json::<StoredModel>(&key).await?.map(Arc::new);
-            self.overlay
-                .models
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, m.clone());
+            self.overlay.remember_model(&key, m.clone());
             return Ok(m);
         }
         if let Some(m) = self.cache.decoded_model(&key) {
