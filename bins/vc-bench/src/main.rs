@@ -3,6 +3,12 @@
 //! The same binary also runs as a `vc-edge` or `vc-worker` process when `VC_BENCH_ROLE` says so, so that
 //! benchmarks can run real edge and worker processes built from the current sources.
 
+/// mimalloc instead of the system allocator: the services allocate many small, short-lived values
+/// (decoded records, frames) across threads, where glibc's malloc spent a quarter of the worker's CPU
+/// (see `docs/decisions/0008-allocator.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 mod report;
 mod seed;

@@ -1,5 +1,11 @@
 //! `vc-worker`: consumes commands, applies them to Redis, syncs LiteLLM, pushes configs.
 
+/// mimalloc instead of the system allocator: the services allocate many small, short-lived values
+/// (decoded records, frames) across threads, where glibc's malloc spent a quarter of the worker's CPU
+/// (see `docs/decisions/0008-allocator.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     vc_worker::cli::main()
 }
