@@ -94,11 +94,21 @@ pub enum ModelStatus {
 /// follow it. It compares without allocating: it runs for every granted model of a realm each time the
 /// realm's routing changes.
 pub fn model_order(a: &StoredModel, b: &StoredModel) -> std::cmp::Ordering {
-    a.name
-        .chars()
-        .flat_map(char::to_lowercase)
-        .cmp(b.name.chars().flat_map(char::to_lowercase))
-        .then_with(|| a.id.cmp(&b.id))
+    name_order(&a.name, &b.name).then_with(|| a.id.cmp(&b.id))
+}
+
+/// Names compared case-insensitively, character by character. Two ASCII names (nearly all) compare
+/// byte by byte: the same order, several times faster than lowering each character through Unicode.
+fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+    } else {
+        a.chars()
+            .flat_map(char::to_lowercase)
+            .cmp(b.chars().flat_map(char::to_lowercase))
+    }
 }
 
 /// Lower-case, each run of characters outside `[a-z0-9]` becomes one `-`, leading/trailing `-` trimmed.
@@ -587,6 +597,19 @@ mod tests {
         v.sort_by(model_order);
         let ids: Vec<&str> = v.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["a", "c", "d", "b"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_ascii_name_order_is_the_unicode_one(a in "[ -~]{0,12}", b in "[ -~]{0,12}", c in "\\PC{0,6}") {
+            let unicode = |x: &str, y: &str| {
+                x.chars().flat_map(char::to_lowercase).cmp(y.chars().flat_map(char::to_lowercase))
+            };
+            proptest::prop_assert_eq!(name_order(&a, &b), unicode(&a, &b));
+            let (ac, bc) = (format!("{a}{c}"), format!("{b}{c}"));
+            proptest::prop_assert_eq!(name_order(&ac, &bc), unicode(&ac, &bc));
+            proptest::prop_assert_eq!(name_order(&a, &bc), unicode(&a, &bc));
+        }
     }
 
     #[test]

@@ -575,7 +575,9 @@ async fn rest(args: &Args) -> R<Value> {
         "clients": args.rest_clients,
         "requestsPerSec": (total as f64 / elapsed.as_secs_f64()).round(),
         "p50Ms": quantile(&mut lat, 0.5),
+        "p90Ms": quantile(&mut lat, 0.9),
         "p99Ms": quantile(&mut lat, 0.99),
+        "maxMs": quantile(&mut lat, 1.0),
         "statuses": statuses,
     });
     progress!("rest: {row}");

@@ -99,6 +99,9 @@ struct Lane<'a> {
     waiting: bool,
     /// The catalog as this holder knows it (kept from batch to batch while the revision is its own).
     cache: LaneCache,
+    /// The revision its last commit left (`None`: read it first). Only the lane moves it, but for the
+    /// rare record written beside it (`consumer::finish_failed`), which the commit's check catches.
+    rev: Option<u64>,
     /// Emits committed batches beside the lane, in commit order.
     emitter: Emitter,
 }
@@ -120,6 +123,7 @@ async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<
         buffer: BTreeMap::new(),
         waiting: false,
         cache: LaneCache::default(),
+        rev: None,
         emitter: Emitter::start(worker.clone()),
     };
     let stop = lane.hold(shutdown, &lost, &lost_notify).await;
@@ -336,13 +340,17 @@ impl Lane<'_> {
         let worker = self.worker;
         let started = std::time::Instant::now();
         for _ in 0..MAX_CONFLICTS {
-            let rev = match worker.store.rev().await {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "Redis unavailable; commands wait.");
-                    self.give_back(batch);
-                    return Ok(false);
-                }
+            // The revision of the last commit, without a round trip; after a conflict, read again.
+            let rev = match self.rev.take() {
+                Some(r) => r,
+                None => match worker.store.rev().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(error = %e, "Redis unavailable; commands wait.");
+                        self.give_back(batch);
+                        return Ok(false);
+                    }
+                },
             };
             let mut overlay = Overlay::default();
             let cache = &self.cache;
@@ -391,6 +399,7 @@ impl Lane<'_> {
             match committed {
                 Ok(BatchCommit::Applied(new_rev)) => {
                     self.cache.fold(&overlay, new_rev);
+                    self.rev = Some(new_rev);
                     self.applied = last;
                     batch::log_batch(&steps, new_rev);
                     let rest: Vec<_> = batch.into_iter().filter(|(s, _)| *s > last).collect();
