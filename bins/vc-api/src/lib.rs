@@ -50,7 +50,8 @@ pub struct Actor {
     pub realm_ids: Vec<String>,
 }
 
-/// Shared state of the handlers. Cheap to clone.
+/// Shared state of the handlers. Cheap to clone (axum clones it for every request and layer): text
+/// is shared, not copied.
 #[derive(Clone)]
 pub struct AppState {
     /// NATS.
@@ -66,13 +67,13 @@ pub struct AppState {
     /// How long a write waits for its outcome.
     pub command_wait: Duration,
     /// This instance's reply inbox prefix.
-    pub inbox: String,
+    pub inbox: Arc<str>,
     /// Requests waiting for outcomes.
     pub waiters: submit::Waiters,
     /// LiteLLM admin URL (shown by status only).
-    pub litellm_base_url: Option<String>,
+    pub litellm_base_url: Option<Arc<str>>,
     /// LiteLLM URL agents use.
-    pub litellm_public_url: Option<String>,
+    pub litellm_public_url: Option<Arc<str>>,
     /// Set on SIGTERM.
     pub draining: Arc<AtomicBool>,
     /// Counters served at `/metrics`.
@@ -265,10 +266,10 @@ pub async fn run(
         sealer: deps.sealer,
         admin_token: deps.admin_token.into(),
         command_wait: deps.command_wait,
-        inbox,
+        inbox: inbox.into(),
         waiters,
-        litellm_base_url: deps.litellm.as_ref().map(|l| l.base_url.clone()),
-        litellm_public_url: deps.litellm.as_ref().map(|l| l.public_url.clone()),
+        litellm_base_url: deps.litellm.as_ref().map(|l| l.base_url.as_str().into()),
+        litellm_public_url: deps.litellm.as_ref().map(|l| l.public_url.as_str().into()),
         draining: draining.clone(),
         metrics: api_metrics,
         auth_events: Arc::new(access::RateLimit::default()),

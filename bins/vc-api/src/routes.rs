@@ -685,7 +685,7 @@ pub async fn realm_llm(
     out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     Ok(Json(json!({
         "litellmConfigured": s.litellm_public_url.is_some(),
-        "litellmBaseUrl": s.litellm_public_url,
+        "litellmBaseUrl": s.litellm_public_url.as_deref(),
         "realms": out.into_iter().map(|(_, _, v)| v).collect::<Vec<_>>(),
     })))
 }
@@ -727,8 +727,8 @@ pub async fn litellm_status(State(s): State<AppState>, actor: Actor) -> ApiResul
     Ok(Json(json!({
         "configured": s.litellm_base_url.is_some(),
         "healthy": report.get("healthy").cloned().unwrap_or(Value::Null),
-        "baseUrl": s.litellm_base_url,
-        "publicUrl": s.litellm_public_url,
+        "baseUrl": s.litellm_base_url.as_deref(),
+        "publicUrl": s.litellm_public_url.as_deref(),
         "lastReconcileAt": report.get("lastReconcileAt").cloned().unwrap_or(Value::Null),
         "drift": report.get("drift").cloned().unwrap_or(json!({})),
     })))

@@ -396,14 +396,19 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The store. Cheap to clone (one multiplexed connection shared).
+/// The store. Cheap to clone: one multiplexed connection shared, and its scripts are statics (a
+/// `redis::Script` holds its source, several KiB copied on every clone otherwise).
 #[derive(Clone)]
 pub struct Store {
     conn: Conn,
-    commit: redis::Script,
-    sync_record: redis::Script,
-    unlock: redis::Script,
 }
+
+static COMMIT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(&format!("{APPLY_OPS_LUA}{COMMIT_LUA}")));
+static SYNC_RECORD: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(SYNC_RECORD_LUA));
+static UNLOCK: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(UNLOCK_LUA));
 
 async fn timed<T>(
     fut: impl std::future::Future<Output = Result<T, redis::RedisError>>,
@@ -467,12 +472,7 @@ impl Store {
             .map_err(|e| StoreError::Connect(e.to_string()))?;
             Conn::Single(c)
         };
-        Ok(Store {
-            conn,
-            commit: redis::Script::new(&format!("{APPLY_OPS_LUA}{COMMIT_LUA}")),
-            sync_record: redis::Script::new(SYNC_RECORD_LUA),
-            unlock: redis::Script::new(UNLOCK_LUA),
-        })
+        Ok(Store { conn })
     }
 
     /// The raw connection (for service-specific keys such as presence).
@@ -799,7 +799,7 @@ impl Store {
     /// Writes a sync record unless a newer generation is already recorded.
     pub async fn put_sync_record(&self, key: &str, rec: &SyncRecord) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
-        let mut inv = self.sync_record.key(key);
+        let mut inv = SYNC_RECORD.key(key);
         inv.arg(rec.gen)
             .arg(serde_json::to_string(rec).unwrap_or_default());
         let n: i64 = timed(inv.invoke_async(&mut c)).await?;
@@ -815,7 +815,7 @@ impl Store {
         ops: &[Op],
     ) -> Result<Commit, StoreError> {
         let mut c = self.conn.clone();
-        let mut inv = self.commit.key(keys::REV);
+        let mut inv = COMMIT.key(keys::REV);
         inv.key(keys::command(command_id))
             .arg(expected_rev)
             .arg(AUDIT_MAX_LEN);
@@ -848,7 +848,7 @@ impl Store {
     /// Releases a lease if still held with `token`.
     pub async fn unlock(&self, name: &str, token: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let mut inv = self.unlock.key(keys::lock(name));
+        let mut inv = UNLOCK.key(keys::lock(name));
         inv.arg(token);
         let _: i64 = timed(inv.invoke_async(&mut c)).await?;
         Ok(())
