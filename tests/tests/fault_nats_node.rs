@@ -231,6 +231,30 @@ async fn nats_node_loss_loses_no_acknowledged_command() {
     );
     let killed_at = Instant::now();
     s.nats_cluster.as_mut().unwrap().kill_node(victim);
+    // The elections as the cluster reports them: when the stream and the consumer each have a leader
+    // again (asked every 100 ms, each ask bounded to 500 ms). The consumer is its own Raft group and
+    // may be elected later than the stream; the lane can pull only once it is.
+    let elections = {
+        let (client, victim_name) = (client.clone(), victim_name.clone());
+        tokio::spawn(async move {
+            let mut js = async_nats::jetstream::new(client);
+            js.set_timeout(Duration::from_millis(500));
+            let (mut stream_back, mut consumer_back) = (None, None);
+            while killed_at.elapsed() < Duration::from_secs(30)
+                && (stream_back.is_none() || consumer_back.is_none())
+            {
+                let elected = |l: Option<String>| l.is_some_and(|l| l != victim_name);
+                if stream_back.is_none() && elected(cmd_leader(&js).await) {
+                    stream_back = Some(killed_at.elapsed());
+                }
+                if consumer_back.is_none() && elected(consumer_leader(&js).await) {
+                    consumer_back = Some(killed_at.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (stream_back, consumer_back)
+        })
+    };
     tokio::time::sleep(per_phase * 2).await;
     stop.store(true, Ordering::Relaxed);
     publisher.await.unwrap();
@@ -282,12 +306,22 @@ async fn nats_node_loss_loses_no_acknowledged_command() {
         .find(|(at, _)| *at <= killed_at)
         .map_or(0, |(_, r)| *r);
     let (mut last_move, mut worker_pause) = (killed_at, Duration::ZERO);
+    // When the longest pause ended, since the kill.
+    let mut resumed = Duration::ZERO;
     for (at, r) in samples.iter().filter(|(at, _)| *at > killed_at) {
         if *r != last_rev {
-            worker_pause = worker_pause.max(at.duration_since(last_move));
+            if at.duration_since(last_move) > worker_pause {
+                worker_pause = at.duration_since(last_move);
+                resumed = at.duration_since(killed_at);
+            }
             (last_rev, last_move) = (*r, *at);
         }
     }
+    let (stream_back, consumer_back) = elections.await.unwrap();
+    // How long after both leaders were back the commands moved again (the lane's own share of the pause).
+    let after_elections = stream_back
+        .zip(consumer_back)
+        .map(|(a, b)| resumed.saturating_sub(a.max(b)));
     let new_leader =
         vc_tests::wait::eventually("a new VC_CMD leader", secs(30), || cmd_leader(&js)).await;
     let mut codes: HashMap<u16, usize> = HashMap::new();
@@ -307,7 +341,9 @@ async fn nats_node_loss_loses_no_acknowledged_command() {
         "[fault] nats-server {version:?}: {} JetStream commands acked ({} after the kill), {} never acked, \
          {publish_errors} publish attempts failed (retried), slowest PubAck {slowest_ack:?} after the first try; \
          REST answers {codes:?}; first REST 201 {first_ok_after:?} after the kill, last non-201 {last_bad:?} after; \
-         workers: longest time without a completed command after the kill {worker_pause:?}; \
+         workers: longest time without a completed command after the kill {worker_pause:?}, ended {resumed:?} after it; \
+         leaders back after the kill: stream {stream_back:?}, consumer {consumer_back:?}; \
+         commands moved again {after_elections:?} after both; \
          slowest REST write after the kill {slowest_rest:?}; VC_CMD leader now {new_leader:?}; \
          backlog drained {drain:?} after the load stopped",
         acked.len(),
