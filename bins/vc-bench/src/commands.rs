@@ -460,6 +460,44 @@ async fn wait_all(swarm: &Swarm, version: u64, within: Duration) -> R<()> {
 
 // ---- burst ---------------------------------------------------------------------------------------
 
+/// What the lane did over a run, from both workers' metrics (whichever held it).
+struct LaneStats {
+    /// Seconds spent in batches.
+    busy: f64,
+    batches: f64,
+    /// Reads made while applying (not prefetched).
+    reads: f64,
+    /// Milliseconds per phase.
+    phases: serde_json::Map<String, Value>,
+}
+
+async fn lane_stats(s: &Stack) -> R<LaneStats> {
+    let mut st = LaneStats {
+        busy: 0.0,
+        batches: 0.0,
+        reads: 0.0,
+        phases: serde_json::Map::new(),
+    };
+    for w in &s.workers {
+        if let Some(addr) = w.addr {
+            let (sum, count) = histogram(&s.http, addr, "vc_worker_lane_batch_seconds").await?;
+            st.busy += sum;
+            st.batches += count;
+            st.reads += counter(&s.http, addr, "vc_worker_lane_reads").await?;
+            for phase in ["prefetch", "apply", "commit", "handoff", "emit"] {
+                let labels = format!("{{phase=\"{phase}\"}}");
+                let (sum, _) =
+                    labeled_histogram(&s.http, addr, "vc_worker_lane_phase_seconds", &labels)
+                        .await?;
+                let ms = st.phases.get(phase).and_then(Value::as_f64).unwrap_or(0.0);
+                st.phases
+                    .insert(phase.into(), json!(ms + (sum * 1000.0).round()));
+            }
+        }
+    }
+    Ok(st)
+}
+
 async fn burst(args: &Args) -> R<Value> {
     let mut out = Vec::new();
     for &latency in &args.latency_ms {
@@ -486,25 +524,12 @@ async fn burst(args: &Args) -> R<Value> {
         }
         let applied = t.elapsed();
         let rate = n as f64 / applied.as_secs_f64();
-        // How long the lane itself was busy (both workers' histograms: whichever held it).
-        let (mut busy, mut batches, mut lane_reads) = (0.0, 0.0, 0.0);
-        let mut phases = serde_json::Map::new();
-        for w in &s.workers {
-            if let Some(addr) = w.addr {
-                let (sum, count) = histogram(&s.http, addr, "vc_worker_lane_batch_seconds").await?;
-                busy += sum;
-                batches += count;
-                lane_reads += counter(&s.http, addr, "vc_worker_lane_reads").await?;
-                for phase in ["prefetch", "apply", "commit", "handoff", "emit"] {
-                    let labels = format!("{{phase=\"{phase}\"}}");
-                    let (sum, _) =
-                        labeled_histogram(&s.http, addr, "vc_worker_lane_phase_seconds", &labels)
-                            .await?;
-                    let ms = phases.get(phase).and_then(Value::as_f64).unwrap_or(0.0);
-                    phases.insert(phase.into(), json!(ms + (sum * 1000.0).round()));
-                }
-            }
-        }
+        let LaneStats {
+            busy,
+            batches,
+            reads: lane_reads,
+            phases,
+        } = lane_stats(&s).await?;
         let calls = redis_calls(&s.redis_url()).await?;
         let top: Vec<Value> = calls
             .iter()
@@ -570,9 +595,14 @@ async fn rest(args: &Args) -> R<Value> {
         }
     }
     let elapsed = t.elapsed();
+    let lane = lane_stats(&s).await?;
     let row = json!({
         "requests": total,
         "clients": args.rest_clients,
+        "laneBusyMs": (lane.busy * 1000.0).round(),
+        "lanePhasesMs": lane.phases,
+        "batches": lane.batches,
+        "elapsedMs": ms(elapsed),
         "requestsPerSec": (total as f64 / elapsed.as_secs_f64()).round(),
         "p50Ms": quantile(&mut lat, 0.5),
         "p90Ms": quantile(&mut lat, 0.9),

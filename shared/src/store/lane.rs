@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{keys, push_ops, timed, Op, Store, StoreError, APPLY_OPS_LUA, AUDIT_MAX_LEN};
+use super::{keys, push_ops, timed, Conn, Op, Store, StoreError, APPLY_OPS_LUA, AUDIT_MAX_LEN};
 
 const LANE_ACQUIRE_LUA: &str = r#"
 -- KEYS[1] = lane, KEYS[2] = lane epoch, KEYS[3] = lane seq; ARGV[1] = holder, ARGV[2] = ttl ms
@@ -137,12 +137,105 @@ impl Store {
             .arg(commands);
         push_ops(&mut inv, ops);
         let n: i64 = timed(inv.invoke_async(&mut c)).await?;
-        Ok(match n {
-            -1 => BatchCommit::Conflict,
-            -3 => BatchCommit::LaneLost,
-            -4 => BatchCommit::SeqMoved,
-            n => BatchCommit::Applied(n as u64),
-        })
+        Ok(batch_commit(n))
+    }
+
+    /// [`Store::commit_batch`], and in the same round trip, right after it, the reads of `reads`
+    /// ([`Store::raw_read_many`]'s four kinds): what the next batch will read, as the commit leaves it.
+    /// The reads come back only if the batch was applied; `None` also on a Redis Cluster (where the
+    /// commit goes alone) and when nothing is to be read.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_batch_then_read(
+        &self,
+        token: &str,
+        expected_rev: u64,
+        expected_seq: u64,
+        new_seq: u64,
+        commands: u64,
+        ops: &[Op],
+        reads: &ReadPlan,
+    ) -> Result<(BatchCommit, Option<ManyReads>), StoreError> {
+        let alone = || self.commit_batch(token, expected_rev, expected_seq, new_seq, commands, ops);
+        if reads.is_empty() || matches!(self.conn, Conn::Cluster(_)) {
+            return Ok((alone().await?, None));
+        }
+        let mut inv = COMMIT_BATCH.key(keys::REV);
+        inv.key(keys::LANE)
+            .key(keys::LANE_SEQ)
+            .arg(expected_rev)
+            .arg(AUDIT_MAX_LEN)
+            .arg(token)
+            .arg(expected_seq)
+            .arg(new_seq)
+            .arg(commands);
+        push_ops(&mut inv, ops);
+        let mut p = redis::pipe();
+        p.invoke_script(&inv);
+        if !reads.strings.is_empty() {
+            p.cmd("MGET").arg(&reads.strings);
+        }
+        for k in &reads.hashes {
+            p.cmd("HGETALL").arg(k);
+        }
+        for (k, set) in &reads.counts {
+            p.cmd(if *set { "SCARD" } else { "HLEN" }).arg(k);
+        }
+        for (k, f) in &reads.fields {
+            p.cmd("HGET").arg(k).arg(f);
+        }
+        let mut c = self.conn.clone();
+        let answers: Vec<redis::Value> = match timed(p.query_async(&mut c)).await {
+            Ok(v) => v,
+            // EVALSHA of a script this server does not know (it restarted): nothing ran; the commit
+            // goes alone, which loads the script.
+            Err(StoreError::Redis(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                return Ok((alone().await?, None))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut answers = answers.into_iter();
+        let mut next = |what: &str| {
+            answers.next().ok_or_else(|| StoreError::Corrupt {
+                key: keys::REV.into(),
+                reason: format!("pipelined commit: no answer for {what}"),
+            })
+        };
+        let parse = |what: &str, e: redis::ParsingError| StoreError::Corrupt {
+            key: keys::REV.into(),
+            reason: format!("pipelined commit: {what}: {e}"),
+        };
+        let n: i64 =
+            redis::from_redis_value(next("the commit")?).map_err(|e| parse("the commit", e))?;
+        let committed = batch_commit(n);
+        if !matches!(committed, BatchCommit::Applied(_)) {
+            return Ok((committed, None));
+        }
+        let mut got = ManyReads {
+            strings: Vec::new(),
+            hashes: Vec::with_capacity(reads.hashes.len()),
+            counts: Vec::with_capacity(reads.counts.len()),
+            fields: Vec::with_capacity(reads.fields.len()),
+        };
+        if !reads.strings.is_empty() {
+            got.strings = redis::from_redis_value(next("MGET")?).map_err(|e| parse("MGET", e))?;
+        }
+        for _ in &reads.hashes {
+            let mut h: Vec<(String, String)> =
+                redis::from_redis_value(next("HGETALL")?).map_err(|e| parse("HGETALL", e))?;
+            h.sort();
+            got.hashes.push(h);
+        }
+        for _ in &reads.counts {
+            got.counts
+                .push(redis::from_redis_value(next("a count")?).map_err(|e| parse("a count", e))?);
+        }
+        for _ in &reads.fields {
+            got.fields
+                .push(redis::from_redis_value(next("HGET")?).map_err(|e| parse("HGET", e))?);
+        }
+        Ok((committed, Some(got)))
     }
 
     /// `GET key`.
@@ -280,6 +373,39 @@ impl Store {
             counts,
             fields,
         })
+    }
+}
+
+/// What the batch commit script answered.
+fn batch_commit(n: i64) -> BatchCommit {
+    match n {
+        -1 => BatchCommit::Conflict,
+        -3 => BatchCommit::LaneLost,
+        -4 => BatchCommit::SeqMoved,
+        n => BatchCommit::Applied(n as u64),
+    }
+}
+
+/// Reads to make with [`Store::commit_batch_then_read`] (the kinds of [`Store::raw_read_many`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ReadPlan {
+    /// `GET` (one `MGET`).
+    pub strings: Vec<String>,
+    /// `HGETALL`.
+    pub hashes: Vec<String>,
+    /// `SCARD` (`true`) or `HLEN`.
+    pub counts: Vec<(String, bool)>,
+    /// `HGET` (key, field).
+    pub fields: Vec<(String, String)>,
+}
+
+impl ReadPlan {
+    /// Whether nothing is to be read.
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+            && self.hashes.is_empty()
+            && self.counts.is_empty()
+            && self.fields.is_empty()
     }
 }
 

@@ -59,6 +59,9 @@ struct Known {
     volatile: HashMap<String, Option<String>>,
     /// Volatile hashes read by this batch (presence).
     volatile_hashes: HashMap<String, Vec<(String, String)>>,
+    /// Whether the volatile reads were made ahead, right after the last commit, for the next batch
+    /// ([`LaneCache::start_ahead`]): that batch keeps them if it starts at that commit's revision.
+    ahead: bool,
     /// Entries held (roughly): bounds the cache.
     weight: usize,
 }
@@ -212,8 +215,11 @@ impl LaneCache {
     /// cache is within its bound); volatile reads never stay.
     pub fn begin(&self, rev: u64) {
         let mut k = self.lock();
-        k.volatile.clear();
-        k.volatile_hashes.clear();
+        let read_ahead = std::mem::take(&mut k.ahead) && k.rev == Some(rev);
+        if !read_ahead {
+            k.volatile.clear();
+            k.volatile_hashes.clear();
+        }
         if k.rev != Some(rev) || k.weight > MAX_WEIGHT {
             k.clear_catalog();
             k.rev = Some(rev);
@@ -226,6 +232,17 @@ impl LaneCache {
         k.clear_catalog();
         k.volatile.clear();
         k.volatile_hashes.clear();
+        k.ahead = false;
+    }
+
+    /// What follows are reads made right after the last commit (in its round trip) for the next
+    /// batch: the volatile reads of the batch before are dropped now, and these are kept by the next
+    /// [`LaneCache::begin`] at the same revision. Call after [`LaneCache::fold`].
+    pub fn start_ahead(&self) {
+        let mut k = self.lock();
+        k.volatile.clear();
+        k.volatile_hashes.clear();
+        k.ahead = true;
     }
 
     /// A batch's writes are committed, leaving the revision at `rev`: they become what is known.

@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
-use vc_shared::store::{BatchCommit, LaneLease};
+use vc_shared::store::{BatchCommit, LaneLease, ReadPlan};
 use vc_shared::subjects;
 
 use crate::apply::ApplyError;
@@ -99,6 +99,8 @@ struct Lane<'a> {
     waiting: bool,
     /// The catalog as this holder knows it (kept from batch to batch while the revision is its own).
     cache: LaneCache,
+    /// The pull ended or failed while a batch was in hand: pull again once it is done.
+    pull_broken: bool,
     /// The revision its last commit left (`None`: read it first). Only the lane moves it, but for the
     /// rare record written beside it (`consumer::finish_failed`), which the commit's check catches.
     rev: Option<u64>,
@@ -123,6 +125,7 @@ async fn lead(worker: &Worker, lease: LaneLease, shutdown: &mut watch::Receiver<
         buffer: BTreeMap::new(),
         waiting: false,
         cache: LaneCache::default(),
+        pull_broken: false,
         rev: None,
         emitter: Emitter::start(worker.clone()),
     };
@@ -224,7 +227,7 @@ impl Lane<'_> {
                     _ = lost_notify.notified() => return Stop::Lost,
                     _ = progress.tick() => self.progress().await,
                     _ = retry.tick(), if self.waiting => {
-                        if let Err(stop) = self.process().await {
+                        if let Err(stop) = self.process(&mut messages).await {
                             return stop;
                         }
                     }
@@ -238,17 +241,35 @@ impl Lane<'_> {
                             Some(Ok(msg)) => self.take(msg),
                         }
                         // Whatever else has arrived joins the batch.
-                        while self.buffer.len() < MAX_BUFFER {
-                            match messages.next().now_or_never() {
-                                Some(Some(Ok(msg))) => self.take(msg),
-                                _ => break,
-                            }
-                        }
-                        if let Err(stop) = self.process().await {
+                        self.top_up(&mut messages);
+                        if let Err(stop) = self.process(&mut messages).await {
                             return stop;
                         }
                     }
                 }
+                if std::mem::take(&mut self.pull_broken) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Buffers the commands delivered already (without waiting). A pull that ended or failed is
+    /// noted: the consumer is pulled from again once the batch in hand is done.
+    fn top_up(&mut self, messages: &mut pull::Stream) {
+        while self.buffer.len() < MAX_BUFFER {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(msg))) => self.take(msg),
+                Some(Some(Err(e))) => {
+                    debug!(error = %e, "Command pull interrupted; pulling again.");
+                    self.pull_broken = true;
+                    break;
+                }
+                Some(None) => {
+                    self.pull_broken = true;
+                    break;
+                }
+                None => break,
             }
         }
     }
@@ -270,7 +291,7 @@ impl Lane<'_> {
     }
 
     /// Applies every ready command, batch by batch.
-    async fn process(&mut self) -> Result<(), Stop> {
+    async fn process(&mut self, messages: &mut pull::Stream) -> Result<(), Stop> {
         self.waiting = false;
         loop {
             // Sequences applied already: effects and outcomes again, never applied twice.
@@ -305,7 +326,7 @@ impl Lane<'_> {
                 .iter()
                 .filter_map(|s| self.buffer.remove(s).map(|m| (*s, m)))
                 .collect();
-            if !self.apply_batch(batch).await? {
+            if !self.apply_batch(batch, messages).await? {
                 self.waiting = true;
                 return Ok(());
             }
@@ -336,7 +357,11 @@ impl Lane<'_> {
 
     /// Applies one batch of consecutive commands and commits it. `Ok(false)`: nothing could be
     /// committed now (the commands are buffered again and retried).
-    async fn apply_batch(&mut self, batch: Vec<(u64, jetstream::Message)>) -> Result<bool, Stop> {
+    async fn apply_batch(
+        &mut self,
+        batch: Vec<(u64, jetstream::Message)>,
+        messages: &mut pull::Stream,
+    ) -> Result<bool, Stop> {
         let worker = self.worker;
         let started = std::time::Instant::now();
         for _ in 0..MAX_CONFLICTS {
@@ -390,15 +415,31 @@ impl Lane<'_> {
             let n = steps.len() as u64;
             worker.metrics.lane_phase("apply", applying.elapsed());
             worker.metrics.lane_reads.inc_by(cache.take_misses());
+            // What the next batch (the commands buffered right after this one) reads first is read
+            // in the commit's round trip, right after it: that batch then starts without a prefetch.
+            let ahead = match failed {
+                None if !self.pull_broken => {
+                    self.top_up(messages);
+                    prefetch::plan_ahead(&self.cache, self.following(last))
+                }
+                _ => ReadPlan::default(),
+            };
             let committing = std::time::Instant::now();
             let committed = worker
                 .store
-                .commit_batch(&self.token, rev, self.applied, last, n, &ops)
+                .commit_batch_then_read(&self.token, rev, self.applied, last, n, &ops, &ahead)
                 .await;
             worker.metrics.lane_phase("commit", committing.elapsed());
+            let (committed, read_ahead) = match committed {
+                Ok((c, r)) => (Ok(c), r),
+                Err(e) => (Err(e), None),
+            };
             match committed {
                 Ok(BatchCommit::Applied(new_rev)) => {
                     self.cache.fold(&overlay, new_rev);
+                    if let Some(got) = read_ahead {
+                        prefetch::absorb_ahead(&self.cache, &ahead, got);
+                    }
                     self.rev = Some(new_rev);
                     self.applied = last;
                     batch::log_batch(&steps, new_rev);
@@ -468,6 +509,16 @@ impl Lane<'_> {
         // Kept until the next retry (below `applied`, they stay first).
         self.give_back(rest);
         false
+    }
+
+    /// The buffered commands that directly follow sequence `last` (the next batch, as far as known).
+    fn following(&self, last: u64) -> impl Iterator<Item = &jetstream::Message> {
+        self.buffer
+            .range(last + 1..)
+            .zip(last + 1..)
+            .take_while(|((seq, _), expected)| **seq == *expected)
+            .take(MAX_BATCH)
+            .map(|((_, msg), _)| msg)
     }
 
     fn give_back(&mut self, msgs: Vec<(u64, jetstream::Message)>) {

@@ -6,7 +6,7 @@
 use async_nats::jetstream;
 use vc_shared::command::{derived_id, validate_command_id, Command, HDR_MSG_ID};
 use vc_shared::domain::litellm_model_name;
-use vc_shared::store::{keys, Store, StoreError};
+use vc_shared::store::{keys, ManyReads, ReadPlan, Store, StoreError};
 use vc_shared::subjects;
 
 use super::cache::LaneCache;
@@ -126,7 +126,7 @@ pub(super) async fn prefetch(
     cache: &LaneCache,
     batch: &[(u64, jetstream::Message)],
 ) -> Result<(), StoreError> {
-    let commands = batch_commands(batch);
+    let commands = batch_commands(batch.iter().map(|(_, m)| m));
     let mut wanted = vec![Read::Get(keys::VERSION_SEQ.into())];
     for (id, command) in &commands {
         wanted.push(Read::Get(keys::command(id)));
@@ -159,10 +159,12 @@ pub(super) async fn prefetch(
 }
 
 /// Each message's command id and command (`None`: no usable id, or a body that cannot be read).
-fn batch_commands(batch: &[(u64, jetstream::Message)]) -> Vec<(String, Option<Command>)> {
+fn batch_commands<'m>(
+    batch: impl IntoIterator<Item = &'m jetstream::Message>,
+) -> Vec<(String, Option<Command>)> {
     batch
-        .iter()
-        .filter_map(|(_, msg)| {
+        .into_iter()
+        .filter_map(|msg| {
             let id = header(msg, HDR_MSG_ID).filter(|id| validate_command_id(id).is_ok())?;
             let command = subjects::command_kind(&msg.subject)
                 .and_then(|kind| Command::parse_checked(kind, &msg.payload).ok());
@@ -171,50 +173,85 @@ fn batch_commands(batch: &[(u64, jetstream::Message)]) -> Vec<(String, Option<Co
         .collect()
 }
 
-/// Reads those of `wanted` the cache does not know, at once, into the cache.
-async fn fetch(store: &Store, cache: &LaneCache, wanted: Vec<Read>) -> Result<(), StoreError> {
-    let mut strings = Vec::new();
-    let mut hashes = Vec::new();
-    let mut counts = Vec::new();
+/// Those of `wanted` the cache does not know: the catalog reads (one round trip) and the agents whose
+/// presence to read (their own slots).
+fn plan(cache: &LaneCache, wanted: Vec<Read>) -> (ReadPlan, Vec<String>) {
+    let mut plan = ReadPlan::default();
     let mut presences = Vec::new();
-    let mut fields = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for read in wanted {
         if !seen.insert(read.clone()) {
             continue;
         }
         match read {
-            Read::Get(k) if cache.get(&k).is_none() => strings.push(k),
-            Read::Hash(k) if !cache.knows_hash(&k) => hashes.push(k),
-            Read::SetCount(k) if cache.count(&k).is_none() => counts.push((k, true)),
-            Read::HashCount(k) if cache.count(&k).is_none() => counts.push((k, false)),
+            Read::Get(k) if cache.get(&k).is_none() => plan.strings.push(k),
+            Read::Hash(k) if !cache.knows_hash(&k) => plan.hashes.push(k),
+            Read::SetCount(k) if cache.count(&k).is_none() => plan.counts.push((k, true)),
+            Read::HashCount(k) if cache.count(&k).is_none() => plan.counts.push((k, false)),
             Read::Presence(did) if !cache.knows_hash(&keys::presence(&did)) => presences.push(did),
-            Read::Field(k, f) if cache.hget(&k, &f).is_none() => fields.push((k, f)),
+            Read::Field(k, f) if cache.hget(&k, &f).is_none() => plan.fields.push((k, f)),
             _ => {}
         }
     }
     // A hash read whole gives its count too.
-    counts.retain(|(k, set)| *set || !hashes.contains(k));
-    let (got, present) = tokio::try_join!(
-        store.raw_read_many(&strings, &hashes, &counts, &fields),
-        store.presences(&presences)
-    )?;
-    for (k, v) in strings.iter().zip(got.strings) {
+    let hashes = &plan.hashes;
+    plan.counts.retain(|(k, set)| *set || !hashes.contains(k));
+    (plan, presences)
+}
+
+/// Puts what `plan` read into the cache.
+fn absorb(cache: &LaneCache, plan: &ReadPlan, got: ManyReads) {
+    for (k, v) in plan.strings.iter().zip(got.strings) {
         cache.put_string(k, v);
     }
-    for (k, h) in hashes.iter().zip(got.hashes) {
+    for (k, h) in plan.hashes.iter().zip(got.hashes) {
         cache.put_hash(k, &h);
     }
-    for ((k, _), n) in counts.iter().zip(got.counts) {
+    for ((k, _), n) in plan.counts.iter().zip(got.counts) {
         cache.put_count(k, n);
     }
-    for ((k, f), v) in fields.iter().zip(got.fields) {
+    for ((k, f), v) in plan.fields.iter().zip(got.fields) {
         cache.put_field(k, f, v);
     }
+}
+
+/// Reads those of `wanted` the cache does not know, at once, into the cache.
+async fn fetch(store: &Store, cache: &LaneCache, wanted: Vec<Read>) -> Result<(), StoreError> {
+    let (plan, presences) = plan(cache, wanted);
+    let (got, present) = tokio::try_join!(
+        store.raw_read_many(&plan.strings, &plan.hashes, &plan.counts, &plan.fields),
+        store.presences(&presences)
+    )?;
+    absorb(cache, &plan, got);
     for (did, p) in presences.iter().zip(present) {
         cache.put_hash(&keys::presence(did), &p);
     }
     Ok(())
+}
+
+/// The catalog reads the commands of `next` (the batch expected after the one being committed) will
+/// make first and the cache does not know: read in the commit's own round trip, right after it
+/// ([`Store::commit_batch_then_read`]), so that batch needs no prefetch of its own. Their presences
+/// (other slots) and what the first reads lead to are read by that batch.
+pub(super) fn plan_ahead<'m>(
+    cache: &LaneCache,
+    next: impl IntoIterator<Item = &'m jetstream::Message>,
+) -> ReadPlan {
+    let mut wanted = Vec::new();
+    for (id, command) in &batch_commands(next) {
+        wanted.push(Read::Get(keys::command(id)));
+        if let Some(c) = command {
+            wanted.extend(reads(c, id));
+        }
+    }
+    plan(cache, wanted).0
+}
+
+/// Puts the reads of [`plan_ahead`], made right after a commit, into the cache (after that commit's
+/// writes are folded in: they are what Redis held just after it).
+pub(super) fn absorb_ahead(cache: &LaneCache, plan: &ReadPlan, got: ManyReads) {
+    cache.start_ahead();
+    absorb(cache, plan, got);
 }
 
 #[cfg(test)]
