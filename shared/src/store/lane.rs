@@ -112,31 +112,12 @@ impl Store {
         Ok(())
     }
 
-    /// Commits the writes of `commands` commands at once, if the lane is still held with `token`, the
-    /// last applied sequence is `expected_seq` and the revision is `expected_rev`; then records
-    /// `new_seq` as applied and adds `commands` to the revision.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn commit_batch(
-        &self,
-        token: &str,
-        expected_rev: u64,
-        expected_seq: u64,
-        new_seq: u64,
-        commands: u64,
-        ops: &[Op],
-    ) -> Result<BatchCommit, StoreError> {
+    /// Commits a batch's writes at once, if the lane is still held with its token, the last applied
+    /// sequence and the revision are the ones it expects; then records its last sequence as applied
+    /// and adds its commands to the revision.
+    pub async fn commit_batch(&self, batch: &BatchWrites<'_>) -> Result<BatchCommit, StoreError> {
         let mut c = self.conn.clone();
-        let mut inv = COMMIT_BATCH.key(keys::REV);
-        inv.key(keys::LANE)
-            .key(keys::LANE_SEQ)
-            .arg(expected_rev)
-            .arg(AUDIT_MAX_LEN)
-            .arg(token)
-            .arg(expected_seq)
-            .arg(new_seq)
-            .arg(commands);
-        push_ops(&mut inv, ops);
-        let n: i64 = timed(inv.invoke_async(&mut c)).await?;
+        let n: i64 = timed(batch.invocation().invoke_async(&mut c)).await?;
         Ok(batch_commit(n))
     }
 
@@ -144,33 +125,16 @@ impl Store {
     /// ([`Store::raw_read_many`]'s four kinds): what the next batch will read, as the commit leaves it.
     /// The reads come back only if the batch was applied; `None` also on a Redis Cluster (where the
     /// commit goes alone) and when nothing is to be read.
-    #[allow(clippy::too_many_arguments)]
     pub async fn commit_batch_then_read(
         &self,
-        token: &str,
-        expected_rev: u64,
-        expected_seq: u64,
-        new_seq: u64,
-        commands: u64,
-        ops: &[Op],
+        batch: &BatchWrites<'_>,
         reads: &ReadPlan,
     ) -> Result<(BatchCommit, Option<ManyReads>), StoreError> {
-        let alone = || self.commit_batch(token, expected_rev, expected_seq, new_seq, commands, ops);
         if reads.is_empty() || matches!(self.conn, Conn::Cluster(_)) {
-            return Ok((alone().await?, None));
+            return Ok((self.commit_batch(batch).await?, None));
         }
-        let mut inv = COMMIT_BATCH.key(keys::REV);
-        inv.key(keys::LANE)
-            .key(keys::LANE_SEQ)
-            .arg(expected_rev)
-            .arg(AUDIT_MAX_LEN)
-            .arg(token)
-            .arg(expected_seq)
-            .arg(new_seq)
-            .arg(commands);
-        push_ops(&mut inv, ops);
         let mut p = redis::pipe();
-        p.invoke_script(&inv);
+        p.invoke_script(&batch.invocation());
         if !reads.strings.is_empty() {
             p.cmd("MGET").arg(&reads.strings);
         }
@@ -183,18 +147,10 @@ impl Store {
         for (k, f) in &reads.fields {
             p.cmd("HGET").arg(k).arg(f);
         }
+        // Each answer on its own: a read that fails must not hide the commit's outcome.
+        p.ignore_errors();
         let mut c = self.conn.clone();
-        let answers: Vec<redis::Value> = match timed(p.query_async(&mut c)).await {
-            Ok(v) => v,
-            // EVALSHA of a script this server does not know (it restarted): nothing ran; the commit
-            // goes alone, which loads the script.
-            Err(StoreError::Redis(e))
-                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                return Ok((alone().await?, None))
-            }
-            Err(e) => return Err(e),
-        };
+        let answers: Vec<redis::Value> = timed(p.query_async(&mut c)).await?;
         let mut answers = answers.into_iter();
         let mut next = |what: &str| {
             answers.next().ok_or_else(|| StoreError::Corrupt {
@@ -206,36 +162,49 @@ impl Store {
             key: keys::REV.into(),
             reason: format!("pipelined commit: {what}: {e}"),
         };
-        let n: i64 =
-            redis::from_redis_value(next("the commit")?).map_err(|e| parse("the commit", e))?;
+        let n: i64 = match next("the commit")? {
+            // EVALSHA of a script this server does not know (it restarted): nothing ran; the commit
+            // goes alone, which loads the script.
+            redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript) => {
+                return Ok((self.commit_batch(batch).await?, None));
+            }
+            redis::Value::ServerError(e) => return Err(StoreError::Redis(e.into())),
+            v => redis::from_redis_value(v).map_err(|e| parse("the commit", e))?,
+        };
         let committed = batch_commit(n);
         if !matches!(committed, BatchCommit::Applied(_)) {
             return Ok((committed, None));
         }
-        let mut got = ManyReads {
-            strings: Vec::new(),
-            hashes: Vec::with_capacity(reads.hashes.len()),
-            counts: Vec::with_capacity(reads.counts.len()),
-            fields: Vec::with_capacity(reads.fields.len()),
+        // The batch is applied: reads that cannot be decoded are only reads not made ahead.
+        let mut reads_ahead = || -> Result<ManyReads, StoreError> {
+            let mut got = ManyReads {
+                strings: Vec::new(),
+                hashes: Vec::with_capacity(reads.hashes.len()),
+                counts: Vec::with_capacity(reads.counts.len()),
+                fields: Vec::with_capacity(reads.fields.len()),
+            };
+            if !reads.strings.is_empty() {
+                got.strings =
+                    redis::from_redis_value(next("MGET")?).map_err(|e| parse("MGET", e))?;
+            }
+            for _ in &reads.hashes {
+                let mut h: Vec<(String, String)> =
+                    redis::from_redis_value(next("HGETALL")?).map_err(|e| parse("HGETALL", e))?;
+                h.sort();
+                got.hashes.push(h);
+            }
+            for _ in &reads.counts {
+                got.counts.push(
+                    redis::from_redis_value(next("a count")?).map_err(|e| parse("a count", e))?,
+                );
+            }
+            for _ in &reads.fields {
+                got.fields
+                    .push(redis::from_redis_value(next("HGET")?).map_err(|e| parse("HGET", e))?);
+            }
+            Ok(got)
         };
-        if !reads.strings.is_empty() {
-            got.strings = redis::from_redis_value(next("MGET")?).map_err(|e| parse("MGET", e))?;
-        }
-        for _ in &reads.hashes {
-            let mut h: Vec<(String, String)> =
-                redis::from_redis_value(next("HGETALL")?).map_err(|e| parse("HGETALL", e))?;
-            h.sort();
-            got.hashes.push(h);
-        }
-        for _ in &reads.counts {
-            got.counts
-                .push(redis::from_redis_value(next("a count")?).map_err(|e| parse("a count", e))?);
-        }
-        for _ in &reads.fields {
-            got.fields
-                .push(redis::from_redis_value(next("HGET")?).map_err(|e| parse("HGET", e))?);
-        }
-        Ok((committed, Some(got)))
+        Ok((committed, reads_ahead().ok()))
     }
 
     /// `GET key`.
@@ -373,6 +342,40 @@ impl Store {
             counts,
             fields,
         })
+    }
+}
+
+/// A batch to commit: the lane's fencing token, what it expects, and its writes.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchWrites<'a> {
+    /// The lease's fencing token.
+    pub token: &'a str,
+    /// The revision the batch was applied on.
+    pub expected_rev: u64,
+    /// The last sequence applied before it.
+    pub expected_seq: u64,
+    /// Its last sequence.
+    pub new_seq: u64,
+    /// How many commands it holds (added to the revision).
+    pub commands: u64,
+    /// Its writes.
+    pub ops: &'a [Op],
+}
+
+impl BatchWrites<'_> {
+    /// The batch commit script's call: its keys, the checks' arguments, then the writes.
+    fn invocation(&self) -> redis::ScriptInvocation<'static> {
+        let mut inv = COMMIT_BATCH.key(keys::REV);
+        inv.key(keys::LANE)
+            .key(keys::LANE_SEQ)
+            .arg(self.expected_rev)
+            .arg(AUDIT_MAX_LEN)
+            .arg(self.token)
+            .arg(self.expected_seq)
+            .arg(self.new_seq)
+            .arg(self.commands);
+        push_ops(&mut inv, self.ops);
+        inv
     }
 }
 

@@ -51,7 +51,7 @@ use crate::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecor
 mod lane;
 mod routing;
 
-pub use lane::{BatchCommit, LaneLease, ManyReads, ReadPlan};
+pub use lane::{BatchCommit, BatchWrites, LaneLease, ManyReads, ReadPlan};
 
 /// How long a command's record (and so its dedupe) is kept: 7 days.
 pub const COMMAND_TTL_MS: u64 = 7 * 24 * 3600 * 1000;

@@ -32,7 +32,7 @@ use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
-use vc_shared::store::{BatchCommit, LaneLease, ReadPlan};
+use vc_shared::store::{BatchCommit, BatchWrites, LaneLease, ReadPlan};
 use vc_shared::subjects;
 
 use crate::apply::ApplyError;
@@ -427,7 +427,17 @@ impl Lane<'_> {
             let committing = std::time::Instant::now();
             let committed = worker
                 .store
-                .commit_batch_then_read(&self.token, rev, self.applied, last, n, &ops, &ahead)
+                .commit_batch_then_read(
+                    &BatchWrites {
+                        token: &self.token,
+                        expected_rev: rev,
+                        expected_seq: self.applied,
+                        new_seq: last,
+                        commands: n,
+                        ops: &ops,
+                    },
+                    &ahead,
+                )
                 .await;
             worker.metrics.lane_phase("commit", committing.elapsed());
             let (committed, read_ahead) = match committed {

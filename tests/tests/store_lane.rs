@@ -1,0 +1,113 @@
+//! The lane's batch commit against a real redis-server: the reads that ride on a commit see what the
+//! commit left, a refused commit returns no reads, and a Redis that lost its scripts (a restart)
+//! still commits.
+
+use std::time::Duration;
+
+use vc_shared::store::{BatchCommit, BatchWrites, Op, ReadPlan, Store};
+use vc_tests::servers::RedisServer;
+
+const A: &str = "{vc}:test:a";
+const H: &str = "{vc}:test:h";
+const S: &str = "{vc}:test:s";
+
+fn plan() -> ReadPlan {
+    ReadPlan {
+        strings: vec![A.into(), "{vc}:test:missing".into()],
+        hashes: vec![H.into()],
+        counts: vec![(S.into(), true), (H.into(), false)],
+        fields: vec![(H.into(), "f".into()), (H.into(), "nope".into())],
+    }
+}
+
+fn writes(value: &str, member: &str) -> Vec<Op> {
+    vec![
+        Op::Set {
+            key: A.into(),
+            value: value.into(),
+        },
+        Op::Hset {
+            key: H.into(),
+            field: "f".into(),
+            value: value.into(),
+        },
+        Op::Sadd {
+            key: S.into(),
+            member: member.into(),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn reads_ride_on_the_commit_and_see_what_it_wrote() {
+    let redis = RedisServer::start();
+    let store = Store::connect(&redis.url()).await.unwrap();
+    let lease = store
+        .lane_acquire("test-holder", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the lane is free");
+    let rev = store.rev().await.unwrap();
+    let ops = writes("1", "m1");
+    let first = BatchWrites {
+        token: &lease.token,
+        expected_rev: rev,
+        expected_seq: lease.applied_seq,
+        new_seq: lease.applied_seq + 3,
+        commands: 3,
+        ops: &ops,
+    };
+
+    // A fresh server knows no script: the pipelined EVALSHA runs nothing, the commit goes alone.
+    let (committed, reads) = store.commit_batch_then_read(&first, &plan()).await.unwrap();
+    assert_eq!(committed, BatchCommit::Applied(rev + 3));
+    assert!(reads.is_none(), "no reads when the commit went alone");
+    assert_eq!(store.raw_get(A).await.unwrap().as_deref(), Some("1"));
+
+    // The script is known now: the reads come back, as the commit left the keys.
+    let ops = writes("2", "m2");
+    let second = BatchWrites {
+        expected_rev: rev + 3,
+        expected_seq: lease.applied_seq + 3,
+        new_seq: lease.applied_seq + 4,
+        commands: 1,
+        ops: &ops,
+        ..first
+    };
+    let (committed, reads) = store
+        .commit_batch_then_read(&second, &plan())
+        .await
+        .unwrap();
+    assert_eq!(committed, BatchCommit::Applied(rev + 4));
+    let reads = reads.expect("reads made in the commit's round trip");
+    assert_eq!(reads.strings, vec![Some("2".to_string()), None]);
+    assert_eq!(reads.hashes, vec![vec![("f".to_string(), "2".to_string())]]);
+    assert_eq!(reads.counts, vec![2, 1]);
+    assert_eq!(reads.fields, vec![Some("2".to_string()), None]);
+
+    // A commit refused (the revision moved) writes nothing and returns no reads.
+    let ops = writes("3", "m3");
+    let stale = BatchWrites {
+        expected_seq: lease.applied_seq + 4,
+        new_seq: lease.applied_seq + 5,
+        ops: &ops,
+        ..second
+    };
+    let (committed, reads) = store.commit_batch_then_read(&stale, &plan()).await.unwrap();
+    assert_eq!(committed, BatchCommit::Conflict);
+    assert!(reads.is_none());
+    assert_eq!(store.raw_get(A).await.unwrap().as_deref(), Some("2"));
+
+    // Nothing to read: a plain commit.
+    let current = BatchWrites {
+        expected_rev: rev + 4,
+        ..stale
+    };
+    let (committed, reads) = store
+        .commit_batch_then_read(&current, &ReadPlan::default())
+        .await
+        .unwrap();
+    assert_eq!(committed, BatchCommit::Applied(rev + 5));
+    assert!(reads.is_none());
+    assert_eq!(store.raw_get(A).await.unwrap().as_deref(), Some("3"));
+}
