@@ -135,76 +135,29 @@ impl Store {
         }
         let mut p = redis::pipe();
         p.invoke_script(&batch.invocation());
-        if !reads.strings.is_empty() {
-            p.cmd("MGET").arg(&reads.strings);
-        }
-        for k in &reads.hashes {
-            p.cmd("HGETALL").arg(k);
-        }
-        for (k, set) in &reads.counts {
-            p.cmd(if *set { "SCARD" } else { "HLEN" }).arg(k);
-        }
-        for (k, f) in &reads.fields {
-            p.cmd("HGET").arg(k).arg(f);
-        }
+        reads.push_reads(&mut p);
         // Each answer on its own: a read that fails must not hide the commit's outcome.
         p.ignore_errors();
         let mut c = self.conn.clone();
         let answers: Vec<redis::Value> = timed(p.query_async(&mut c)).await?;
         let mut answers = answers.into_iter();
-        let mut next = |what: &str| {
-            answers.next().ok_or_else(|| StoreError::Corrupt {
-                key: keys::REV.into(),
-                reason: format!("pipelined commit: no answer for {what}"),
-            })
-        };
-        let parse = |what: &str, e: redis::ParsingError| StoreError::Corrupt {
-            key: keys::REV.into(),
-            reason: format!("pipelined commit: {what}: {e}"),
-        };
-        let n: i64 = match next("the commit")? {
+        let n: i64 = match answers.next() {
             // EVALSHA of a script this server does not know (it restarted): nothing ran; the commit
             // goes alone, which loads the script.
-            redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript) => {
+            Some(redis::Value::ServerError(e))
+                if e.kind() == Some(redis::ServerErrorKind::NoScript) =>
+            {
                 return Ok((self.commit_batch(batch).await?, None));
             }
-            redis::Value::ServerError(e) => return Err(StoreError::Redis(e.into())),
-            v => redis::from_redis_value(v).map_err(|e| parse("the commit", e))?,
+            Some(redis::Value::ServerError(e)) => return Err(StoreError::Redis(e.into())),
+            v => take(&mut v.into_iter(), "the pipelined commit")?,
         };
         let committed = batch_commit(n);
         if !matches!(committed, BatchCommit::Applied(_)) {
             return Ok((committed, None));
         }
         // The batch is applied: reads that cannot be decoded are only reads not made ahead.
-        let mut reads_ahead = || -> Result<ManyReads, StoreError> {
-            let mut got = ManyReads {
-                strings: Vec::new(),
-                hashes: Vec::with_capacity(reads.hashes.len()),
-                counts: Vec::with_capacity(reads.counts.len()),
-                fields: Vec::with_capacity(reads.fields.len()),
-            };
-            if !reads.strings.is_empty() {
-                got.strings =
-                    redis::from_redis_value(next("MGET")?).map_err(|e| parse("MGET", e))?;
-            }
-            for _ in &reads.hashes {
-                let mut h: Vec<(String, String)> =
-                    redis::from_redis_value(next("HGETALL")?).map_err(|e| parse("HGETALL", e))?;
-                h.sort();
-                got.hashes.push(h);
-            }
-            for _ in &reads.counts {
-                got.counts.push(
-                    redis::from_redis_value(next("a count")?).map_err(|e| parse("a count", e))?,
-                );
-            }
-            for _ in &reads.fields {
-                got.fields
-                    .push(redis::from_redis_value(next("HGET")?).map_err(|e| parse("HGET", e))?);
-            }
-            Ok(got)
-        };
-        Ok((committed, reads_ahead().ok()))
+        Ok((committed, reads.answers(&mut answers).ok()))
     }
 
     /// `GET key`.
@@ -215,7 +168,7 @@ impl Store {
     /// `MGET keys` (in chunks of 500), in order.
     pub async fn raw_mget(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(500) {
+        for chunk in keys.chunks(MGET_CHUNK) {
             let mut c = self.conn.clone();
             let v: Vec<Option<String>> =
                 timed(redis::cmd("MGET").arg(chunk).query_async(&mut c)).await?;
@@ -282,66 +235,16 @@ impl Store {
         .await
     }
 
-    /// Many reads at once (one round trip: the four requests are pipelined on the connection):
-    /// `GET` of `strings` (one `MGET`), `HGETALL` of `hashes` (sorted by field), `SCARD` or `HLEN`
-    /// of `counts` (`true`: a set), and `HGET` of `fields` (key, field).
-    pub async fn raw_read_many(
-        &self,
-        strings: &[String],
-        hashes: &[String],
-        counts: &[(String, bool)],
-        fields: &[(String, String)],
-    ) -> Result<ManyReads, StoreError> {
-        let gets = async {
-            if strings.is_empty() {
-                return Ok(Vec::new());
-            }
-            self.raw_mget(strings).await
-        };
-        let hgetalls = async {
-            if hashes.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut p = redis::pipe();
-            for k in hashes {
-                p.cmd("HGETALL").arg(k);
-            }
-            let mut c = self.conn.clone();
-            let mut v: Vec<Vec<(String, String)>> = timed(p.query_async(&mut c)).await?;
-            for h in &mut v {
-                h.sort();
-            }
-            Ok(v)
-        };
-        let cards = async {
-            if counts.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut p = redis::pipe();
-            for (k, set) in counts {
-                p.cmd(if *set { "SCARD" } else { "HLEN" }).arg(k);
-            }
-            let mut c = self.conn.clone();
-            timed(p.query_async(&mut c)).await
-        };
-        let hgets = async {
-            if fields.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut p = redis::pipe();
-            for (k, f) in fields {
-                p.cmd("HGET").arg(k).arg(f);
-            }
-            let mut c = self.conn.clone();
-            timed(p.query_async(&mut c)).await
-        };
-        let (strings, hashes, counts, fields) = tokio::try_join!(gets, hgetalls, cards, hgets)?;
-        Ok(ManyReads {
-            strings,
-            hashes,
-            counts,
-            fields,
-        })
+    /// The reads of `plan` at once, in one pipeline (one round trip; none for an empty plan).
+    pub async fn raw_read_many(&self, plan: &ReadPlan) -> Result<ManyReads, StoreError> {
+        if plan.is_empty() {
+            return Ok(ManyReads::default());
+        }
+        let mut p = redis::pipe();
+        plan.push_reads(&mut p);
+        let mut c = self.conn.clone();
+        let answers: Vec<redis::Value> = timed(p.query_async(&mut c)).await?;
+        plan.answers(&mut answers.into_iter())
     }
 }
 
@@ -410,6 +313,67 @@ impl ReadPlan {
             && self.counts.is_empty()
             && self.fields.is_empty()
     }
+
+    /// Appends the reads to `p`, in the order [`ReadPlan::answers`] takes their answers back.
+    fn push_reads(&self, p: &mut redis::Pipeline) {
+        for chunk in self.strings.chunks(MGET_CHUNK) {
+            p.cmd("MGET").arg(chunk);
+        }
+        for k in &self.hashes {
+            p.cmd("HGETALL").arg(k);
+        }
+        for (k, set) in &self.counts {
+            p.cmd(if *set { "SCARD" } else { "HLEN" }).arg(k);
+        }
+        for (k, f) in &self.fields {
+            p.cmd("HGET").arg(k).arg(f);
+        }
+    }
+
+    /// The answers to [`ReadPlan::push_reads`], taken from `answers` in order (hashes sorted by field).
+    fn answers(
+        &self,
+        answers: &mut impl Iterator<Item = redis::Value>,
+    ) -> Result<ManyReads, StoreError> {
+        let mut got = ManyReads {
+            strings: Vec::with_capacity(self.strings.len()),
+            hashes: Vec::with_capacity(self.hashes.len()),
+            counts: Vec::with_capacity(self.counts.len()),
+            fields: Vec::with_capacity(self.fields.len()),
+        };
+        for _ in self.strings.chunks(MGET_CHUNK) {
+            got.strings
+                .extend(take::<Vec<Option<String>>>(answers, "MGET")?);
+        }
+        for _ in &self.hashes {
+            let mut h: Vec<(String, String)> = take(answers, "HGETALL")?;
+            h.sort();
+            got.hashes.push(h);
+        }
+        for _ in &self.counts {
+            got.counts.push(take(answers, "SCARD/HLEN")?);
+        }
+        for _ in &self.fields {
+            got.fields.push(take(answers, "HGET")?);
+        }
+        Ok(got)
+    }
+}
+
+/// Keys per `MGET`.
+const MGET_CHUNK: usize = 500;
+
+/// The next pipelined answer, decoded as `T`.
+fn take<T: redis::FromRedisValue>(
+    answers: &mut impl Iterator<Item = redis::Value>,
+    what: &str,
+) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: format!("(pipelined {what})"),
+        reason,
+    };
+    let v = answers.next().ok_or_else(|| corrupt("no answer".into()))?;
+    redis::from_redis_value(v).map_err(|e| corrupt(e.to_string()))
 }
 
 /// Answers of [`Store::raw_read_many`], in the order asked.

@@ -440,12 +440,8 @@ impl Lane<'_> {
                 )
                 .await;
             worker.metrics.lane_phase("commit", committing.elapsed());
-            let (committed, read_ahead) = match committed {
-                Ok((c, r)) => (Ok(c), r),
-                Err(e) => (Err(e), None),
-            };
             match committed {
-                Ok(BatchCommit::Applied(new_rev)) => {
+                Ok((BatchCommit::Applied(new_rev), read_ahead)) => {
                     self.cache.fold(&overlay, new_rev);
                     if let Some(got) = read_ahead {
                         prefetch::absorb_ahead(&self.cache, &ahead, got);
@@ -466,11 +462,11 @@ impl Lane<'_> {
                     worker.metrics.lane_phase("handoff", handing.elapsed());
                     return Ok(failed.is_none());
                 }
-                Ok(BatchCommit::Conflict) => {
+                Ok((BatchCommit::Conflict, _)) => {
                     self.cache.reset();
                     continue;
                 }
-                Ok(BatchCommit::LaneLost) | Ok(BatchCommit::SeqMoved) => {
+                Ok((BatchCommit::LaneLost | BatchCommit::SeqMoved, _)) => {
                     self.give_back(batch);
                     return Err(Stop::Lost);
                 }

@@ -128,12 +128,7 @@ pub(super) async fn prefetch(
 ) -> Result<(), StoreError> {
     let commands = batch_commands(batch.iter().map(|(_, m)| m));
     let mut wanted = vec![Read::Get(keys::VERSION_SEQ.into())];
-    for (id, command) in &commands {
-        wanted.push(Read::Get(keys::command(id)));
-        if let Some(c) = command {
-            wanted.extend(reads(c, id));
-        }
-    }
+    wanted.extend(first_reads(&commands));
     fetch(store, cache, wanted).await?;
     // A model's status change touches every realm it is granted to.
     let mut then = Vec::new();
@@ -156,6 +151,18 @@ pub(super) async fn prefetch(
         fetch(store, cache, then).await?;
     }
     Ok(())
+}
+
+/// What `commands` read first: each one's record, then what its body names.
+fn first_reads(commands: &[(String, Option<Command>)]) -> Vec<Read> {
+    let mut wanted = Vec::new();
+    for (id, command) in commands {
+        wanted.push(Read::Get(keys::command(id)));
+        if let Some(c) = command {
+            wanted.extend(reads(c, id));
+        }
+    }
+    wanted
 }
 
 /// Each message's command id and command (`None`: no usable id, or a body that cannot be read).
@@ -218,10 +225,7 @@ fn absorb(cache: &LaneCache, plan: &ReadPlan, got: ManyReads) {
 /// Reads those of `wanted` the cache does not know, at once, into the cache.
 async fn fetch(store: &Store, cache: &LaneCache, wanted: Vec<Read>) -> Result<(), StoreError> {
     let (plan, presences) = plan(cache, wanted);
-    let (got, present) = tokio::try_join!(
-        store.raw_read_many(&plan.strings, &plan.hashes, &plan.counts, &plan.fields),
-        store.presences(&presences)
-    )?;
+    let (got, present) = tokio::try_join!(store.raw_read_many(&plan), store.presences(&presences))?;
     absorb(cache, &plan, got);
     for (did, p) in presences.iter().zip(present) {
         cache.put_hash(&keys::presence(did), &p);
@@ -237,14 +241,7 @@ pub(super) fn plan_ahead<'m>(
     cache: &LaneCache,
     next: impl IntoIterator<Item = &'m jetstream::Message>,
 ) -> ReadPlan {
-    let mut wanted = Vec::new();
-    for (id, command) in &batch_commands(next) {
-        wanted.push(Read::Get(keys::command(id)));
-        if let Some(c) = command {
-            wanted.extend(reads(c, id));
-        }
-    }
-    plan(cache, wanted).0
+    plan(cache, first_reads(&batch_commands(next))).0
 }
 
 /// Puts the reads of [`plan_ahead`], made right after a commit, into the cache (after that commit's
