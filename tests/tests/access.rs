@@ -1444,7 +1444,7 @@ async fn whole_flow_with_per_component_users() {
     assert_eq!(st, 201, "{t}");
     let handle = vc_agent::AgentClient::new(key, vc_agent::AgentOptions::new(vec![ws])).spawn();
     eventually("agent connected", patience(), || async {
-        handle.status().configs.first().cloned()
+        handle.status().configs.front().cloned()
     })
     .await;
     let (st, _, t) = send(

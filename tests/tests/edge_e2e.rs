@@ -47,7 +47,7 @@ async fn api_to_agents_through_two_edges() {
     assert_eventually!(agents.iter().all(|a| a
         .status()
         .configs
-        .first()
+        .front()
         .is_some_and(|c| c.config.is_none())));
 
     let m1 = s
@@ -201,7 +201,7 @@ async fn api_to_agents_through_two_edges() {
     let d = s.delete(&format!("/api/agents/{lone}")).await;
     assert_eq!(d.status, 204, "{}", d.text);
     assert_eventually!(
-        agents[5].status().close_codes.first() == Some(&close::NOT_REGISTERED),
+        agents[5].status().close_codes.front() == Some(&close::NOT_REGISTERED),
         Duration::from_secs(10)
     );
     let holder = if edge_of_lone == "edge-e1" { &e1 } else { &e2 };

@@ -162,7 +162,10 @@ async fn realm_push_reaches_exactly_its_agents_across_three_edges() {
     for x in all() {
         let s = x.status();
         assert!(
-            s.configs.windows(2).all(|w| w[0].version < w[1].version),
+            s.configs
+                .iter()
+                .zip(s.configs.iter().skip(1))
+                .all(|(a, b)| a.version < b.version),
             "versions only move forward"
         );
         assert_ne!(s.edge_id.as_deref(), Some("edge-b"));
@@ -271,7 +274,7 @@ async fn move_offline_takeover_delete() {
 
     // Deleted: 4403 now, and 4403 at every retry (no longer registered).
     env.delete_agent(&x).await;
-    assert_eventually!(x4.status().close_codes.first() == Some(&close::NOT_REGISTERED));
+    assert_eventually!(x4.status().close_codes.front() == Some(&close::NOT_REGISTERED));
     assert_eventually!(
         x4.status().close_codes.len() >= 2,
         patience(5),

@@ -426,7 +426,7 @@ async fn drain_closes_every_session_with_1012() {
     for a in &agents {
         let s = a.status();
         assert_eq!(
-            s.close_codes.first(),
+            s.close_codes.front(),
             Some(&close::RESTART),
             "closed with 1012: {:?}",
             s.last_close

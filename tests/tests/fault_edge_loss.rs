@@ -215,7 +215,11 @@ async fn edge_loss_agents_reconnect_and_hold_the_latest_version() {
     // Versions only moved forward; acks and presence follow.
     for a in swarm.agents() {
         let st = a.status();
-        assert!(st.configs.windows(2).all(|w| w[0].version < w[1].version));
+        assert!(st
+            .configs
+            .iter()
+            .zip(st.configs.iter().skip(1))
+            .all(|(a, b)| a.version < b.version));
     }
     let t = Instant::now();
     vc_tests::wait::eventually("every agent acked the latest version", secs(30), || async {

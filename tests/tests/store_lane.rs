@@ -1,6 +1,6 @@
 //! The lane's batch commit against a real redis-server: the reads that ride on a commit see what the
 //! commit left, a refused commit returns no reads, and a Redis that lost its scripts (a restart)
-//! still commits.
+//! still commits. Also the edge's batched ack write.
 
 use std::time::Duration;
 
@@ -110,4 +110,27 @@ async fn reads_ride_on_the_commit_and_see_what_it_wrote() {
     assert_eq!(committed, BatchCommit::Applied(rev + 5));
     assert!(reads.is_none());
     assert_eq!(store.raw_get(A).await.unwrap().as_deref(), Some("3"));
+}
+
+/// The edge's batched ack write keeps each agent's highest version, across script calls (over 512 acks)
+/// and across batches, and counts only the records it moved.
+#[tokio::test]
+async fn acks_keep_each_agents_highest_version() {
+    let redis = RedisServer::start();
+    let store = Store::connect(&redis.url()).await.unwrap();
+    let dids: Vec<String> = (0..1_200).map(|i| format!("did:key:test{i}")).collect();
+    let first: Vec<(&str, u64)> = dids.iter().map(|d| (d.as_str(), 5)).collect();
+    assert_eq!(store.record_acks(&first).await.unwrap(), 1_200);
+    // Older acks (a late frame of an earlier session) move nothing; newer ones move theirs.
+    let mixed: Vec<(&str, u64)> = dids
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.as_str(), if i % 2 == 0 { 4 } else { 7 }))
+        .collect();
+    assert_eq!(store.record_acks(&mixed).await.unwrap(), 600);
+    assert_eq!(store.acked_version(&dids[0]).await.unwrap(), Some(5));
+    assert_eq!(store.acked_version(&dids[1]).await.unwrap(), Some(7));
+    assert_eq!(store.acked_version(&dids[1_199]).await.unwrap(), Some(7));
+    assert_eq!(store.acked_version("did:key:none").await.unwrap(), None);
+    assert_eq!(store.record_acks(&[]).await.unwrap(), 0);
 }

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,6 +97,9 @@ pub struct AgentOptions {
     pub stop_on_superseded: bool,
     /// tungstenite read buffer per connection.
     pub read_buffer_bytes: usize,
+    /// How many entries [`AgentStatus`] keeps of each history (configs, close codes, errors): the
+    /// newest ones, so a client that runs for months holds a bounded amount of memory.
+    pub history: usize,
 }
 
 impl AgentOptions {
@@ -112,6 +116,7 @@ impl AgentOptions {
             ack: true,
             stop_on_superseded: true,
             read_buffer_bytes: 4096,
+            history: 64,
         }
     }
 }
@@ -188,11 +193,12 @@ pub struct AgentStatus {
     pub edge_id: Option<String>,
     /// The live session's id.
     pub session_id: Option<String>,
-    /// Every config applied, oldest first (each newer than the previous).
-    pub configs: Vec<LlmConfigPayload>,
+    /// The configs applied, oldest first (each newer than the previous): the last
+    /// [`AgentOptions::history`] of them.
+    pub configs: VecDeque<LlmConfigPayload>,
     /// The `messageId` of the frame of each config in `configs` (a broadcast frame encoded once by an
     /// edge has the same id for every agent it reached there).
-    pub message_ids: Vec<Option<String>>,
+    pub message_ids: VecDeque<Option<String>>,
     /// `llm_config` frames received in total, applied or not.
     pub frames: usize,
     /// `llm_config` frames ignored because their version was not newer.
@@ -201,23 +207,30 @@ pub struct AgentStatus {
     pub sessions: usize,
     /// How the last connection attempt or session ended: the edge's close code, if any, and a reason.
     pub last_close: Option<(Option<u16>, String)>,
-    /// Every close code received from an edge, in order.
-    pub close_codes: Vec<u16>,
-    /// `error` frames received.
-    pub errors: Vec<(String, String)>,
+    /// The close codes received from an edge, in order (the last [`AgentOptions::history`]).
+    pub close_codes: VecDeque<u16>,
+    /// `error` frames received (`error`, `code`): the last [`AgentOptions::history`].
+    pub errors: VecDeque<(String, String)>,
     /// The client stopped for good.
     pub stopped: bool,
+}
+
+/// Drops the oldest entries beyond `cap` (at least one is kept).
+fn keep_last<T>(q: &mut VecDeque<T>, cap: usize) {
+    while q.len() > cap.max(1) {
+        q.pop_front();
+    }
 }
 
 impl AgentStatus {
     /// The version held, if any config was received.
     pub fn version(&self) -> Option<u64> {
-        self.configs.last().map(|c| c.version)
+        self.configs.back().map(|c| c.version)
     }
 
     /// The config held.
     pub fn current(&self) -> Option<&LlmConfigPayload> {
-        self.configs.last()
+        self.configs.back()
     }
 }
 
@@ -420,6 +433,7 @@ impl AgentClient {
                         s.session_id = None;
                         s.last_close = Some((code, reason.clone()));
                         s.close_codes.extend(code);
+                        keep_last(&mut s.close_codes, self.opts.history);
                     });
                     self.emit(EventKind::Disconnected {
                         edge: edge.clone(),
@@ -582,7 +596,10 @@ impl AgentClient {
                     }
                     Ok((_, ServerMsg::Error(e))) => {
                         warn!(did = %self.did, error = %e.error, code = %e.code, "Edge reported an error.");
-                        self.update(|s| s.errors.push((e.error.clone(), e.code.clone())));
+                        self.update(|s| {
+                            s.errors.push_back((e.error.clone(), e.code.clone()));
+                            keep_last(&mut s.errors, self.opts.history);
+                        });
                         self.emit(EventKind::EdgeError {
                             error: e.error,
                             code: e.code,
@@ -622,8 +639,10 @@ impl AgentClient {
                     ack = true;
                 }
                 _ => {
-                    s.configs.push(p.clone());
-                    s.message_ids.push(message_id);
+                    s.configs.push_back(p.clone());
+                    s.message_ids.push_back(message_id);
+                    keep_last(&mut s.configs, self.opts.history);
+                    keep_last(&mut s.message_ids, self.opts.history);
                     newer = true;
                     ack = true;
                 }
@@ -673,6 +692,15 @@ pub async fn connect_and_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histories_keep_the_newest_entries() {
+        let mut q: VecDeque<u64> = (1..=5).collect();
+        keep_last(&mut q, 3);
+        assert_eq!(q, [3, 4, 5]);
+        keep_last(&mut q, 0);
+        assert_eq!(q, [5], "the entry held is never dropped");
+    }
 
     #[test]
     fn urls() {

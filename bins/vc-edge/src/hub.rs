@@ -38,6 +38,7 @@ use vc_shared::subjects;
 use vc_shared::wire::{ConfigState, Push};
 use vc_shared::ws::{self, LlmConfigPayload, ServerMsg};
 
+use crate::acks::Acks;
 use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
 
@@ -208,6 +209,8 @@ pub(crate) struct Hub {
     pub(crate) nats: Client,
     pub(crate) store: Store,
     pub(crate) metrics: Metrics,
+    /// Where sessions hand their agents' acks.
+    pub(crate) acks: Acks,
     sealer: Sealer,
     /// Cancelled when the edge drains; every session token is its child.
     pub(crate) drain: CancellationToken,
@@ -227,6 +230,7 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Hub {
+    /// The hub, and the ack writer to run beside it (see `acks`).
     pub(crate) fn new(
         cfg: EdgeConfig,
         nats: Client,
@@ -235,25 +239,28 @@ impl Hub {
         metrics: Metrics,
         draining: Arc<AtomicBool>,
         add_tx: mpsc::Sender<SubStream>,
-    ) -> Self {
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (acks, ack_writer) = Acks::new(store.clone(), metrics.clone());
         let barrier = Barrier {
             subject: barrier_subject(&cfg.edge_id),
             next: AtomicU64::new(0),
             waiters: Mutex::new(Vec::new()),
         };
-        Hub {
+        let hub = Hub {
             auth_slots: tokio::sync::Semaphore::new(cfg.max_authenticating.max(1)),
             cfg,
             nats,
             store,
             metrics,
+            acks,
             sealer,
             drain: CancellationToken::new(),
             draining,
             state: Mutex::new(State::default()),
             add_tx,
             barrier,
-        }
+        };
+        (hub, ack_writer)
     }
 
     pub(crate) fn is_draining(&self) -> bool {

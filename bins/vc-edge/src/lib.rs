@@ -11,6 +11,7 @@
 //! - `session`: one connection: handshake, challenge/response, then a reader and a writer.
 //! - `hub`: sessions by DID, reference-counted NATS subscriptions, the dispatcher that fans pushes out.
 //! - `presence`: presence refresh, and the re-sync after a NATS reconnect.
+//! - `acks`: the writer that records agents' acks in Redis in batches.
 //! - [`EdgeConfig`], [`Metrics`], [`Probe`]: settings, metrics, introspection for tests.
 //!
 //! ## Message flow
@@ -54,6 +55,7 @@ use vc_shared::crypto::Sealer;
 use vc_shared::ops::{self, Ops, Readiness};
 use vc_shared::store::{Store, StoreError};
 
+mod acks;
 pub mod cli;
 mod config;
 mod hub;
@@ -191,7 +193,7 @@ pub async fn run(
     let (add_tx, add_rx) = mpsc::channel(1024);
     let sem = Arc::new(Semaphore::new(config.max_connections));
     let edge_id = config.edge_id.clone();
-    let hub = Arc::new(Hub::new(
+    let (hub, ack_writer) = Hub::new(
         config,
         nats.clone(),
         store.clone(),
@@ -199,7 +201,8 @@ pub async fn run(
         metrics.clone(),
         draining.clone(),
         add_tx,
-    ));
+    );
+    let hub = Arc::new(hub);
     let _ = probe.hub.set(Arc::downgrade(&hub));
 
     // Long-lived duties; aborted when `run` returns or is dropped.
@@ -207,6 +210,7 @@ pub async fn run(
     duties.spawn(hub.clone().dispatch(add_rx, barrier));
     duties.spawn(presence::refresh_loop(hub.clone()));
     duties.spawn(presence::watch_nats(hub.clone()));
+    duties.spawn(ack_writer);
     let (http_tx, http_rx) = mpsc::channel(HTTP_BACKLOG);
     let http_stop = CancellationToken::new();
     let router = ops::router(Ops {
@@ -272,6 +276,7 @@ pub async fn run(
     http_stop.cancel();
     drop(http_tx);
     let _ = tokio::time::timeout(HTTP_GRACE, http).await;
+    hub.acks.flush().await;
     duties.shutdown().await;
     info!("Edge stopped.");
     Ok(())

@@ -28,6 +28,8 @@ pub struct Metrics {
     closes: Family<Kind, Counter>,
     resyncs: Counter,
     refused: Family<Kind, Counter>,
+    acks_written: Counter,
+    acks_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -94,6 +96,18 @@ impl Metrics {
             "WebSocket upgrades refused with 503, by reason",
             refused.clone(),
         );
+        let acks_written = Counter::default();
+        r.register(
+            "acks_written",
+            "Agent acks recorded in Redis",
+            acks_written.clone(),
+        );
+        let acks_dropped = Counter::default();
+        r.register(
+            "acks_dropped",
+            "Agent acks dropped after three failed Redis writes",
+            acks_dropped.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             sessions,
@@ -105,7 +119,22 @@ impl Metrics {
             closes,
             resyncs,
             refused,
+            acks_written,
+            acks_dropped,
         }
+    }
+
+    /// Agent acks recorded in Redis so far.
+    pub fn acks_recorded(&self) -> u64 {
+        self.acks_written.get()
+    }
+
+    pub(crate) fn acks_written(&self, n: usize) {
+        self.acks_written.inc_by(n as u64);
+    }
+
+    pub(crate) fn acks_dropped(&self, n: usize) {
+        self.acks_dropped.inc_by(n as u64);
     }
 
     /// The registry (for `/metrics`).

@@ -677,9 +677,7 @@ async fn handle_text(hub: &Hub, ctl: &SessionCtl, a: &Authed, text: &str) -> Opt
                     ErrorCode::BadRequest,
                 ));
             }
-            if let Err(e) = hub.store.record_ack(&a.did, ack.version).await {
-                warn!(error = %e, did = %a.did, version = ack.version, "Cannot record an ack.");
-            }
+            hub.acks.record(a.did.clone(), ack.version).await;
             None
         }
         ClientMsg::Heartbeat(h) => {
