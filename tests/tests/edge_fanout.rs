@@ -79,6 +79,9 @@ async fn realm_push_reaches_exactly_its_agents_across_three_edges() {
         ]
     );
     assert_eq!(c.realm_subjects(), vec!["vc.push.realm.r2".to_string()]);
+    // Every session's setup (subscribe, round trip, re-read) is over: a re-read still in flight would
+    // derive the new version for its agent alone.
+    assert_eventually!([&a, &b, &c].iter().all(|e| e.probe.settling() == 0));
     let realm_pushes = |e: &Edge| e.metrics.pushes_received("realm");
     let before = [realm_pushes(&a), realm_pushes(&b), realm_pushes(&c)];
 

@@ -21,7 +21,7 @@
 //! the session's frame waits for that re-read.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_nats::{Client, Message};
@@ -203,6 +203,16 @@ pub(crate) struct SessionRef {
     pub(crate) ctl: Arc<SessionCtl>,
 }
 
+/// One session setup or re-route in flight: a frame it delivers is derived for its agent alone, so a
+/// test that counts frame encodings waits for none to be left ([`crate::Probe::settling`]).
+pub(crate) struct Settling(Arc<AtomicUsize>);
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The hub. One per edge, shared by every task of the edge.
 pub(crate) struct Hub {
     pub(crate) cfg: EdgeConfig,
@@ -221,6 +231,8 @@ pub(crate) struct Hub {
     add_tx: mpsc::Sender<SubStream>,
     /// Slots for connections authenticating now (`max_authenticating`).
     pub(crate) auth_slots: tokio::sync::Semaphore,
+    /// Session setups and re-routes in flight (subscribe, round trip, re-read): see [`Settling`].
+    settling: Arc<AtomicUsize>,
     barrier: Barrier,
 }
 
@@ -259,8 +271,20 @@ impl Hub {
             state: Mutex::new(State::default()),
             add_tx,
             barrier,
+            settling: Arc::default(),
         };
         (hub, ack_writer)
+    }
+
+    /// Counts one setup or re-route in flight until the returned guard drops.
+    pub(crate) fn settling(&self) -> Settling {
+        self.settling.fetch_add(1, Ordering::SeqCst);
+        Settling(self.settling.clone())
+    }
+
+    /// Setups and re-routes in flight now.
+    pub(crate) fn settling_now(&self) -> usize {
+        self.settling.load(Ordering::SeqCst)
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -540,7 +564,9 @@ impl Hub {
     pub(crate) fn follow(self: &Arc<Self>, reroutes: Vec<Reroute>) {
         for r in reroutes {
             let hub = self.clone();
+            let settling = self.settling();
             tokio::spawn(async move {
+                let _settling = settling;
                 if hub.ensure(&r.ticket).await.is_err() {
                     return;
                 }

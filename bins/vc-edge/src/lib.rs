@@ -140,6 +140,12 @@ impl Probe {
         self.hub().map(|h| h.subjects()).unwrap_or_default()
     }
 
+    /// Session setups and re-routes in flight (subscribing, making the NATS round trip or re-reading
+    /// the agent); 0 once the edge has settled.
+    pub fn settling(&self) -> usize {
+        self.hub().map_or(0, |h| h.settling_now())
+    }
+
     /// The DIDs with a session on this edge now, sorted.
     pub fn dids(&self) -> Vec<String> {
         let mut v: Vec<String> = self

@@ -459,6 +459,7 @@ async fn setup(
     reroutes: Vec<Reroute>,
     ctl: &SessionCtl,
 ) {
+    let _settling = hub.settling();
     let work = async {
         if let Err(e) = hub.ensure(&agent_ticket).await {
             warn!(error = %e, did = %a.did, "Cannot subscribe to the agent's subject.");
