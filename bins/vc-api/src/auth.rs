@@ -15,7 +15,7 @@ use vc_shared::crypto::sha256_hex;
 use vc_shared::domain::ConfigSource;
 
 use crate::error::ApiError;
-use crate::{Actor, AppState};
+use crate::AppState;
 
 /// Prefix of realm-admin token secrets.
 pub const TOKEN_PREFIX: &str = "vct_";
@@ -75,6 +75,17 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor
         }
     }
     Err(ApiError::unauthorized("invalid token"))
+}
+
+/// The caller of a request.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Audit name (`admin`, `token:<id>`).
+    pub name: String,
+    /// Global admin.
+    pub admin: bool,
+    /// Realms a realm admin administers.
+    pub realm_ids: Vec<String>,
 }
 
 impl Actor {

@@ -1,11 +1,12 @@
 //! # vc-api: the REST ingress
 //!
 //! ## Layout
-//! - [`routes`]: handlers of contract §2; reads from Redis, writes through [`submit`].
+//! - [`routes`]: handlers of contract §2, one module per resource (`models`, `realms`, `agents`, `ops`,
+//!   and `tokens`: realm-admin tokens, written straight to Redis with their audit events); reads from
+//!   Redis, writes through [`submit`].
 //! - [`submit`]: a write becomes one command on JetStream (`vc.cmd.<kind>`, `Nats-Msg-Id` = command id);
 //!   the handler waits for the worker's outcome on this instance's reply inbox, up to `VC_COMMAND_WAIT_MS`,
 //!   then answers 202 with a status URL.
-//! - [`tokens`]: realm-admin tokens (`/api/tokens`), written straight to Redis with their audit events.
 //! - [`access`]: the `/api` middleware: authentication once per request, `auth.failed` audit events
 //!   (rate-limited). [`auth`]: who the caller is and what it may do.
 //! - [`extract`], [`error`]: JSON body rules (1 MiB, 415, 400), the one error type.
@@ -24,7 +25,6 @@ pub mod extract;
 pub mod metrics;
 pub mod routes;
 pub mod submit;
-pub mod tokens;
 
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,16 +39,7 @@ use utoipa_axum::routes;
 use vc_shared::crypto::Sealer;
 use vc_shared::store::Store;
 
-/// The caller of a request.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    /// Audit name (`admin`, `token:<id>`).
-    pub name: String,
-    /// Global admin.
-    pub admin: bool,
-    /// Realms a realm admin administers.
-    pub realm_ids: Vec<String>,
-}
+pub use auth::Actor;
 
 /// Shared state of the handlers. Cheap to clone (axum clones it for every request and layer): text
 /// is shared, not copied.
@@ -124,41 +115,56 @@ struct ApiDoc;
 /// The `/api` routes and their OpenAPI document, built from the same handler list.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(routes::list_models, routes::create_model))
         .routes(routes!(
-            routes::get_model,
-            routes::update_model,
-            routes::delete_model
+            routes::models::list_models,
+            routes::models::create_model
         ))
         .routes(routes!(
-            routes::list_model_realms,
-            routes::grant,
-            routes::revoke_query
+            routes::models::get_model,
+            routes::models::update_model,
+            routes::models::delete_model
         ))
-        .routes(routes!(routes::revoke))
-        .routes(routes!(routes::list_realms, routes::create_realm))
         .routes(routes!(
-            routes::get_realm,
-            routes::update_realm,
-            routes::delete_realm
+            routes::models::list_model_realms,
+            routes::models::grant,
+            routes::models::revoke_query
         ))
-        .routes(routes!(routes::get_realm_models))
-        .routes(routes!(routes::add_agent))
-        .routes(routes!(routes::remove_agent))
-        .routes(routes!(routes::list_agents, routes::create_agent))
-        .routes(routes!(routes::get_agent, routes::delete_agent))
+        .routes(routes!(routes::models::revoke))
         .routes(routes!(
-            routes::get_llm_config,
-            routes::put_llm_config,
-            routes::delete_llm_config
+            routes::realms::list_realms,
+            routes::realms::create_realm
         ))
-        .routes(routes!(routes::realm_llm))
-        .routes(routes!(routes::get_command))
-        .routes(routes!(routes::litellm_status))
-        .routes(routes!(routes::litellm_reconcile))
-        .routes(routes!(routes::audit))
-        .routes(routes!(tokens::list_tokens, tokens::create_token))
-        .routes(routes!(tokens::delete_token))
+        .routes(routes!(
+            routes::realms::get_realm,
+            routes::realms::update_realm,
+            routes::realms::delete_realm
+        ))
+        .routes(routes!(routes::realms::get_realm_models))
+        .routes(routes!(routes::realms::add_agent))
+        .routes(routes!(routes::realms::remove_agent))
+        .routes(routes!(
+            routes::agents::list_agents,
+            routes::agents::create_agent
+        ))
+        .routes(routes!(
+            routes::agents::get_agent,
+            routes::agents::delete_agent
+        ))
+        .routes(routes!(
+            routes::agents::get_llm_config,
+            routes::agents::put_llm_config,
+            routes::agents::delete_llm_config
+        ))
+        .routes(routes!(routes::agents::realm_llm))
+        .routes(routes!(routes::ops::get_command))
+        .routes(routes!(routes::ops::litellm_status))
+        .routes(routes!(routes::ops::litellm_reconcile))
+        .routes(routes!(routes::ops::audit))
+        .routes(routes!(
+            routes::tokens::list_tokens,
+            routes::tokens::create_token
+        ))
+        .routes(routes!(routes::tokens::delete_token))
         .split_for_parts()
 }
 
