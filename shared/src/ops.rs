@@ -21,6 +21,8 @@ pub struct Readiness {
     pub store: Store,
     /// Set when the service starts draining: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
+    /// When given, the service is ready only once it is set (e.g. the API's read model is loaded).
+    pub loaded: Option<Arc<AtomicBool>>,
 }
 
 impl Readiness {
@@ -28,6 +30,13 @@ impl Readiness {
     pub async fn check(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Relaxed) {
             return Err("draining".into());
+        }
+        if self
+            .loaded
+            .as_ref()
+            .is_some_and(|l| !l.load(Ordering::Relaxed))
+        {
+            return Err("loading".into());
         }
         if self.nats.connection_state() != async_nats::connection::State::Connected {
             return Err("nats disconnected".into());

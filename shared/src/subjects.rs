@@ -102,10 +102,11 @@ pub fn push_kind(subject: &str) -> Option<&'static str> {
     .map(|(_, kind)| kind)
 }
 
-/// `vc.presence.<edgeId>`.
-pub fn presence(edge_id: &str) -> String {
-    format!("vc.presence.{edge_id}")
-}
+/// Sessions that began or ended on an edge ([`crate::wire::PresenceEvent`]), published by edges,
+/// captured by `VC_EVT` like every event.
+pub const EVT_AGENT_PRESENCE: &str = "vc.evt.agent.presence";
+/// Config versions agents acknowledged ([`crate::wire::AckedEvent`]), published by edges.
+pub const EVT_AGENT_ACKED: &str = "vc.evt.agent.acked";
 
 #[cfg(test)]
 mod tests {

@@ -156,3 +156,54 @@ pub struct Event {
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
+
+/// `details` of the `agent.presence` events on `vc.evt.agent.presence` ([`Event`] envelope, actor and
+/// subject `edge:<id>`): sessions that began (`online`) or ended on one edge, in the order they did. Edges publish them in batches (a few milliseconds apart), so a reconnect storm is a few
+/// messages, not one per agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceEvent {
+    /// The edge.
+    pub edge_id: String,
+    /// What changed.
+    pub changes: Vec<PresenceChange>,
+}
+
+/// One agent's session beginning or ending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceChange {
+    /// The agent.
+    pub did: String,
+    /// `true` when the session began, `false` when it ended.
+    pub online: bool,
+    /// The session's rank (Redis-clock milliseconds, increasing per agent): the highest wins, so a
+    /// late report of an older session never hides the newer one.
+    pub since: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// What the agent reports it uses (heartbeat `activeLlm`), when that changed; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_llm: Option<serde_json::Value>,
+}
+
+/// `details` of the `agent.acked` events on `vc.evt.agent.acked` ([`Event`] envelope): config versions
+/// agents acknowledged on one edge, as recorded in Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckedEvent {
+    /// The edge.
+    pub edge_id: String,
+    /// The acks.
+    pub acks: Vec<AckedVersion>,
+}
+
+/// One agent's acknowledged version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckedVersion {
+    /// The agent.
+    pub did: String,
+    /// The version.
+    pub version: u64,
+}

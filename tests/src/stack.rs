@@ -469,6 +469,7 @@ impl Stack {
             .await
             .expect("nats");
         let store = Store::connect(&self.redis_url).await.expect("store");
+        let tail = Store::connect(&self.redis_url).await.expect("store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -476,6 +477,7 @@ impl Stack {
         let deps = vc_api::Deps {
             nats,
             store,
+            tail,
             sealer: self.sealer(),
             admin_token: ADMIN_TOKEN.into(),
             command_wait: self.command_wait,

@@ -912,6 +912,9 @@ async fn drain_serves_then_finishes_in_flight_requests() {
         store: vc_shared::store::Store::connect(&s.redis.url())
             .await
             .unwrap(),
+        tail: vc_shared::store::Store::connect(&s.redis.url())
+            .await
+            .unwrap(),
         sealer: s.sealer(),
         admin_token: ADMIN_TOKEN.into(),
         command_wait: Duration::from_millis(3000),
@@ -1347,6 +1350,7 @@ async fn whole_flow_with_per_component_users() {
         vc_api::Deps {
             nats: ac,
             store: store().await.unwrap(),
+            tail: store().await.unwrap(),
             sealer: sealer.clone(),
             admin_token: ADMIN_TOKEN.into(),
             command_wait: Duration::from_secs(10),

@@ -10,6 +10,8 @@
 //! - [`access`]: the `/api` middleware: authentication once per request, `auth.failed` audit events
 //!   (rate-limited). [`auth`]: who the caller is and what it may do.
 //! - [`extract`], [`error`]: JSON body rules (1 MiB, 415, 400), the one error type.
+//! - [`read`]: the read model (catalog from the change log, presence and acks from the edges'
+//!   reports), paging, filters and ETags.
 //! - [`metrics`]: `/metrics` counters (requests by route and status class, commands, 202s, auth failures).
 //!
 //! Shutdown ([`run`]): `/readyz` turns 503 at once, requests are still served for
@@ -23,6 +25,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod read;
 pub mod routes;
 pub mod submit;
 
@@ -71,6 +74,10 @@ pub struct AppState {
     pub metrics: metrics::ApiMetrics,
     /// Rate limit of `auth.failed` audit writes (per instance).
     pub auth_events: Arc<access::RateLimit>,
+    /// The read model every read is served from.
+    pub read: read::ReadModel,
+    /// Rendered list pages.
+    pub pages: Arc<read::page::PageCache>,
 }
 
 /// What `run` is given.
@@ -79,6 +86,8 @@ pub struct Deps {
     pub nats: async_nats::Client,
     /// Redis.
     pub store: Store,
+    /// A second Redis connection, held by the read model's wait on the change log.
+    pub tail: Store,
     /// Sealer.
     pub sealer: Sealer,
     /// Admin token.
@@ -140,6 +149,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::realms::delete_realm
         ))
         .routes(routes!(routes::realms::get_realm_models))
+        .routes(routes!(routes::realms::list_realm_agents))
         .routes(routes!(routes::realms::add_agent))
         .routes(routes!(routes::realms::remove_agent))
         .routes(routes!(
@@ -279,12 +289,24 @@ pub async fn run(
         draining: draining.clone(),
         metrics: api_metrics,
         auth_events: Arc::new(access::RateLimit::default()),
+        read: read::ReadModel::default(),
+        pages: Arc::default(),
     };
+    let follow_stop = tokio_util::sync::CancellationToken::new();
+    let follower = tokio::spawn(read::follow(
+        state.read.clone(),
+        deps.tail.clone(),
+        deps.store.clone(),
+        deps.nats.clone(),
+        follow_stop.clone(),
+    ));
+    let loaded = state.read.loaded_flag();
     let ops = vc_shared::ops::Ops {
         readiness: vc_shared::ops::Readiness {
             nats: deps.nats.clone(),
             store: deps.store.clone(),
             draining: draining.clone(),
+            loaded: Some(loaded),
         },
         registry: Arc::new(registry),
     };
@@ -327,6 +349,8 @@ pub async fn run(
     };
     signal.abort();
     replies.abort();
+    follow_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), follower).await;
     result.map_err(Error::from)
 }
 

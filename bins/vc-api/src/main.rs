@@ -31,6 +31,10 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let tail = match vc_shared::store::Store::connect(&settings.redis_url).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let listener = match tokio::net::TcpListener::bind(&settings.api_addr).await {
         Ok(l) => l,
         Err(e) => return fail(e),
@@ -38,6 +42,7 @@ async fn main() -> ExitCode {
     let deps = vc_api::Deps {
         nats,
         store,
+        tail,
         sealer,
         admin_token: settings.admin_token.clone().expect("validated"),
         command_wait: Duration::from_millis(settings.command_wait_ms),

@@ -38,9 +38,9 @@ use vc_shared::subjects;
 use vc_shared::wire::{ConfigState, Push};
 use vc_shared::ws::{self, LlmConfigPayload, ServerMsg};
 
-use crate::acks::Acks;
 use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
+use crate::reports::{Reports, Sink};
 
 /// A subscription's messages, ending when its subject is released.
 pub(crate) type SubStream = BoxStream<'static, Message>;
@@ -219,8 +219,8 @@ pub(crate) struct Hub {
     pub(crate) nats: Client,
     pub(crate) store: Store,
     pub(crate) metrics: Metrics,
-    /// Where sessions hand their agents' acks.
-    pub(crate) acks: Acks,
+    /// Where sessions hand their agents' acks and presence changes.
+    pub(crate) reports: Reports,
     sealer: Sealer,
     /// Cancelled when the edge drains; every session token is its child.
     pub(crate) drain: CancellationToken,
@@ -242,7 +242,7 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Hub {
-    /// The hub, and the ack writer to run beside it (see `acks`).
+    /// The hub, and the reporting task to run beside it (see `reports`).
     pub(crate) fn new(
         cfg: EdgeConfig,
         nats: Client,
@@ -252,7 +252,12 @@ impl Hub {
         draining: Arc<AtomicBool>,
         add_tx: mpsc::Sender<SubStream>,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
-        let (acks, ack_writer) = Acks::new(store.clone(), metrics.clone());
+        let (reports, reporter) = Reports::new(Sink {
+            store: store.clone(),
+            nats: nats.clone(),
+            edge_id: cfg.edge_id.clone(),
+            metrics: metrics.clone(),
+        });
         let barrier = Barrier {
             subject: barrier_subject(&cfg.edge_id),
             next: AtomicU64::new(0),
@@ -264,7 +269,7 @@ impl Hub {
             nats,
             store,
             metrics,
-            acks,
+            reports,
             sealer,
             drain: CancellationToken::new(),
             draining,
@@ -273,7 +278,7 @@ impl Hub {
             barrier,
             settling: Arc::default(),
         };
-        (hub, ack_writer)
+        (hub, reporter)
     }
 
     /// Counts one setup or re-route in flight until the returned guard drops.

@@ -11,7 +11,8 @@
 //! - `session`: one connection: handshake, challenge/response, then a reader and a writer.
 //! - `hub`: sessions by DID, reference-counted NATS subscriptions, the dispatcher that fans pushes out.
 //! - `presence`: presence refresh, and the re-sync after a NATS reconnect.
-//! - `acks`: the writer that records agents' acks in Redis in batches.
+//! - `reports`: agents' acks (to Redis, then the bus) and sessions begun or ended (to the bus), in
+//!   batches.
 //! - [`EdgeConfig`], [`Metrics`], [`Probe`]: settings, metrics, introspection for tests.
 //!
 //! ## Message flow
@@ -20,6 +21,7 @@
 //!     └──────▶ NATS vc.push.agent.<did>  ─┐                                   claim presence, subscribe
 //!              NATS vc.push.realm.<id>   ─┴▶ edge dispatcher ─▶ hub ─▶ session queue ─▶ agent (llm_config)
 //! agent ─ llm_config_ack / heartbeat ─▶ edge ─▶ Redis ack:{<did>}, presence:{<did>} ─▶ vc-api views
+//!                                         └──▶ NATS vc.evt.agent.acked / .presence ─▶ vc-api read model
 //! ```
 //!
 //! ## Guarantees
@@ -55,13 +57,13 @@ use vc_shared::crypto::Sealer;
 use vc_shared::ops::{self, Ops, Readiness};
 use vc_shared::store::{Store, StoreError};
 
-mod acks;
 pub mod cli;
 mod config;
 mod hub;
 mod listen;
 mod metrics;
 mod presence;
+mod reports;
 mod session;
 
 pub use config::{derive_edge_id, EdgeConfig};
@@ -199,7 +201,7 @@ pub async fn run(
     let (add_tx, add_rx) = mpsc::channel(1024);
     let sem = Arc::new(Semaphore::new(config.max_connections));
     let edge_id = config.edge_id.clone();
-    let (hub, ack_writer) = Hub::new(
+    let (hub, reporter) = Hub::new(
         config,
         nats.clone(),
         store.clone(),
@@ -216,7 +218,7 @@ pub async fn run(
     duties.spawn(hub.clone().dispatch(add_rx, barrier));
     duties.spawn(presence::refresh_loop(hub.clone()));
     duties.spawn(presence::watch_nats(hub.clone()));
-    duties.spawn(ack_writer);
+    duties.spawn(reporter);
     let (http_tx, http_rx) = mpsc::channel(HTTP_BACKLOG);
     let http_stop = CancellationToken::new();
     let router = ops::router(Ops {
@@ -224,6 +226,7 @@ pub async fn run(
             nats,
             store,
             draining: draining.clone(),
+            loaded: None,
         },
         registry: metrics.registry(),
     })
@@ -282,7 +285,7 @@ pub async fn run(
     http_stop.cancel();
     drop(http_tx);
     let _ = tokio::time::timeout(HTTP_GRACE, http).await;
-    hub.acks.flush().await;
+    hub.reports.flush().await;
     duties.shutdown().await;
     info!("Edge stopped.");
     Ok(())

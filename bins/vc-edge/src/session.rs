@@ -386,6 +386,7 @@ async fn authenticate(
             .await;
         return None;
     }
+    hub.reports.presence(&agent.did, true, since).await;
     let authed = Authed {
         did: Arc::from(agent.did.as_str()),
         session_id: Arc::from(session_id),
@@ -434,7 +435,7 @@ async fn run(hub: Arc<Hub>, ws: Ws, bucket: Bucket, a: Authed, initial: Initial)
             linger(&mut ws).await;
         }
     }
-    if let Err(e) = hub
+    match hub
         .store
         .presence_offline(
             &a.did,
@@ -444,7 +445,13 @@ async fn run(hub: Arc<Hub>, ws: Ws, bucket: Bucket, a: Authed, initial: Initial)
         )
         .await
     {
-        warn!(error = %e, did = %a.did, "Cannot mark the agent offline; its presence expires by itself.");
+        Ok(true) => hub.reports.presence(&a.did, false, a.since).await,
+        // A newer session holds the record: it reported itself.
+        Ok(false) => {}
+        Err(e) => {
+            warn!(error = %e, did = %a.did, "Cannot mark the agent offline; its presence expires by itself.");
+            hub.reports.presence(&a.did, false, a.since).await;
+        }
     }
     // Counted until the very end: a drain waits for every close handshake and goodbye.
     hub.metrics.session_closed();
@@ -590,6 +597,8 @@ async fn reader(
             }
         }
     };
+    // The `activeLlm` last reported on the bus (reported again only when it changes).
+    let mut reported_llm: Option<String> = None;
     loop {
         let next = tokio::select! {
             biased;
@@ -640,7 +649,7 @@ async fn reader(
         }
         match msg {
             Message::Text(t) => {
-                if let Some(r) = handle_text(hub, ctl, a, &t).await {
+                if let Some(r) = handle_text(hub, ctl, a, &t, &mut reported_llm).await {
                     reply(r);
                 }
             }
@@ -659,7 +668,13 @@ async fn reader(
 }
 
 /// Handles one text frame of an authenticated agent; returns the reply frame, if any.
-async fn handle_text(hub: &Hub, ctl: &SessionCtl, a: &Authed, text: &str) -> Option<String> {
+async fn handle_text(
+    hub: &Hub,
+    ctl: &SessionCtl,
+    a: &Authed,
+    text: &str,
+    reported_llm: &mut Option<String>,
+) -> Option<String> {
     let env = match ClientMsg::decode(text) {
         Ok(env) => env,
         Err(e) => return Some(error_frame(e.to_string(), ErrorCode::BadRequest)),
@@ -678,7 +693,7 @@ async fn handle_text(hub: &Hub, ctl: &SessionCtl, a: &Authed, text: &str) -> Opt
                     ErrorCode::BadRequest,
                 ));
             }
-            hub.acks.record(a.did.clone(), ack.version).await;
+            hub.reports.ack(a.did.clone(), ack.version).await;
             None
         }
         ClientMsg::Heartbeat(h) => {
@@ -704,7 +719,13 @@ async fn handle_text(hub: &Hub, ctl: &SessionCtl, a: &Authed, text: &str) -> Opt
                 )
                 .await
             {
-                Ok(vc_shared::store::PresenceHold::Held) => {}
+                Ok(vc_shared::store::PresenceHold::Held) => {
+                    if active.is_some() && active != *reported_llm {
+                        let value = active.as_deref().and_then(|s| serde_json::from_str(s).ok());
+                        hub.reports.active_llm(&a.did, a.since, value).await;
+                        *reported_llm = active;
+                    }
+                }
                 Ok(vc_shared::store::PresenceHold::Superseded) => {
                     if ctl.close(
                         close::SUPERSEDED,

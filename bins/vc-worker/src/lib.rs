@@ -200,6 +200,7 @@ pub async fn run_tuned(
                 nats: deps.nats.clone(),
                 store: deps.store.clone(),
                 draining: draining.clone(),
+                loaded: None,
             },
             registry: Arc::new(registry),
         };

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use super::{keys, push_ops, timed, Conn, Op, Store, StoreError, APPLY_OPS_LUA, AUDIT_MAX_LEN};
+use super::{
+    keys, push_ops, timed, Conn, Op, Store, StoreError, APPLY_OPS_LUA, AUDIT_MAX_LEN, CHANGES_LUA,
+};
 
 const LANE_ACQUIRE_LUA: &str = r#"
 -- KEYS[1] = lane, KEYS[2] = lane epoch, KEYS[3] = lane seq; ARGV[1] = holder, ARGV[2] = ttl ms
@@ -49,8 +51,9 @@ static LANE_RENEW: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(LANE_RENEW_LUA));
 static LANE_RELEASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(LANE_RELEASE_LUA));
-static COMMIT_BATCH: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(&format!("{APPLY_OPS_LUA}{COMMIT_BATCH_LUA}")));
+static COMMIT_BATCH: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!("{CHANGES_LUA}{APPLY_OPS_LUA}{COMMIT_BATCH_LUA}"))
+});
 
 /// The lane's lease as taken by one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,10 +48,12 @@ use serde::Serialize;
 use crate::command::CommandRecord;
 use crate::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecord};
 
+mod changes;
 mod lane;
 mod presence;
 mod routing;
 
+pub use changes::{Change, ChangesHead};
 pub use lane::{BatchCommit, BatchWrites, LaneLease, ManyReads, ReadPlan};
 pub use presence::PresenceHold;
 
@@ -80,6 +82,10 @@ pub mod keys {
     pub const AGENTS: &str = "{vc}:agents";
     /// Audit stream.
     pub const AUDIT: &str = "{vc}:audit";
+    /// The change log (a stream; see `CHANGES_LUA`).
+    pub const CHANGES: &str = "{vc}:changes";
+    /// Number of the newest change-log entry.
+    pub const CHANGES_SEQ: &str = "{vc}:changes-seq";
     /// A value sealed with the deployment's secret key, to detect a wrong `VC_SECRET_KEY` at start.
     pub const SECRET_CHECK: &str = "{vc}:secret-check";
     /// The command lane's lease: `<epoch>:<holder>` of the worker applying commands (expires unless
@@ -287,24 +293,47 @@ pub enum Commit {
 const APPLY_OPS_LUA: &str = r#"
 -- s key value | p key value ms | d key | u key | h key field value | H key field | a key member |
 -- r key member | x key value
+-- Every catalog key written (not command records, idempotency keys or the audit stream) is noted in
+-- the change log (see note_changes).
 local function apply_ops(first, maxlen)
   local i, n = first, #ARGV
+  local changed, seen = {}, {}
   while i <= n do
-    local op = ARGV[i]
-    if op == 's' then redis.call('SET', ARGV[i+1], ARGV[i+2]); i = i + 3
-    elseif op == 'p' then redis.call('SET', ARGV[i+1], ARGV[i+2], 'PX', ARGV[i+3]); i = i + 4
-    elseif op == 'd' then redis.call('DEL', ARGV[i+1]); i = i + 2
-    elseif op == 'u' then redis.call('UNLINK', ARGV[i+1]); i = i + 2
-    elseif op == 'h' then redis.call('HSET', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
-    elseif op == 'H' then redis.call('HDEL', ARGV[i+1], ARGV[i+2]); i = i + 3
-    elseif op == 'a' then redis.call('SADD', ARGV[i+1], ARGV[i+2]); i = i + 3
-    elseif op == 'r' then redis.call('SREM', ARGV[i+1], ARGV[i+2]); i = i + 3
-    elseif op == 'x' then redis.call('XADD', ARGV[i+1], 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i+2]); i = i + 3
+    local op, key = ARGV[i], ARGV[i+1]
+    if op == 's' then redis.call('SET', key, ARGV[i+2]); i = i + 3
+    elseif op == 'p' then redis.call('SET', key, ARGV[i+2], 'PX', ARGV[i+3]); i = i + 4
+    elseif op == 'd' then redis.call('DEL', key); i = i + 2
+    elseif op == 'u' then redis.call('UNLINK', key); i = i + 2
+    elseif op == 'h' then redis.call('HSET', key, ARGV[i+2], ARGV[i+3]); i = i + 4
+    elseif op == 'H' then redis.call('HDEL', key, ARGV[i+2]); i = i + 3
+    elseif op == 'a' then redis.call('SADD', key, ARGV[i+2]); i = i + 3
+    elseif op == 'r' then redis.call('SREM', key, ARGV[i+2]); i = i + 3
+    elseif op == 'x' then redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[i+2]); i = i + 3; key = nil
     else return 'unknown op ' .. tostring(op) end
+    if key and not seen[key] and string.sub(key, 1, 9) ~= '{vc}:cmd:' and string.sub(key, 1, 10) ~= '{vc}:idem:' then
+      seen[key] = true
+      changed[#changed + 1] = key
+    end
   end
+  note_changes(changed)
   return nil
 end
 "#;
+
+/// The change log: every write of catalog keys appends one entry to `{vc}:changes` (a stream trimmed
+/// to about [`CHANGES_MAX_LEN`] entries) with `n`, a counter without gaps (`{vc}:changes-seq`), and `k`,
+/// the keys written, one per line. API instances follow it to keep their read model current
+/// (`vc-api` `read`); a reader that sees `n` jump has missed entries and reloads everything.
+const CHANGES_LUA: &str = r#"
+local function note_changes(changed)
+  if #changed == 0 then return end
+  local n = redis.call('INCR', '{vc}:changes-seq')
+  redis.call('XADD', '{vc}:changes', 'MAXLEN', '~', 20000, '*', 'n', n, 'k', table.concat(changed, '\n'))
+end
+"#;
+
+/// Entries the change log keeps, about (`MAXLEN ~` in [`CHANGES_LUA`]).
+pub const CHANGES_MAX_LEN: usize = 20_000;
 
 /// Appends `ops` to a commit script's arguments, laid out as `apply_ops` reads them.
 fn push_ops(inv: &mut redis::ScriptInvocation<'_>, ops: &[Op]) {
@@ -347,6 +376,7 @@ if cur then
   if ok and tonumber(decoded['gen'] or 0) > tonumber(ARGV[1]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2])
+note_changes({KEYS[1]})
 return 1
 "#;
 
@@ -405,10 +435,11 @@ pub struct Store {
     conn: Conn,
 }
 
-static COMMIT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(&format!("{APPLY_OPS_LUA}{COMMIT_LUA}")));
+static COMMIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(&format!("{CHANGES_LUA}{APPLY_OPS_LUA}{COMMIT_LUA}"))
+});
 static SYNC_RECORD: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(SYNC_RECORD_LUA));
+    std::sync::LazyLock::new(|| redis::Script::new(&format!("{CHANGES_LUA}{SYNC_RECORD_LUA}")));
 static UNLOCK: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(UNLOCK_LUA));
 

@@ -1,5 +1,7 @@
 //! `/api/agents`: agents, their configs, and what they could be routed to.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -8,31 +10,105 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 use vc_shared::command::{self, CommandKind};
-use vc_shared::domain::{AgentView, ModelStatus};
+use vc_shared::domain::{AgentView, Mode, ModelStatus};
 use vc_shared::views;
 
-use super::write;
+use super::{check_id, loaded, page_key, write};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Path};
+use crate::extract::{JsonBody, Path, Query};
+use crate::read::page::{self, Rendered};
 use crate::submit::build_body;
 use crate::{Actor, AppState};
 
-/// `{agents}`.
+/// `{agents, next}`.
 #[derive(Serialize, ToSchema)]
 pub struct AgentsBody {
-    /// Agents.
+    /// Agents, oldest first.
     pub agents: Vec<AgentView>,
+    /// Cursor of the next page (pass it as `cursor`); `null` on the last page.
+    pub next: Option<String>,
 }
 
-/// List agents.
-#[utoipa::path(get, path = "/api/agents", tag = "agents", responses((status = 200, body = AgentsBody)))]
-pub async fn list_agents(State(s): State<AppState>, actor: Actor) -> ApiResult<Json<AgentsBody>> {
+/// List agents, oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/agents", tag = "agents",
+    params(
+        ("limit" = Option<usize>, Query, description = "Items per page, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+        ("realmId" = Option<String>, Query, description = "Only members of this realm"),
+        ("online" = Option<bool>, Query, description = "Only agents connected now (`true`) or not (`false`)"),
+        ("mode" = Option<String>, Query, description = "`realm`, `registry`, `manual` or `none` (no config)"),
+        ("q" = Option<String>, Query, description = "Prefix of the name (case-insensitive) or of the DID"),
+    ),
+    responses((status = 200, body = AgentsBody, headers(("ETag" = String))), (status = 304), (status = 400)))]
+pub async fn list_agents(
+    State(s): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    Query(raw): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     actor.require_admin()?;
-    let mut out = Vec::new();
-    for a in s.store.agents().await? {
-        out.push(views::load_agent_view(&s.store, &a).await?);
+    loaded(&s).await?;
+    let realm = raw.get("realmId").cloned();
+    if let Some(r) = &realm {
+        check_id("realmId", r)?;
     }
-    Ok(Json(AgentsBody { agents: out }))
+    agents_page(&s, &actor, &headers, &raw, realm.as_deref(), "/api/agents")
+}
+
+/// A page of agents (all, or a realm's members) with the agent filters.
+pub(crate) fn agents_page(
+    s: &AppState,
+    actor: &Actor,
+    headers: &HeaderMap,
+    raw: &HashMap<String, String>,
+    realm: Option<&str>,
+    path: &str,
+) -> ApiResult<Response> {
+    let filters: &[&str] = if path == "/api/agents" {
+        &["realmId", "online", "mode", "q"]
+    } else {
+        &["online", "mode", "q"]
+    };
+    let q = page::parse(raw, filters)?;
+    let online = page::flag(&q, "online")?;
+    let mode = page::one_of(&q, "mode", &["realm", "registry", "manual", "none"])?;
+    let text = page::text(&q, "q")?;
+    let lower = text.map(str::to_lowercase);
+    let key = page_key(&format!("{path}/{}", realm.unwrap_or("")), raw, actor);
+    let r = s.pages.get_or_render(key, s.read.version(), || {
+        s.read.read(|c| {
+            let items = c
+                .agents_after(realm, q.after.as_ref())
+                .filter(|a| online.is_none_or(|o| c.is_online(&a.did) == o))
+                .filter(|a| {
+                    mode.is_none_or(|m| {
+                        let have = a.source.as_ref().map(|src| src.mode());
+                        matches!(
+                            (m, have),
+                            ("none", None)
+                                | ("realm", Some(Mode::Realm))
+                                | ("registry", Some(Mode::Registry))
+                                | ("manual", Some(Mode::Manual))
+                        )
+                    })
+                })
+                .filter(|a| {
+                    text.is_none_or(|t| {
+                        a.did.starts_with(t)
+                            || lower
+                                .as_deref()
+                                .is_some_and(|l| a.name.to_lowercase().starts_with(l))
+                    })
+                });
+            let (page, next) =
+                page::take(items, q.limit, |a| (a.created_at.clone(), a.did.clone()));
+            Rendered::of(&AgentsBody {
+                agents: page.into_iter().map(|a| c.agent_view(a)).collect(),
+                next,
+            })
+        })
+    })?;
+    Ok(r.respond(headers))
 }
 
 /// Register an agent (`{did, name}`).
@@ -48,21 +124,20 @@ pub async fn create_agent(
 }
 
 /// Read an agent.
-#[utoipa::path(get, path = "/api/agents/{did}", tag = "agents", params(("did" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/agents/{did}", tag = "agents", params(("did" = String, Path)), responses((status = 200, headers(("ETag" = String))), (status = 304), (status = 404)))]
 pub async fn get_agent(
     State(s): State<AppState>,
     actor: Actor,
+    headers: HeaderMap,
     Path(did): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     actor.require_agent(&s, &did).await?;
-    let a = s
-        .store
-        .agent(&did)
-        .await?
+    loaded(&s).await?;
+    let body = s
+        .read
+        .read(|c| c.agent(&did).map(|a| json!({"agent": c.agent_view(a)})))
         .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
-    Ok(Json(
-        json!({"agent": views::load_agent_view(&s.store, &a).await?}),
-    ))
+    Ok(Rendered::of(&body)?.respond(&headers))
 }
 
 /// Delete an agent (its live session is closed).

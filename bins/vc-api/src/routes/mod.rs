@@ -1,5 +1,6 @@
-//! REST handlers (contract §2), one module per resource. Reads come from Redis; writes go through
-//! [`crate::submit`].
+//! REST handlers (contract §2), one module per resource. Reads come from the read model
+//! ([`crate::read`]) or Redis; writes go through [`crate::submit`], and a write that succeeded waits
+//! until this instance's read model holds it.
 
 pub mod agents;
 pub mod models;
@@ -33,7 +34,41 @@ pub(crate) async fn write(
     ids: &[(&str, &str)],
 ) -> ApiResult<Response> {
     let bytes = build_body(kind, body, ids, state)?;
-    submit(state, kind, bytes, idem(headers).as_deref(), actor).await
+    let r = submit(state, kind, bytes, idem(headers).as_deref(), actor).await?;
+    // Read-your-writes: a write that succeeded is in this instance's read model before its answer.
+    if r.status().is_success() && r.status() != StatusCode::ACCEPTED {
+        state.read.catch_up(&state.store).await;
+    }
+    Ok(r)
+}
+
+/// Waits (at most 5 s) for the read model's first load; 503 after that.
+pub(crate) async fn loaded(state: &AppState) -> ApiResult<()> {
+    if state.read.loaded(std::time::Duration::from_secs(5)).await {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable(
+            "the read model is still loading; retry in a moment",
+        ))
+    }
+}
+
+/// The page cache's key of a list request: its path, its query (sorted) and who asks (realm admins
+/// see only their realms).
+pub(crate) fn page_key(
+    path: &str,
+    raw: &std::collections::HashMap<String, String>,
+    actor: &Actor,
+) -> String {
+    let mut q: Vec<(&String, &String)> = raw.iter().collect();
+    q.sort();
+    let q: Vec<String> = q.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let who = if actor.is_admin() {
+        "admin"
+    } else {
+        &actor.name
+    };
+    format!("{path}?{}|{who}", q.join("&"))
 }
 
 pub(crate) fn check_id(field: &str, id: &str) -> ApiResult<()> {

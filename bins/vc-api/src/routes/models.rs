@@ -1,26 +1,30 @@
 //! `/api/models`: the registry, and grants seen from a model.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa::ToSchema;
 use vc_shared::command::{self, CommandKind};
-use vc_shared::domain::{ModelRealmView, ModelView};
-use vc_shared::views;
+use vc_shared::domain::{ModelRealmView, ModelStatus, ModelView, Provider};
 
-use super::{check_id, write};
+use super::{check_id, loaded, page_key, write};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path, Query};
+use crate::read::page::{self, Rendered};
 use crate::{Actor, AppState};
 
-/// `{models}`.
+/// `{models, next}`.
 #[derive(Serialize, ToSchema)]
 pub struct ModelsBody {
-    /// Models.
+    /// Models, newest first.
     pub models: Vec<ModelView>,
+    /// Cursor of the next page (pass it as `cursor`); `null` on the last page.
+    pub next: Option<String>,
 }
 
 /// `{model}`.
@@ -37,15 +41,47 @@ pub struct ModelRealmsBody {
     pub realms: Vec<ModelRealmView>,
 }
 
-/// List models.
-#[utoipa::path(get, path = "/api/models", tag = "models", responses((status = 200, body = ModelsBody)))]
-pub async fn list_models(State(s): State<AppState>, actor: Actor) -> ApiResult<Json<ModelsBody>> {
+/// List models, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/models", tag = "models",
+    params(
+        ("limit" = Option<usize>, Query, description = "Items per page, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+        ("status" = Option<String>, Query, description = "`active` or `inactive`"),
+        ("provider" = Option<String>, Query, description = "A provider, e.g. `openai-compatible`"),
+    ),
+    responses((status = 200, body = ModelsBody, headers(("ETag" = String))), (status = 304), (status = 400)))]
+pub async fn list_models(
+    State(s): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    Query(raw): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     actor.require_admin()?;
-    let mut out = Vec::new();
-    for m in s.store.models().await? {
-        out.push(views::load_model_view(&s.store, &m).await?);
-    }
-    Ok(Json(ModelsBody { models: out }))
+    let q = page::parse(&raw, &["status", "provider"])?;
+    let status = page::one_of(&q, "status", &["active", "inactive"])?
+        .map(|v| serde_json::from_value::<ModelStatus>(json!(v)).expect("checked"));
+    let provider = page::text(&q, "provider")?
+        .map(|v| {
+            serde_json::from_value::<Provider>(json!(v))
+                .map_err(|_| ApiError::bad_request(format!("provider: unknown provider {v:?}")))
+        })
+        .transpose()?;
+    loaded(&s).await?;
+    let key = page_key("/api/models", &raw, &actor);
+    let r = s.pages.get_or_render(key, s.read.version(), || {
+        s.read.read(|c| {
+            let items = c
+                .models_after(q.after.as_ref())
+                .filter(|m| status.is_none_or(|st| m.status == st))
+                .filter(|m| provider.is_none_or(|p| m.provider == p));
+            let (page, next) = page::take(items, q.limit, |m| (m.created_at.clone(), m.id.clone()));
+            Rendered::of(&ModelsBody {
+                models: page.into_iter().map(|m| c.model_view(m)).collect(),
+                next,
+            })
+        })
+    })?;
+    Ok(r.respond(&headers))
 }
 
 /// Register a model.
@@ -92,22 +128,23 @@ async fn model_realms(s: &AppState, id: &str) -> ApiResult<Vec<ModelRealmView>> 
 }
 
 /// Read a model, with its realms.
-#[utoipa::path(get, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), responses((status = 200, headers(("ETag" = String))), (status = 304), (status = 404)))]
 pub async fn get_model(
     State(s): State<AppState>,
     actor: Actor,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     actor.require_admin()?;
-    let m = s
-        .store
-        .model(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("model {id} not found")))?;
-    let mut v =
-        serde_json::to_value(views::load_model_view(&s.store, &m).await?).unwrap_or_default();
-    v["realms"] = serde_json::to_value(model_realms(&s, &id).await?).unwrap_or_default();
-    Ok(Json(json!({"model": v})))
+    loaded(&s).await?;
+    let body = s.read.read(|c| {
+        let m = c.model(&id)?;
+        let mut v = serde_json::to_value(c.model_view(m)).unwrap_or_default();
+        v["realms"] = serde_json::to_value(c.model_realms(&id)).unwrap_or_default();
+        Some(json!({"model": v}))
+    });
+    let body = body.ok_or_else(|| ApiError::not_found(format!("model {id} not found")))?;
+    Ok(Rendered::of(&body)?.respond(&headers))
 }
 
 /// Update a model (`apiKey: null` clears the key).

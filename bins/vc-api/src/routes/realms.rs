@@ -1,5 +1,7 @@
 //! `/api/realms`: realms, their models and key, and their members.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -11,28 +13,57 @@ use vc_shared::command::{self, CommandKind};
 use vc_shared::domain::{ModelStatus, ModelView, RealmView, RouterKeyView};
 use vc_shared::views;
 
-use super::{check_id, write};
+use super::{check_id, loaded, page_key, write};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Path};
+use crate::extract::{JsonBody, Path, Query};
+use crate::read::page::{self, Rendered};
 use crate::{Actor, AppState};
 
-/// `{realms}`.
+/// `{realms, next}`.
 #[derive(Serialize, ToSchema)]
 pub struct RealmsBody {
-    /// Realms.
+    /// Realms, oldest first.
     pub realms: Vec<RealmView>,
+    /// Cursor of the next page (pass it as `cursor`); `null` on the last page.
+    pub next: Option<String>,
 }
 
-/// List realms.
-#[utoipa::path(get, path = "/api/realms", tag = "realms", responses((status = 200, body = RealmsBody)))]
-pub async fn list_realms(State(s): State<AppState>, actor: Actor) -> ApiResult<Json<RealmsBody>> {
-    let mut out = Vec::new();
-    for r in s.store.realms().await? {
-        if actor.can_read_realm(&r.id) {
-            out.push(views::load_realm_view(&s.store, &r).await?);
-        }
-    }
-    Ok(Json(RealmsBody { realms: out }))
+/// List realms (a realm admin sees its own), oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/realms", tag = "realms",
+    params(
+        ("limit" = Option<usize>, Query, description = "Items per page, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+        ("q" = Option<String>, Query, description = "Prefix of the name or the slug, case-insensitive"),
+    ),
+    responses((status = 200, body = RealmsBody, headers(("ETag" = String))), (status = 304), (status = 400)))]
+pub async fn list_realms(
+    State(s): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    Query(raw): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let q = page::parse(&raw, &["q"])?;
+    let text = page::text(&q, "q")?.map(str::to_lowercase);
+    loaded(&s).await?;
+    let key = page_key("/api/realms", &raw, &actor);
+    let r = s.pages.get_or_render(key, s.read.version(), || {
+        s.read.read(|c| {
+            let items = c
+                .realms_after(q.after.as_ref())
+                .filter(|r| actor.can_read_realm(&r.id))
+                .filter(|r| {
+                    text.as_deref().is_none_or(|t| {
+                        r.name.to_lowercase().starts_with(t) || r.slug.starts_with(t)
+                    })
+                });
+            let (page, next) = page::take(items, q.limit, |r| (r.created_at.clone(), r.id.clone()));
+            Rendered::of(&RealmsBody {
+                realms: page.into_iter().map(|r| c.realm_view(r)).collect(),
+                next,
+            })
+        })
+    })?;
+    Ok(r.respond(&headers))
 }
 
 /// Create a realm.
@@ -68,30 +99,64 @@ async fn realm_models(s: &AppState, realm_id: &str) -> ApiResult<Vec<ModelView>>
     Ok(out)
 }
 
-/// Read a realm with its agents and models.
-#[utoipa::path(get, path = "/api/realms/{id}", tag = "realms", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
+/// Read a realm with its models and the first page of its agents (`agentsNext` continues at
+/// `GET /api/realms/{id}/agents`).
+#[utoipa::path(get, path = "/api/realms/{id}", tag = "realms", params(("id" = String, Path)), responses((status = 200, headers(("ETag" = String))), (status = 304), (status = 404)))]
 pub async fn get_realm(
     State(s): State<AppState>,
     actor: Actor,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     actor.require_realm(&id)?;
-    let r = s
-        .store
-        .realm(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("realm {id} not found")))?;
-    let members = s.store.realm_members(&id).await?;
-    let dids: Vec<String> = members.iter().map(|m| m.agent_did.clone()).collect();
-    let mut agents = Vec::new();
-    for a in s.store.agents_by_did(&dids).await? {
-        agents.push(views::load_agent_view(&s.store, &a).await?);
+    loaded(&s).await?;
+    let body = s.read.read(|c| {
+        let r = c.realm(&id)?;
+        let items = c.agents_after(Some(&id), None);
+        let (page, next) = page::take(items, page::DEFAULT_LIMIT, |a| {
+            (a.created_at.clone(), a.did.clone())
+        });
+        let mut models: Vec<ModelView> = c
+            .realm_models(&id)
+            .into_iter()
+            .map(|m| c.model_view(m))
+            .collect();
+        models.sort_by_key(|m| m.name.to_lowercase());
+        Some(json!({
+            "realm": c.realm_view(r),
+            "agents": page.into_iter().map(|a| c.agent_view(a)).collect::<Vec<_>>(),
+            "agentsNext": next,
+            "models": models,
+        }))
+    });
+    let body = body.ok_or_else(|| ApiError::not_found(format!("realm {id} not found")))?;
+    Ok(Rendered::of(&body)?.respond(&headers))
+}
+
+/// A realm's agents, oldest first, a page at a time (the filters of `GET /api/agents` apply).
+#[utoipa::path(get, path = "/api/realms/{id}/agents", tag = "realms",
+    params(
+        ("id" = String, Path),
+        ("limit" = Option<usize>, Query, description = "Items per page, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+        ("online" = Option<bool>, Query, description = "Only agents connected now (`true`) or not (`false`)"),
+        ("mode" = Option<String>, Query, description = "`realm`, `registry`, `manual` or `none` (no config)"),
+        ("q" = Option<String>, Query, description = "Prefix of the name (case-insensitive) or of the DID"),
+    ),
+    responses((status = 200, body = super::agents::AgentsBody, headers(("ETag" = String))), (status = 304), (status = 400), (status = 404)))]
+pub async fn list_realm_agents(
+    State(s): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    actor.require_realm(&id)?;
+    loaded(&s).await?;
+    if s.read.read(|c| c.realm(&id).is_none()) {
+        return Err(ApiError::not_found(format!("realm {id} not found")));
     }
-    Ok(Json(json!({
-        "realm": views::load_realm_view(&s.store, &r).await?,
-        "agents": agents,
-        "models": realm_models(&s, &id).await?,
-    })))
+    super::agents::agents_page(&s, &actor, &headers, &raw, Some(&id), "/api/realms/agents")
 }
 
 /// Update a realm.
