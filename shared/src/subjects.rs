@@ -10,7 +10,7 @@
 //! | `vc.push.realm.<realmId>` | `vc-worker` | `vc-edge` nodes holding agents routed through the realm | core |
 //! | `vc.push.model.<modelId>` | `vc-worker` | `vc-edge` nodes holding agents in registry mode on the model | core |
 //! | `vc.push.agent.<did>` | `vc-worker`, `vc-edge` (takeover) | the `vc-edge` holding the agent | core |
-//! | `vc.presence.<edgeId>` | `vc-edge` | `vc-api` (observability) | core |
+//! | `vc.evt.agent.presence`, `vc.evt.agent.acked` | `vc-edge` (batched reports) | `vc-api` (read model), integrations (stream `VC_EVT`) | core, captured by JetStream |
 
 use crate::command::CommandKind;
 

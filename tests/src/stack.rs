@@ -444,6 +444,52 @@ impl Stack {
         }
     }
 
+    /// Starts an API **process** from `bin` (a build of `vc-api`'s `cli::main`) on a free loopback port,
+    /// with `extra` environment variables; returns once its `/readyz` answers 200 (its read model is
+    /// loaded).
+    pub async fn spawn_api_process_with(
+        &self,
+        bin: &str,
+        extra: &[(&str, String)],
+    ) -> (Process, std::net::SocketAddr) {
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", crate::servers::free_port())
+            .parse()
+            .expect("addr");
+        let mut env = vec![
+            ("VC_API_ADDR", addr.to_string()),
+            ("VC_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
+            ("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string()),
+            ("RUST_LOG", "vc_api=warn,vc_shared=warn".to_string()),
+        ];
+        if let Some(l) = self.litellm_settings() {
+            env.push(("LITELLM_BASE_URL", l.base_url));
+            env.push(("LITELLM_MASTER_KEY", l.master_key));
+            env.push(("LITELLM_PUBLIC_URL", l.public_url));
+        }
+        env.extend(extra.iter().cloned());
+        let p = self.spawn_process(bin, &env);
+        let ready = format!("http://{addr}/readyz");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let ok = self
+                .http
+                .get(&ready)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return (p, addr);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "api not ready within 120 s: {}",
+                p.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts `bin` with this stack's NATS, Redis and secret key, plus `env`, in its environment (nothing
     /// inherited but `PATH`); its output goes to a log file.
     fn spawn_process(&self, bin: &str, env: &[(&str, String)]) -> Process {

@@ -12,6 +12,7 @@
 //! - [`extract`], [`error`]: JSON body rules (1 MiB, 415, 400), the one error type.
 //! - [`read`]: the read model (catalog from the change log, presence and acks from the edges'
 //!   reports), paging, filters and ETags.
+//! - [`feed`]: `GET /api/events`, the change feed (Server-Sent Events from the `VC_EVT` stream).
 //! - [`metrics`]: `/metrics` counters (requests by route and status class, commands, 202s, auth failures).
 //!
 //! Shutdown ([`run`]): `/readyz` turns 503 at once, requests are still served for
@@ -22,8 +23,10 @@
 
 pub mod access;
 pub mod auth;
+pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod metrics;
 pub mod read;
 pub mod routes;
@@ -78,6 +81,8 @@ pub struct AppState {
     pub read: read::ReadModel,
     /// Rendered list pages.
     pub pages: Arc<read::page::PageCache>,
+    /// The live side of `GET /api/events`.
+    pub feed: feed::Feed,
 }
 
 /// What `run` is given.
@@ -170,6 +175,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::ops::litellm_status))
         .routes(routes!(routes::ops::litellm_reconcile))
         .routes(routes!(routes::ops::audit))
+        .routes(routes!(feed::events))
         .routes(routes!(
             routes::tokens::list_tokens,
             routes::tokens::create_token
@@ -275,6 +281,7 @@ pub async fn run(
     let api_metrics = metrics::ApiMetrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     api_metrics.register(&mut registry);
+    let follow_stop = tokio_util::sync::CancellationToken::new();
     let state = AppState {
         nats: deps.nats.clone(),
         js,
@@ -291,8 +298,17 @@ pub async fn run(
         auth_events: Arc::new(access::RateLimit::default()),
         read: read::ReadModel::default(),
         pages: Arc::default(),
+        feed: feed::Feed::default(),
     };
-    let follow_stop = tokio_util::sync::CancellationToken::new();
+    let live = feed::start(&state.js)
+        .await
+        .map_err(|e| Error::Setup(format!("event stream: {e}")))?;
+    let feed_follower = tokio::spawn(feed::follow(
+        state.feed.clone(),
+        state.js.clone(),
+        live,
+        follow_stop.clone(),
+    ));
     let follower = tokio::spawn(read::follow(
         state.read.clone(),
         deps.tail.clone(),
@@ -351,6 +367,7 @@ pub async fn run(
     replies.abort();
     follow_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), follower).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), feed_follower).await;
     result.map_err(Error::from)
 }
 

@@ -1,6 +1,6 @@
 //! `vc-bench`: the control plane's benchmarks (see `BENCHMARKS.md`). Not tests: nothing is asserted.
 //!
-//! The same binary also runs as a `vc-edge` or `vc-worker` process when `VC_BENCH_ROLE` says so, so that
+//! The same binary also runs as a `vc-api`, `vc-edge` or `vc-worker` process when `VC_BENCH_ROLE` says so, so that
 //! benchmarks can run real edge and worker processes built from the current sources.
 
 /// mimalloc instead of the system allocator: the services allocate many small, short-lived values
@@ -10,6 +10,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
+mod reads;
 mod report;
 mod seed;
 
@@ -37,12 +38,17 @@ enum Command {
     /// last of N connected agents, burst throughput with 2 workers, REST writes at 64 clients, and
     /// failover after SIGKILL of the lane holder.
     Commands(commands::Args),
+    /// The read path: `GET /api/models` with 100 and 1,000 models, `GET /api/agents?limit=100` and
+    /// `GET /api/agents/{did}` with 50,000 agents, at 32 connections, against an API process; and how
+    /// long an API takes to load 50,000 agents.
+    Reads(reads::Args),
 }
 
 fn main() -> ExitCode {
     match std::env::var("VC_BENCH_ROLE").as_deref() {
         Ok("edge") => return vc_edge::cli::main(),
         Ok("worker") => return vc_worker::cli::main(),
+        Ok("api") => return vc_api::cli::main(),
         _ => {}
     }
     let cli = Cli::parse();
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Commands(args) => rt.block_on(commands::run(args)),
+        Command::Reads(args) => rt.block_on(reads::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -474,6 +474,14 @@ impl Catalog {
         }
     }
 
+    /// Whether the agent is a member of one of `realms` (that exist).
+    pub(crate) fn agent_in_realms(&self, did: &str, realms: &[String]) -> bool {
+        self.agent_realms.get(did).is_some_and(|ms| {
+            ms.iter()
+                .any(|m| realms.contains(&m.realm_id) && self.realms.contains_key(&m.realm_id))
+        })
+    }
+
     pub(crate) fn is_online(&self, did: &str) -> bool {
         self.presence.get(did).is_some_and(|p| p.online)
     }

@@ -261,21 +261,20 @@ async fn tail_log(model: &ReadModel, tail: &Store, store: &Store, head: ChangesH
         let Some(last) = entries.last() else {
             continue;
         };
+        // Every entry read comes after the last one applied, so it must be the next number: anything
+        // else is a gap (this reader fell behind the trimming) or a log that started over (Redis lost
+        // it).
         let applied = model.applied();
-        let first_new = entries.iter().find(|e| e.n > applied);
-        if let Some(e) = first_new {
-            if e.n != applied + 1 {
-                warn!(
-                    expected = applied + 1,
-                    got = e.n,
-                    "The change log moved past this reader; loading again."
-                );
-                return;
-            }
+        if entries.first().is_some_and(|e| e.n != applied + 1) {
+            warn!(
+                expected = applied + 1,
+                got = entries[0].n,
+                "The change log does not follow on from this reader's; loading again."
+            );
+            return;
         }
         let records: Vec<Record> = entries
             .iter()
-            .filter(|e| e.n > applied)
             .flat_map(|e| e.keys.iter().filter_map(|k| Record::of(k)))
             .collect();
         if !records.is_empty() {
@@ -289,11 +288,8 @@ async fn tail_log(model: &ReadModel, tail: &Store, store: &Store, head: ChangesH
                 }
             }
         }
-        let (n, id) = (last.n, last.id.clone());
-        if n > applied {
-            model.inner.applied.send_replace(n);
-        }
-        last_id = id;
+        model.inner.applied.send_replace(last.n);
+        last_id = last.id.clone();
     }
 }
 

@@ -1,0 +1,74 @@
+//! The program behind the `vc-api` binary: configuration → telemetry → connect → bind → [`crate::run`]
+//! until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use vc_shared::config::{Service, Settings};
+
+/// `EX_UNAVAILABLE`: a dependency (NATS, Redis) could not be reached.
+const EX_UNAVAILABLE: u8 = 69;
+/// `EX_OSERR`: the listen address could not be bound.
+const EX_OSERR: u8 = 71;
+
+/// The `vc-api` program: settings from `--config FILE` and the environment (validated once, every error
+/// reported), then [`crate::run`] until SIGTERM or Ctrl-C. `main` is only this call; benchmarks run the
+/// same entry point as a process of their own.
+#[tokio::main]
+pub async fn main() -> ExitCode {
+    let (settings, env) = match Settings::load_for_main(Service::Api, "vc-api") {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    vc_shared::telemetry::init(
+        settings.log_format,
+        env.get("RUST_LOG").map(String::as_str),
+        "vc_api=info,vc_shared=info,tower_http=warn",
+    );
+    let sealer = vc_shared::crypto::Sealer::new(settings.secret().expect("validated"));
+    let connect = async {
+        let nats = vc_shared::bus::connect(&settings.nats_url, "vc-api")
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = vc_shared::store::Store::connect(&settings.redis_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The read model's wait on the change log holds a connection of its own.
+        let tail = vc_shared::store::Store::connect(&settings.redis_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((nats, store, tail))
+    };
+    let (nats, store, tail) = match connect.await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot start.");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&settings.api_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, addr = %settings.api_addr, "Cannot bind.");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    let deps = crate::Deps {
+        nats,
+        store,
+        tail,
+        sealer,
+        admin_token: settings.admin_token.clone().expect("validated"),
+        command_wait: Duration::from_millis(settings.command_wait_ms),
+        litellm: settings.litellm(),
+        stream_replicas: settings.nats_stream_replicas,
+        drain_delay: crate::DEFAULT_DRAIN_DELAY,
+    };
+    match crate::run(listener, deps, vc_shared::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "API failed.");
+            ExitCode::FAILURE
+        }
+    }
+}

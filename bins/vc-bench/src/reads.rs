@@ -1,0 +1,321 @@
+//! `vc-bench reads`: the read path, against an API **process** (its read model loaded), with a load
+//! generator of N keep-alive connections in this process.
+//!
+//! | scenario | what it measures |
+//! |---|---|
+//! | `models` | `GET /api/models` (first page of 100) with 100 and with 1,000 models registered |
+//! | `agents` | `GET /api/agents?limit=100` (pages walked from random cursors) with 50,000 agents |
+//! | `agent` | `GET /api/agents/{did}` of random agents among 50,000 |
+//! | `load` | how long an API instance takes to load 50,000 agents at start, and its RSS then |
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vc_tests::stack::{Stack, ADMIN_TOKEN};
+
+use crate::progress;
+use crate::report::{ms, quantile, write_summary};
+
+type R<T> = Result<T, String>;
+
+/// Sizes.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct Args {
+    /// Model counts for `models` (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub(crate) models: Vec<usize>,
+    /// Agents for `agents` and `agent`.
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) agents: usize,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) connections: usize,
+    /// Seconds of load per figure.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u64,
+    /// Small sizes for CI (overrides the sizes above).
+    #[arg(long)]
+    pub(crate) smoke: bool,
+    /// Where the JSON summary goes.
+    #[arg(long, default_value = "bench/results")]
+    pub(crate) out: String,
+}
+
+/// A load run's figures.
+struct Load {
+    requests: usize,
+    errors: usize,
+    secs: f64,
+    lat_ms: Vec<f64>,
+}
+
+impl Load {
+    fn row(mut self, what: &str) -> Value {
+        let v = json!({
+            "what": what,
+            "requests": self.requests,
+            "errors": self.errors,
+            "requestsPerSec": (self.requests as f64 / self.secs).round(),
+            "p50Ms": quantile(&mut self.lat_ms, 0.5),
+            "p99Ms": quantile(&mut self.lat_ms, 0.99),
+            "maxMs": quantile(&mut self.lat_ms, 1.0),
+        });
+        progress!("reads: {v}");
+        v
+    }
+}
+
+/// `connections` tasks, each on its own keep-alive connection, GET `path(i)` in a loop for `secs`.
+async fn load(
+    base: &str,
+    connections: usize,
+    secs: u64,
+    path: Arc<dyn Fn(usize) -> String + Send + Sync>,
+) -> R<Load> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let base = base.to_string();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let (mut n, mut errors, mut lat) = (0usize, 0usize, Vec::new());
+            let mut i = c;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = http
+                    .get(format!("{base}{}", path(i)))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(ms(t.elapsed()));
+                        n += 1;
+                    }
+                    _ => errors += 1,
+                }
+                i += connections;
+            }
+            (n, errors, lat)
+        }));
+    }
+    let mut out = Load {
+        requests: 0,
+        errors: 0,
+        secs: 0.0,
+        lat_ms: Vec::new(),
+    };
+    for t in tasks {
+        let (n, e, l) = t.await.map_err(|e| e.to_string())?;
+        out.requests += n;
+        out.errors += e;
+        out.lat_ms.extend(l);
+    }
+    out.secs = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+async fn register_models(s: &Stack, from: usize, to: usize) -> R<()> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(from));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let next = next.clone();
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/models", s.api_url);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= to {
+                    return Ok(());
+                }
+                let r = http
+                    .post(&url)
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(
+                        &json!({"name": format!("Model {i:05}"), "provider": "openai",
+                        "modelId": format!("m-{i}"), "apiKey": "sk-bench"}),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.status().as_u16() != 201 {
+                    return Err(format!("register model: {}", r.status()));
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs the read benchmarks and writes the summary.
+pub(crate) async fn run(mut args: Args) -> R<()> {
+    if args.smoke {
+        args.models = vec![20];
+        args.agents = 500;
+        args.seconds = 1;
+        args.connections = 4;
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let me = me.to_string_lossy().to_string();
+    let s = Stack::builder().litellm(true).workers(1).start().await;
+    let api_role = [("VC_BENCH_ROLE", "api".to_string())];
+    let mut rows = Vec::new();
+
+    // Models: registered through REST; a fresh API process serves the reads.
+    let mut registered = 0;
+    for &n in &args.models {
+        register_models(&s, registered, n).await?;
+        registered = n;
+        let (p, addr) = s.spawn_api_process_with(&me, &api_role).await;
+        let base = format!("http://{addr}");
+        let l = load(
+            &base,
+            args.connections,
+            args.seconds,
+            Arc::new(|_| "/api/models".to_string()),
+        )
+        .await?;
+        let mut row = l.row(&format!("GET /api/models, {n} models"));
+        row["models"] = json!(n);
+        rows.push(row);
+        p.kill9();
+    }
+
+    // Agents: written straight into Redis (as the worker writes them), then loaded by a fresh API.
+    let realm = s
+        .post("/api/realms", json!({"name": "Bench readers"}))
+        .await;
+    let realm = realm.body["realm"]["id"]
+        .as_str()
+        .ok_or("realm create failed")?
+        .to_string();
+    let keys: Vec<String> = (0..args.agents)
+        .map(|_| {
+            let k = vc_shared::did::generate_key();
+            vc_shared::did::did_from_key(&k.verifying_key())
+        })
+        .collect();
+    let model = s.store.models().await.map_err(|e| e.to_string())?;
+    let model = model.first().map(|m| m.id.clone()).unwrap_or_default();
+    crate::seed::routed_agents(&s.store, &realm, &model, &keys).await?;
+    let t = Instant::now();
+    let (p, addr) = s.spawn_api_process_with(&me, &api_role).await;
+    let loaded = t.elapsed();
+    let rss = rss_kib(p.pid());
+    progress!(
+        "reads: an API process with {} agents ready in {loaded:?}, RSS {rss} KiB",
+        args.agents
+    );
+    rows.push(
+        json!({"what": "API start with the read model loaded", "agents": args.agents,
+        "readyMs": ms(loaded), "rssKiB": rss}),
+    );
+    let base = format!("http://{addr}");
+    // Cursors spread over the whole list: the first page of each walk starts at a random agent.
+    let mut sorted = keys.clone();
+    sorted.sort();
+    let created = s
+        .store
+        .agent(&sorted[0])
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|a| a.created_at)
+        .unwrap_or_default();
+    let cursors: Arc<Vec<String>> = Arc::new(
+        sorted
+            .iter()
+            .step_by((sorted.len() / 512).max(1))
+            .map(|d| vc_api::read::page::encode_cursor(&created, d))
+            .collect(),
+    );
+    let c = cursors.clone();
+    let l = load(
+        &base,
+        args.connections,
+        args.seconds,
+        Arc::new(move |i| format!("/api/agents?limit=100&cursor={}", c[i % c.len()])),
+    )
+    .await?;
+    let mut row = l.row(&format!(
+        "GET /api/agents?limit=100, {} agents",
+        args.agents
+    ));
+    row["agents"] = json!(args.agents);
+    rows.push(row);
+    let dids = Arc::new(keys);
+    let d = dids.clone();
+    let l = load(
+        &base,
+        args.connections,
+        args.seconds,
+        Arc::new(move |i| format!("/api/agents/{}", d[(i * 7919) % d.len()])),
+    )
+    .await?;
+    let mut row = l.row(&format!("GET /api/agents/{{did}}, {} agents", args.agents));
+    row["agents"] = json!(args.agents);
+    rows.push(row);
+    p.kill9();
+
+    let summary = json!({
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "smoke": args.smoke,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "reads": rows,
+    });
+    let path = write_summary(&args.out, "reads", &summary)?;
+    progress!("summary written to {path}");
+    print_table(&summary);
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_table(summary: &Value) {
+    println!("| read | req/s | p50 | p99 | max | errors |");
+    println!("|---|---|---|---|---|---|");
+    for r in summary["reads"].as_array().into_iter().flatten() {
+        if r.get("requestsPerSec").is_some() {
+            println!(
+                "| {} | {} | {} ms | {} ms | {} ms | {} |",
+                r["what"].as_str().unwrap_or(""),
+                r["requestsPerSec"],
+                r["p50Ms"],
+                r["p99Ms"],
+                r["maxMs"],
+                r["errors"]
+            );
+        } else {
+            println!(
+                "| {} ({} agents) | ready in {} ms, RSS {} KiB | | | | |",
+                r["what"].as_str().unwrap_or(""),
+                r["agents"],
+                r["readyMs"],
+                r["rssKiB"]
+            );
+        }
+    }
+}
