@@ -1,5 +1,6 @@
 //! `GET /api/events` over real NATS (JetStream `VC_EVT`) + Redis: live changes, presence and acks from an
-//! edge, resume with `Last-Event-ID` without loss, what a realm admin sees, bad resume points.
+//! edge, resume with `Last-Event-ID` without loss, a resume point past retention, what a realm admin
+//! sees, bad resume points.
 
 mod edge_support;
 
@@ -170,6 +171,24 @@ async fn changes_live_and_resumed() {
         "first visible event: {ev}"
     );
     agent.stop().await;
+
+    // A resume point past the retention window: the feed says so first, then follows.
+    let js = async_nats::jetstream::new(s.nats_client().await);
+    js.get_stream("VC_EVT")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+    let mut gone = Sse::open(&s, ADMIN_TOKEN, Some("1")).await;
+    let (id, event, data) = gone.next().await;
+    assert_eq!(event, "reset", "{data}");
+    assert_eq!(id, None);
+    assert!(data["first"].as_u64().unwrap() > 2, "{data}");
+    let r = s.post("/api/realms", json!({"name": "After purge"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let after = r.body["realm"]["id"].as_str().unwrap().to_string();
+    gone.until("realm.created", &format!("realm:{after}")).await;
 
     // Bad resume points.
     for bad in ["abc", "-1", "1.5"] {

@@ -7,6 +7,7 @@
 //! | `agents` | `GET /api/agents?limit=100` (pages walked from random cursors) with 50,000 agents |
 //! | `agent` | `GET /api/agents/{did}` of random agents among 50,000 |
 //! | `load` | how long an API instance takes to load 50,000 agents at start, and its RSS then |
+//! | `feed` | `GET /api/events` with 1,000 clients connected: a change (a realm created) → each client |
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,12 @@ pub(crate) struct Args {
     /// Seconds of load per figure.
     #[arg(long, default_value_t = 10)]
     pub(crate) seconds: u64,
+    /// Change-feed clients for `feed`.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) feed_clients: usize,
+    /// Changes timed for `feed`.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) feed_changes: usize,
     /// Small sizes for CI (overrides the sizes above).
     #[arg(long)]
     pub(crate) smoke: bool,
@@ -177,6 +184,8 @@ pub(crate) async fn run(mut args: Args) -> R<()> {
         args.agents = 500;
         args.seconds = 1;
         args.connections = 4;
+        args.feed_clients = 20;
+        args.feed_changes = 2;
     }
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let me = me.to_string_lossy().to_string();
@@ -277,6 +286,7 @@ pub(crate) async fn run(mut args: Args) -> R<()> {
     let mut row = l.row(&format!("GET /api/agents/{{did}}, {} agents", args.agents));
     row["agents"] = json!(args.agents);
     rows.push(row);
+    rows.extend(feed(&s, &base, &args).await?);
     p.kill9();
 
     let summary = json!({
@@ -293,12 +303,105 @@ pub(crate) async fn run(mut args: Args) -> R<()> {
     Ok(())
 }
 
+/// `clients` change-feed clients on the API at `base`; `changes` realms created through the stack's API,
+/// one at a time: how long after the POST was sent (and after the event's `at`) each client had it.
+async fn feed(s: &Stack, base: &str, args: &Args) -> R<Vec<Value>> {
+    let (clients, changes) = (args.feed_clients, args.feed_changes);
+    let connected = Arc::new(tokio::sync::Semaphore::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Instant)>(clients * 4);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let url = format!("{base}/api/events");
+        let connected = connected.clone();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let Ok(mut r) = http.get(&url).bearer_auth(ADMIN_TOKEN).send().await else {
+                connected.add_permits(1);
+                return;
+            };
+            connected.add_permits(1);
+            let mut buf = String::new();
+            while let Ok(Some(chunk)) = r.chunk().await {
+                let at = Instant::now();
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    if block.contains("event: realm.created") {
+                        let name = block
+                            .split("\"name\":\"")
+                            .nth(1)
+                            .and_then(|r| r.split('"').next())
+                            .unwrap_or("")
+                            .to_string();
+                        if tx.send((name, at)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let all = connected
+        .acquire_many(clients as u32)
+        .await
+        .map_err(|e| e.to_string())?;
+    all.forget();
+    progress!("feed: {clients} clients connected");
+    let (mut from_post, mut from_event) = (Vec::new(), Vec::new());
+    for i in 0..changes {
+        let name = format!("Feed change {i} {}", uuid::Uuid::new_v4().simple());
+        let sent = Instant::now();
+        let r = s.post("/api/realms", json!({"name": name})).await;
+        let answered = sent.elapsed();
+        if r.status != 201 {
+            return Err(format!("realm create: {} {}", r.status, r.text));
+        }
+        let mut got = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while got < clients {
+            let Ok(Some((n, at))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                return Err(format!(
+                    "feed: {got} of {clients} clients had change {i} after 30 s"
+                ));
+            };
+            if n == name {
+                got += 1;
+                from_post.push(ms(at.duration_since(sent)));
+                from_event.push(ms(at.duration_since(sent).saturating_sub(answered)));
+            }
+        }
+        progress!("feed: change {i} reached {clients} clients");
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let row = json!({
+        "what": format!("GET /api/events, {clients} clients: a realm created → each client"),
+        "clients": clients,
+        "changes": changes,
+        "fromPostMs": {"p50": quantile(&mut from_post.clone(), 0.5), "p99": quantile(&mut from_post.clone(), 0.99), "max": quantile(&mut from_post, 1.0)},
+        "afterAnswerMs": {"p50": quantile(&mut from_event.clone(), 0.5), "p99": quantile(&mut from_event.clone(), 0.99), "max": quantile(&mut from_event, 1.0)},
+    });
+    progress!("reads: {row}");
+    Ok(vec![row])
+}
+
 #[allow(clippy::print_stdout)]
 fn print_table(summary: &Value) {
     println!("| read | req/s | p50 | p99 | max | errors |");
     println!("|---|---|---|---|---|---|");
     for r in summary["reads"].as_array().into_iter().flatten() {
-        if r.get("requestsPerSec").is_some() {
+        if let Some(f) = r.get("fromPostMs") {
+            println!(
+                "| {} | | p50 {} ms | p99 {} ms | max {} ms | (from the POST sent) |",
+                r["what"].as_str().unwrap_or(""),
+                f["p50"],
+                f["p99"],
+                f["max"]
+            );
+        } else if r.get("requestsPerSec").is_some() {
             println!(
                 "| {} | {} | {} ms | {} ms | {} ms | {} |",
                 r["what"].as_str().unwrap_or(""),
