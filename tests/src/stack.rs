@@ -422,8 +422,26 @@ impl Stack {
         ];
         env.extend(extra.iter().cloned());
         let p = self.spawn_process(bin, &env);
+        self.wait_ready(
+            &p,
+            addr,
+            &format!("edge {edge_id}"),
+            Duration::from_secs(20),
+        )
+        .await;
+        (p, addr)
+    }
+
+    /// Waits until the process `p` answers 200 on `http://addr/readyz`; panics with its log after `within`.
+    async fn wait_ready(
+        &self,
+        p: &Process,
+        addr: std::net::SocketAddr,
+        what: &str,
+        within: Duration,
+    ) {
         let ready = format!("http://{addr}/readyz");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + within;
         loop {
             let ok = self
                 .http
@@ -433,11 +451,11 @@ impl Stack {
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if ok {
-                return (p, addr);
+                return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "edge {edge_id} not ready within 20 s: {}",
+                "{what} not ready within {within:?}: {}",
                 p.log_tail(20)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -468,26 +486,9 @@ impl Stack {
         }
         env.extend(extra.iter().cloned());
         let p = self.spawn_process(bin, &env);
-        let ready = format!("http://{addr}/readyz");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let ok = self
-                .http
-                .get(&ready)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return (p, addr);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "api not ready within 120 s: {}",
-                p.log_tail(20)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_ready(&p, addr, "api", Duration::from_secs(120))
+            .await;
+        (p, addr)
     }
 
     /// Starts `bin` with this stack's NATS, Redis and secret key, plus `env`, in its environment (nothing

@@ -274,6 +274,48 @@ async fn etags_and_read_your_writes() {
         s.get("/api/models?status=active").await.body["models"],
         json!([])
     );
+
+    // A command published on NATS, then read with `Cache-Control: no-cache` as soon as it is
+    // committed: the read waits for the read model to catch up.
+    let js = async_nats::jetstream::new(s.nats_client().await);
+    for i in 0..10 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id.as_str());
+        let name = format!("Over NATS {i}");
+        js.publish_with_headers(
+            "vc.cmd.realm.create",
+            h,
+            serde_json::to_vec(&json!({"name": name})).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        assert_eventually!(s
+            .store
+            .command(&id)
+            .await
+            .unwrap()
+            .is_some_and(|c| c.status == vc_shared::command::CommandStatus::Succeeded));
+        let r = s
+            .request(
+                reqwest::Method::GET,
+                "/api/realms?limit=1000",
+                None,
+                None,
+                &[("cache-control", "no-cache")],
+            )
+            .await;
+        assert!(
+            r.body["realms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == name.as_str()),
+            "{name} listed right after its commit"
+        );
+    }
     assert_eq!(
         s.get("/api/models?status=inactive&provider=openai")
             .await

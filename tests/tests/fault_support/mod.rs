@@ -136,32 +136,41 @@ fn sorted_by(mut v: Vec<Value>, field: &str) -> Vec<Value> {
 /// never visible; the key's *models* are), and LiteLLM's deployments and keys (ids, names, models,
 /// budgets; not key values).
 pub async fn snapshot(s: &Stack) -> Value {
+    // `no-cache`: the API's read model catches up with everything committed first (these commands were
+    // published on NATS, not through this API's REST writes).
     let get = |path: String| async move {
-        let r = s.get(&path).await;
+        let r = s
+            .request(
+                reqwest::Method::GET,
+                &path,
+                None,
+                None,
+                &[("cache-control", "no-cache")],
+            )
+            .await;
         assert_eq!(r.status, 200, "GET {path}: {}", r.text);
         r.body
     };
-    let models = sorted_by(
-        get("/api/models".into()).await["models"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        "id",
-    );
-    let realms = sorted_by(
-        get("/api/realms".into()).await["realms"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        "id",
-    );
-    let mut agents = sorted_by(
-        get("/api/agents".into()).await["agents"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        "did",
-    );
+    // Every page of a list.
+    let all = |path: &'static str, key: &'static str| async move {
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let url = match &next {
+                Some(c) => format!("{path}?limit=1000&cursor={c}"),
+                None => format!("{path}?limit=1000"),
+            };
+            let page = get(url).await;
+            items.extend(page[key].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(c) => next = Some(c.to_string()),
+                None => return items,
+            }
+        }
+    };
+    let models = sorted_by(all("/api/models", "models").await, "id");
+    let realms = sorted_by(all("/api/realms", "realms").await, "id");
+    let mut agents = sorted_by(all("/api/agents", "agents").await, "did");
     let mut configs = serde_json::Map::new();
     for a in &mut agents {
         if let Some(rs) = a["realms"].as_array_mut() {

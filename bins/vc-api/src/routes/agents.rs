@@ -47,7 +47,7 @@ pub async fn list_agents(
     Query(raw): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     actor.require_admin()?;
-    loaded(&s).await?;
+    loaded(&s, &headers).await?;
     let realm = raw.get("realmId").cloned();
     if let Some(r) = &realm {
         check_id("realmId", r)?;
@@ -132,7 +132,7 @@ pub async fn get_agent(
     Path(did): Path<String>,
 ) -> ApiResult<Response> {
     actor.require_agent(&s, &did).await?;
-    loaded(&s).await?;
+    loaded(&s, &headers).await?;
     let body = s
         .read
         .read(|c| c.agent(&did).map(|a| json!({"agent": c.agent_view(a)})))

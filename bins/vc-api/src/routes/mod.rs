@@ -42,9 +42,22 @@ pub(crate) async fn write(
     Ok(r)
 }
 
-/// Waits (at most 5 s) for the read model's first load; 503 after that.
-pub(crate) async fn loaded(state: &AppState) -> ApiResult<()> {
+/// Waits (at most 5 s) for the read model's first load; 503 after that. A request that says
+/// `Cache-Control: no-cache` (or `max-age=0`) also waits until the model has applied everything
+/// committed so far: a client that changed the catalog another way (commands published on NATS, another
+/// API instance) reads its change.
+pub(crate) async fn loaded(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     if state.read.loaded(std::time::Duration::from_secs(5)).await {
+        let fresh = headers
+            .get_all(axum::http::header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|d| d.trim().to_ascii_lowercase())
+            .any(|d| d == "no-cache" || d == "max-age=0");
+        if fresh {
+            state.read.catch_up(&state.store).await;
+        }
         Ok(())
     } else {
         Err(ApiError::unavailable(

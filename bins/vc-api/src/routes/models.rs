@@ -66,7 +66,7 @@ pub async fn list_models(
                 .map_err(|_| ApiError::bad_request(format!("provider: unknown provider {v:?}")))
         })
         .transpose()?;
-    loaded(&s).await?;
+    loaded(&s, &headers).await?;
     let key = page_key("/api/models", &raw, &actor);
     let r = s.pages.get_or_render(key, s.read.version(), || {
         s.read.read(|c| {
@@ -136,7 +136,7 @@ pub async fn get_model(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     actor.require_admin()?;
-    loaded(&s).await?;
+    loaded(&s, &headers).await?;
     let body = s.read.read(|c| {
         let m = c.model(&id)?;
         let mut v = serde_json::to_value(c.model_view(m)).unwrap_or_default();

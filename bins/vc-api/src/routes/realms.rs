@@ -44,7 +44,7 @@ pub async fn list_realms(
 ) -> ApiResult<Response> {
     let q = page::parse(&raw, &["q"])?;
     let text = page::text(&q, "q")?.map(str::to_lowercase);
-    loaded(&s).await?;
+    loaded(&s, &headers).await?;
     let key = page_key("/api/realms", &raw, &actor);
     let r = s.pages.get_or_render(key, s.read.version(), || {
         s.read.read(|c| {
@@ -109,7 +109,7 @@ pub async fn get_realm(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     actor.require_realm(&id)?;
-    loaded(&s).await?;
+    loaded(&s, &headers).await?;
     let body = s.read.read(|c| {
         let r = c.realm(&id)?;
         let items = c.agents_after(Some(&id), None);
@@ -152,7 +152,7 @@ pub async fn list_realm_agents(
     Query(raw): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     actor.require_realm(&id)?;
-    loaded(&s).await?;
+    loaded(&s, &headers).await?;
     if s.read.read(|c| c.realm(&id).is_none()) {
         return Err(ApiError::not_found(format!("realm {id} not found")));
     }
