@@ -1,6 +1,6 @@
-//! The access middleware of `/api/*`: authenticates the bearer token once per request (the [`Actor`]
-//! goes into the request's extensions for the handlers), and records every access failure as an audit
-//! event.
+//! The access middleware of `/api/*`: authenticates the bearer token or the session cookie once per
+//! request (the [`Actor`] goes into the request's extensions for the handlers), refuses cookie-
+//! authenticated writes without their CSRF token, and records every access failure as an audit event.
 //!
 //! An access failure is a 401 (missing, malformed or unknown token) or a 403 of the API's own checks
 //! ([`crate::auth`]). Each becomes an event `{kind: "auth.failed", subject: "api", actor: "anonymous" |
@@ -105,6 +105,12 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         return next.run(req).await;
     }
     let method: String = req.method().as_str().chars().take(16).collect();
+    // The login authenticates the token in its body.
+    if path == "/api/session" && req.method() == axum::http::Method::POST {
+        let resp = next.run(req).await;
+        record(&state, ANONYMOUS, &resp, &method, &path);
+        return resp;
+    }
     let actor = match crate::auth::authenticate(req.headers(), &state).await {
         Ok(a) => a,
         Err(e) => {
@@ -113,6 +119,11 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             return resp;
         }
     };
+    if let Err(e) = actor.check_csrf(req.method(), req.headers()) {
+        let resp = e.into_response();
+        record(&state, &actor.name, &resp, &method, &path);
+        return resp;
+    }
     let name = actor.name.clone();
     req.extensions_mut().insert::<Actor>(actor);
     let resp = next.run(req).await;

@@ -41,11 +41,33 @@ fn looks_like_token(t: &str) -> bool {
             .all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Authenticates the bearer token of a request. A Redis failure is a 503 (not an auth failure).
+/// Name of the dashboard's session cookie.
+pub const SESSION_COOKIE: &str = "vc_session";
+/// Header that carries a session's CSRF token on writes authenticated by the cookie.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Authenticates a request: its bearer token, or else its session cookie (see
+/// [`crate::routes::session`]). A Redis failure is a 503 (not an auth failure).
 pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor, ApiError> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        if let Some(id) = cookie(headers, SESSION_COOKIE) {
+            return session_actor(id, state).await;
+        }
         return Err(ApiError::unauthorized(
-            "Authorization: Bearer <token> is required",
+            "Authorization: Bearer <token> is required (or the session cookie of POST /api/session)",
         ));
     };
     let token = value
@@ -58,11 +80,17 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization header must be \"Bearer <token>\""))?;
+    authenticate_token(token, state).await
+}
+
+/// The actor a bearer token (the admin token or a realm-admin token's secret) stands for.
+pub async fn authenticate_token(token: &str, state: &AppState) -> Result<Actor, ApiError> {
     if same_secret(token, &state.admin_token) {
         return Ok(Actor {
             name: "admin".into(),
             admin: true,
             realm_ids: Vec::new(),
+            csrf_sha256: None,
         });
     }
     if looks_like_token(token) {
@@ -71,10 +99,36 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor
                 name: format!("token:{}", t.id),
                 admin: false,
                 realm_ids: t.realm_ids,
+                csrf_sha256: None,
             });
         }
     }
     Err(ApiError::unauthorized("invalid token"))
+}
+
+/// The actor of a session cookie: the session must exist (not expired, not logged out) and, for a
+/// realm admin, its token must still exist.
+async fn session_actor(id: &str, state: &AppState) -> Result<Actor, ApiError> {
+    let expired = || ApiError::unauthorized("session expired or ended: log in again");
+    if id.len() > 128 {
+        return Err(expired());
+    }
+    let s = state
+        .store
+        .session(&sha256_hex(id))
+        .await?
+        .ok_or_else(expired)?;
+    if let Some(t) = &s.token_id {
+        if state.store.token(t).await?.is_none() {
+            return Err(expired());
+        }
+    }
+    Ok(Actor {
+        name: s.actor,
+        admin: s.admin,
+        realm_ids: s.realm_ids,
+        csrf_sha256: Some(s.csrf_sha256),
+    })
 }
 
 /// The caller of a request.
@@ -86,9 +140,38 @@ pub struct Actor {
     pub admin: bool,
     /// Realms a realm admin administers.
     pub realm_ids: Vec<String>,
+    /// Set when the request was authenticated by a session cookie: the SHA-256 of the session's CSRF
+    /// token, which every write must carry ([`CSRF_HEADER`]).
+    pub csrf_sha256: Option<String>,
 }
 
 impl Actor {
+    /// 403 for a write authenticated by a session cookie without its CSRF token: a form or script on
+    /// another site that makes the browser send the cookie cannot know the token.
+    pub fn check_csrf(
+        &self,
+        method: &axum::http::Method,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
+        let Some(want) = &self.csrf_sha256 else {
+            return Ok(());
+        };
+        if matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+            return Ok(());
+        }
+        let given = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(sha256_hex);
+        if given.is_some_and(|g| same_secret(&g, want)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "a write authenticated by the session cookie needs its X-CSRF-Token header (from POST or GET /api/session)",
+            ))
+        }
+    }
+
     /// Whether this is a global admin.
     pub fn is_admin(&self) -> bool {
         self.admin
@@ -190,11 +273,39 @@ mod tests {
     }
 
     #[test]
+    fn cookies_and_csrf() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", "a=1; vc_session=abc ; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+        let by_cookie = Actor {
+            name: "admin".into(),
+            admin: true,
+            realm_ids: Vec::new(),
+            csrf_sha256: Some(sha256_hex("tok")),
+        };
+        let post = axum::http::Method::POST;
+        assert!(by_cookie.check_csrf(&post, &HeaderMap::new()).is_err());
+        assert!(by_cookie
+            .check_csrf(&axum::http::Method::GET, &HeaderMap::new())
+            .is_ok());
+        let mut with = HeaderMap::new();
+        with.insert(CSRF_HEADER, "tok".parse().unwrap());
+        assert!(by_cookie.check_csrf(&post, &with).is_ok());
+        let bearer = Actor {
+            csrf_sha256: None,
+            ..by_cookie
+        };
+        assert!(bearer.check_csrf(&post, &HeaderMap::new()).is_ok());
+    }
+
+    #[test]
     fn realm_admin_checks() {
         let a = Actor {
             name: "token:t".into(),
             admin: false,
             realm_ids: vec!["r1".into()],
+            csrf_sha256: None,
         };
         assert!(a.require_admin().unwrap_err().access_denied);
         assert!(a.require_realm("r1").is_ok());

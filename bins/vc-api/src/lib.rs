@@ -177,6 +177,11 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::ops::audit))
         .routes(routes!(feed::events))
         .routes(routes!(
+            routes::session::login,
+            routes::session::current,
+            routes::session::logout
+        ))
+        .routes(routes!(
             routes::tokens::list_tokens,
             routes::tokens::create_token
         ))

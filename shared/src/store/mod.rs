@@ -52,11 +52,13 @@ mod changes;
 mod lane;
 mod presence;
 mod routing;
+mod sessions;
 mod tokens;
 
 pub use changes::{Change, ChangesHead};
 pub use lane::{BatchCommit, BatchWrites, LaneLease, ManyReads, ReadPlan};
 pub use presence::PresenceHold;
+pub use sessions::StoredSession;
 pub use tokens::{token_keys, StoredToken};
 
 /// How long a command's record (and so its dedupe) is kept: 7 days.

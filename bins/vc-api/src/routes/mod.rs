@@ -6,6 +6,7 @@ pub mod agents;
 pub mod models;
 pub mod ops;
 pub mod realms;
+pub mod session;
 pub mod tokens;
 
 use axum::http::{HeaderMap, StatusCode};
