@@ -316,6 +316,74 @@ async fn etags_and_read_your_writes() {
             "{name} listed right after its commit"
         );
     }
+
+    // The smaller lists page the same way: a model's grants, a realm's models, tokens.
+    let realms: Vec<String> = s.get("/api/realms?limit=1000").await.body["realms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let active = s
+        .put(&format!("/api/models/{id}"), json!({"status": "active"}))
+        .await;
+    assert_eq!(active.status, 200, "{}", active.text);
+    for r in realms.iter().take(5) {
+        let g = s
+            .post(&format!("/api/models/{id}/realms"), json!({"realmId": r}))
+            .await;
+        assert_eq!(g.status, 200, "{}", g.text);
+    }
+    let mut granted = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = s
+            .get(&format!("/api/models/{id}/realms?limit=2{cursor}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        granted.extend(
+            r.body["realms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["realmId"].as_str().unwrap().to_string()),
+        );
+        match r.body["next"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    granted.sort();
+    let mut want: Vec<String> = realms.iter().take(5).cloned().collect();
+    want.sort();
+    assert_eq!(granted, want);
+    let rm = s
+        .get(&format!("/api/realms/{}/models?limit=1", realms[0]))
+        .await;
+    assert_eq!(rm.status, 200, "{}", rm.text);
+    assert_eq!(rm.body["models"][0]["id"], id.as_str(), "{}", rm.text);
+    assert_eq!(rm.body["next"], Value::Null);
+    assert!(rm.body["routerKey"].is_object());
+    for i in 0..3 {
+        let t = s
+            .post(
+                "/api/tokens",
+                json!({"name": format!("t{i}"), "role": "realm-admin", "realmIds": [realms[0]]}),
+            )
+            .await;
+        assert_eq!(t.status, 201, "{}", t.text);
+    }
+    let first = s.get("/api/tokens?limit=2").await;
+    assert_eq!(first.body["tokens"].as_array().unwrap().len(), 2);
+    let next = first.body["next"].as_str().unwrap();
+    let second = s.get(&format!("/api/tokens?limit=2&cursor={next}")).await;
+    assert_eq!(second.body["tokens"].as_array().unwrap().len(), 1);
+    assert_eq!(second.body["next"], Value::Null);
+    assert_eq!(s.get("/api/tokens?limit=0").await.status, 400);
+    let inactive = s
+        .put(&format!("/api/models/{id}"), json!({"status": "inactive"}))
+        .await;
+    assert_eq!(inactive.status, 200, "{}", inactive.text);
     assert_eq!(
         s.get("/api/models?status=inactive&provider=openai")
             .await

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -34,11 +33,13 @@ pub struct ModelBody {
     pub model: ModelView,
 }
 
-/// `{realms}` of a model.
+/// `{realms, next}` of a model.
 #[derive(Serialize, ToSchema)]
 pub struct ModelRealmsBody {
-    /// Grants.
+    /// Grants, oldest first.
     pub realms: Vec<ModelRealmView>,
+    /// Cursor of the next page (pass it as `cursor`); `null` on the last page.
+    pub next: Option<String>,
 }
 
 /// List models, newest first, a page at a time.
@@ -109,24 +110,6 @@ pub async fn create_model(
     .await
 }
 
-async fn model_realms(s: &AppState, id: &str) -> ApiResult<Vec<ModelRealmView>> {
-    let grants = s.store.model_grants(id).await?;
-    let ids: Vec<String> = grants.iter().map(|(r, _)| r.clone()).collect();
-    let realms = s.store.realms_by_id(&ids).await?;
-    Ok(grants
-        .into_iter()
-        .map(|(realm_id, granted_at)| ModelRealmView {
-            realm_name: realms
-                .iter()
-                .find(|r| r.id == realm_id)
-                .map(|r| r.name.clone())
-                .unwrap_or_else(|| realm_id.clone()),
-            realm_id,
-            granted_at,
-        })
-        .collect())
-}
-
 /// Read a model, with its realms.
 #[utoipa::path(get, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), responses((status = 200, headers(("ETag" = String))), (status = 304), (status = 404)))]
 pub async fn get_model(
@@ -191,21 +174,40 @@ pub async fn delete_model(
     .await
 }
 
-/// List a model's realms.
-#[utoipa::path(get, path = "/api/models/{id}/realms", tag = "grants", params(("id" = String, Path)), responses((status = 200, body = ModelRealmsBody), (status = 404)))]
+/// List a model's realms (grants), oldest grant first, a page at a time.
+#[utoipa::path(get, path = "/api/models/{id}/realms", tag = "grants",
+    params(
+        ("id" = String, Path),
+        ("limit" = Option<usize>, Query, description = "Items per page, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+    ),
+    responses((status = 200, body = ModelRealmsBody, headers(("ETag" = String))), (status = 304), (status = 400), (status = 404)))]
 pub async fn list_model_realms(
     State(s): State<AppState>,
     actor: Actor,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<ModelRealmsBody>> {
+    Query(raw): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     actor.require_admin()?;
-    s.store
-        .model(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("model {id} not found")))?;
-    Ok(Json(ModelRealmsBody {
-        realms: model_realms(&s, &id).await?,
-    }))
+    let q = page::parse(&raw, &[])?;
+    loaded(&s, &headers).await?;
+    let body = s.read.read(|c| {
+        c.model(&id)?;
+        let mut grants = c.model_realms(&id);
+        grants.sort_by(|a, b| (&a.granted_at, &a.realm_id).cmp(&(&b.granted_at, &b.realm_id)));
+        let items = grants.into_iter().filter(|g| {
+            q.after
+                .as_ref()
+                .is_none_or(|(at, id)| (&g.granted_at, &g.realm_id) > (at, id))
+        });
+        let (realms, next) = page::take(items, q.limit, |g| {
+            (g.granted_at.clone(), g.realm_id.clone())
+        });
+        Some(ModelRealmsBody { realms, next })
+    });
+    let body = body.ok_or_else(|| ApiError::not_found(format!("model {id} not found")))?;
+    Ok(Rendered::of(&body)?.respond(&headers))
 }
 
 /// Grant a model to a realm (`{realmId, monthlyBudgetUsd?}`).

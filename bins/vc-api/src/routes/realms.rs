@@ -5,13 +5,11 @@ use std::collections::HashMap;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 use vc_shared::command::{self, CommandKind};
-use vc_shared::domain::{ModelStatus, ModelView, RealmView, RouterKeyView};
-use vc_shared::views;
+use vc_shared::domain::{ModelStatus, ModelView, RealmView, RouterKeyView, StoredModel};
 
 use super::{check_id, loaded, page_key, write};
 use crate::error::{ApiError, ApiResult};
@@ -88,15 +86,6 @@ pub async fn create_realm(
         &[],
     )
     .await
-}
-
-async fn realm_models(s: &AppState, realm_id: &str) -> ApiResult<Vec<ModelView>> {
-    let mut out = Vec::new();
-    for m in views::load_realm_models(&s.store, realm_id).await? {
-        out.push(views::load_model_view(&s.store, &m).await?);
-    }
-    out.sort_by_key(|m| m.name.to_lowercase());
-    Ok(out)
 }
 
 /// Read a realm with its models and the first page of its agents (`agentsNext` continues at
@@ -202,39 +191,58 @@ pub async fn delete_realm(
     .await
 }
 
-/// `{models, routerKey}` of a realm.
+/// `{models, routerKey, next}` of a realm.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealmModelsBody {
-    /// Active granted models.
+    /// Active granted models, oldest first.
     pub models: Vec<ModelView>,
     /// The realm's key.
     pub router_key: Option<RouterKeyView>,
+    /// Cursor of the next page (pass it as `cursor`); `null` on the last page.
+    pub next: Option<String>,
 }
 
-/// A realm's active granted models and its key.
-#[utoipa::path(get, path = "/api/realms/{id}/models", tag = "realms", params(("id" = String, Path)), responses((status = 200, body = RealmModelsBody), (status = 404)))]
+/// A realm's active granted models and its key, a page at a time.
+#[utoipa::path(get, path = "/api/realms/{id}/models", tag = "realms",
+    params(
+        ("id" = String, Path),
+        ("limit" = Option<usize>, Query, description = "Items per page, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+    ),
+    responses((status = 200, body = RealmModelsBody, headers(("ETag" = String))), (status = 304), (status = 400), (status = 404)))]
 pub async fn get_realm_models(
     State(s): State<AppState>,
     actor: Actor,
+    headers: HeaderMap,
     Path(id): Path<String>,
-) -> ApiResult<Json<RealmModelsBody>> {
+    Query(raw): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     actor.require_realm(&id)?;
-    let r = s
-        .store
-        .realm(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("realm {id} not found")))?;
-    let view = views::load_realm_view(&s.store, &r).await?;
-    let models = realm_models(&s, &id)
-        .await?
-        .into_iter()
-        .filter(|m| m.status == ModelStatus::Active)
-        .collect();
-    Ok(Json(RealmModelsBody {
-        models,
-        router_key: view.router_key,
-    }))
+    let q = page::parse(&raw, &[])?;
+    loaded(&s, &headers).await?;
+    let body = s.read.read(|c| {
+        let r = c.realm(&id)?;
+        let mut models: Vec<&StoredModel> = c
+            .realm_models(&id)
+            .into_iter()
+            .filter(|m| m.status == ModelStatus::Active)
+            .collect();
+        models.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        let items = models.into_iter().filter(|m| {
+            q.after
+                .as_ref()
+                .is_none_or(|(at, id)| (&m.created_at, &m.id) > (at, id))
+        });
+        let (page, next) = page::take(items, q.limit, |m| (m.created_at.clone(), m.id.clone()));
+        Some(RealmModelsBody {
+            models: page.into_iter().map(|m| c.model_view(m)).collect(),
+            router_key: c.realm_view(r).router_key,
+            next,
+        })
+    });
+    let body = body.ok_or_else(|| ApiError::not_found(format!("realm {id} not found")))?;
+    Ok(Rendered::of(&body)?.respond(&headers))
 }
 
 /// Add an agent to a realm.

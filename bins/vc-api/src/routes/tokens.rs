@@ -8,6 +8,8 @@
 //! audit event (`token.created`, `token.deleted`) in the same Redis script, and publishes it on
 //! `vc.evt.token.*`.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +26,8 @@ use vc_shared::store::StoredToken;
 use crate::access::{event, publish_event};
 use crate::auth::TOKEN_PREFIX;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Path};
+use crate::extract::{JsonBody, Path, Query};
+use crate::read::page;
 use crate::{Actor, AppState};
 
 /// The only role a token can have.
@@ -65,6 +68,8 @@ impl From<StoredToken> for TokenView {
 pub struct TokensBody {
     /// Tokens, oldest first.
     pub tokens: Vec<TokenView>,
+    /// Cursor of the next page (pass it as `cursor`); `null` on the last page.
+    pub next: Option<String>,
 }
 
 /// `201` of a creation: the token and its secret (shown this once).
@@ -212,18 +217,30 @@ pub async fn create_token(
     Err(ApiError::unavailable("could not create a token, retry"))
 }
 
-/// List tokens (no secrets).
-#[utoipa::path(get, path = "/api/tokens", tag = "access", responses((status = 200, body = TokensBody), (status = 403)))]
-pub async fn list_tokens(State(s): State<AppState>, actor: Actor) -> ApiResult<Json<TokensBody>> {
+/// List tokens (no secrets), oldest first, a page at a time.
+#[utoipa::path(get, path = "/api/tokens", tag = "access",
+    params(
+        ("limit" = Option<usize>, Query, description = "Items per page, 1–1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next` of the previous page"),
+    ),
+    responses((status = 200, body = TokensBody), (status = 400), (status = 403)))]
+pub async fn list_tokens(
+    State(s): State<AppState>,
+    actor: Actor,
+    Query(raw): Query<HashMap<String, String>>,
+) -> ApiResult<Json<TokensBody>> {
     actor.require_admin()?;
+    let q = page::parse(&raw, &[])?;
+    let all = s.store.tokens().await?;
+    let items = all.into_iter().filter(|t| {
+        q.after
+            .as_ref()
+            .is_none_or(|(at, id)| (&t.created_at, &t.id) > (at, id))
+    });
+    let (page, next) = page::take(items, q.limit, |t| (t.created_at.clone(), t.id.clone()));
     Ok(Json(TokensBody {
-        tokens: s
-            .store
-            .tokens()
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
+        tokens: page.into_iter().map(Into::into).collect(),
+        next,
     }))
 }
 
