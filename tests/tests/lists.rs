@@ -155,6 +155,22 @@ async fn paging_is_stable_under_writes_and_filters_name_their_errors() {
         json!([])
     );
 
+    // The read model reports itself on /metrics.
+    let metrics = reqwest::get(format!("{}/metrics", s.api_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "vc_api_read_model_change",
+        "vc_api_read_model_agents",
+        "vc_api_read_model_loads",
+        "vc_api_feed_clients",
+    ] {
+        assert!(metrics.contains(name), "{name} on /metrics");
+    }
+
     // Bad parameters: 400 naming the parameter.
     for (url, param) in [
         ("/api/agents?limit=0", "limit"),

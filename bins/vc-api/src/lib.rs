@@ -230,6 +230,22 @@ pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
         ))
 }
 
+/// Sets the read model's and the feed's gauges every 5 s until `stop`.
+async fn refresh_gauges(state: AppState, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let m = &state.metrics;
+        m.read_model_change.set(state.read.applied() as i64);
+        m.read_model_agents.set(state.read.counts().2 as i64);
+        m.read_model_loads.set(state.read.loads() as i64);
+        m.feed_clients.set(state.feed.clients() as i64);
+    }
+}
+
 /// Answers a request that outlives `limit` with the contract's JSON error (503 `UNAVAILABLE`).
 async fn deadline(
     axum::extract::State(limit): axum::extract::State<Duration>,
@@ -322,6 +338,7 @@ pub async fn run(
         follow_stop.clone(),
     ));
     let loaded = state.read.loaded_flag();
+    let gauges = tokio::spawn(refresh_gauges(state.clone(), follow_stop.clone()));
     let ops = vc_shared::ops::Ops {
         readiness: vc_shared::ops::Readiness {
             nats: deps.nats.clone(),
@@ -373,6 +390,7 @@ pub async fn run(
     follow_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), follower).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), feed_follower).await;
+    gauges.abort();
     result.map_err(Error::from)
 }
 

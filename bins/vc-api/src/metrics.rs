@@ -15,6 +15,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels of `vc_api_http_requests_total`.
@@ -58,6 +59,14 @@ pub struct ApiMetrics {
     pub auth_failures: Family<StatusLabels, Counter>,
     /// Access failures not recorded in the audit log because of the rate limit.
     pub auth_events_dropped: Counter,
+    /// The read model's last applied change-log number (refreshed every 5 s).
+    pub read_model_change: Gauge,
+    /// Agents in the read model (refreshed every 5 s).
+    pub read_model_agents: Gauge,
+    /// Full loads of the read model (at start, then after a gap in the change log).
+    pub read_model_loads: Gauge,
+    /// Live `GET /api/events` clients (refreshed every 5 s).
+    pub feed_clients: Gauge,
 }
 
 impl ApiMetrics {
@@ -92,6 +101,26 @@ impl ApiMetrics {
             "vc_api_auth_failure_events_dropped",
             "Access failures not written to the audit log (over the rate limit)",
             self.auth_events_dropped.clone(),
+        );
+        registry.register(
+            "vc_api_read_model_change",
+            "Number of the last change-log entry the read model applied (compare with {vc}:changes-seq)",
+            self.read_model_change.clone(),
+        );
+        registry.register(
+            "vc_api_read_model_agents",
+            "Agents held by the read model",
+            self.read_model_agents.clone(),
+        );
+        registry.register(
+            "vc_api_read_model_loads",
+            "Full loads of the read model since start (1 = only the first)",
+            self.read_model_loads.clone(),
+        );
+        registry.register(
+            "vc_api_feed_clients",
+            "Live GET /api/events clients of this instance",
+            self.feed_clients.clone(),
         );
     }
 }

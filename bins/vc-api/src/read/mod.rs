@@ -56,6 +56,8 @@ struct Inner {
     /// Moves on every change, presence and acks included (the page cache's and ETags' clock).
     version: AtomicU64,
     loaded: Arc<AtomicBool>,
+    /// Full loads so far.
+    loads: AtomicU64,
 }
 
 impl ReadModel {
@@ -136,6 +138,11 @@ impl ReadModel {
             Ok(_) => {}
             Err(e) => warn!(error = %e, "Cannot read the change log's head."),
         }
+    }
+
+    /// Full loads so far (1 after the first).
+    pub fn loads(&self) -> u64 {
+        self.inner.loads.load(Ordering::SeqCst)
     }
 
     /// Models, realms and agents held.
@@ -226,6 +233,7 @@ async fn load_all(model: &ReadModel, store: &Store) -> Result<ChangesHead, Store
     model.write(|c| *c = fresh);
     model.inner.applied.send_replace(head.n);
     model.inner.loaded.store(true, Ordering::SeqCst);
+    model.inner.loads.fetch_add(1, Ordering::SeqCst);
     info!(
         models = models.len(),
         realms = realms.len(),
