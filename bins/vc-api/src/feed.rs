@@ -315,3 +315,79 @@ async fn resume(
         });
     Ok(Box::pin(futures::stream::iter(prefix).chain(events)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64, kind: &str, subject: &str) -> Arc<Item> {
+        Arc::new(Item {
+            seq,
+            event: Event {
+                id: format!("e{seq}"),
+                at: "2026-12-07T00:00:00Z".into(),
+                actor: "admin".into(),
+                kind: kind.into(),
+                subject: subject.into(),
+                details: serde_json::json!({}),
+            },
+        })
+    }
+
+    fn admin() -> Actor {
+        Actor {
+            name: "admin".into(),
+            admin: true,
+            realm_ids: Vec::new(),
+            csrf_sha256: None,
+        }
+    }
+
+    /// A client that falls more than the ring behind gets one `error` event (`SLOW_CONSUMER`, with a
+    /// retry hint) and its stream ends; a client that keeps up gets every event in order.
+    #[tokio::test]
+    async fn slow_clients_are_told_and_dropped() {
+        let (tx, _) = broadcast::channel::<Arc<Item>>(2);
+        let slow = live(tx.subscribe(), admin(), ReadModel::default());
+        for seq in 1..=5 {
+            tx.send(item(seq, "realm.created", "realm:r")).unwrap();
+        }
+        let got: Vec<Result<SseEvent, Infallible>> =
+            tokio::time::timeout(Duration::from_secs(2), slow.collect())
+                .await
+                .expect("the stream ends");
+        assert_eq!(got.len(), 1);
+        let text = format!("{:?}", got[0].as_ref().unwrap());
+        assert!(
+            text.contains("SLOW_CONSUMER") && text.contains("retry"),
+            "{text}"
+        );
+
+        let mut fine = live(tx.subscribe(), admin(), ReadModel::default());
+        tx.send(item(6, "realm.created", "realm:r")).unwrap();
+        tx.send(item(7, "model.updated", "model:m")).unwrap();
+        for seq in [6, 7] {
+            let e = fine.next().await.unwrap().unwrap();
+            // Debug shows the frame's bytes, a newline as `\n`.
+            assert!(format!("{e:?}").contains(&format!("id: {seq}\\n")), "{e:?}");
+        }
+    }
+
+    /// A realm admin sees its realm's events and nothing about other realms or the registry.
+    #[test]
+    fn realm_admins_see_their_realms() {
+        let ra = Actor {
+            name: "token:t".into(),
+            admin: false,
+            realm_ids: vec!["mine".into()],
+            csrf_sha256: None,
+        };
+        let read = ReadModel::default();
+        let ev = |subject: &str| item(1, "realm.updated", subject).event.clone();
+        assert!(visible(&ra, &read, &ev("realm:mine")).is_some());
+        assert!(visible(&ra, &read, &ev("realm:other")).is_none());
+        assert!(visible(&ra, &read, &ev("model:m")).is_none());
+        assert!(visible(&ra, &read, &ev("agent:did:key:z6Mk")).is_none());
+        assert!(visible(&admin(), &read, &ev("model:m")).is_some());
+    }
+}
