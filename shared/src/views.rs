@@ -7,8 +7,8 @@ use std::borrow::Borrow;
 
 use crate::crypto::{key_prefix, Purpose, Sealer};
 use crate::domain::{
-    AgentRealmView, AgentView, LlmConfig, ModelStatus, ModelView, RealmView, RouterKeyView,
-    SafeLlmConfig, StoredAgent, StoredModel, StoredRealm, SyncRecord,
+    AgentRealmView, AgentView, LlmConfig, Membership, ModelStatus, ModelView, RealmView,
+    RouterKeyView, SafeLlmConfig, StoredAgent, StoredModel, StoredRealm, SyncRecord,
 };
 use crate::store::{Store, StoreError};
 use crate::wire::ConfigState;
@@ -113,21 +113,56 @@ pub async fn load_realm_view(store: &Store, r: &StoredRealm) -> Result<RealmView
     Ok(realm_view(r, members, &granted, &sync))
 }
 
-/// Reads an agent's view (memberships, presence, ack).
-pub async fn load_agent_view(store: &Store, a: &StoredAgent) -> Result<AgentView, StoreError> {
-    let memberships = store.agent_realms(&a.did).await?;
-    let realm_ids: Vec<String> = memberships.iter().map(|m| m.realm_id.clone()).collect();
-    let realms = store.realms_by_id(&realm_ids).await?;
-    // A membership of a deleted realm is left behind by the (constant-time) realm delete: not shown.
-    let mut views: Vec<AgentRealmView> = memberships
-        .iter()
-        .filter_map(|m| {
-            let realm = realms.iter().find(|r| r.id == m.realm_id)?;
-            Some(AgentRealmView {
-                realm_id: m.realm_id.clone(),
-                realm_name: realm.name.clone(),
-                is_primary: m.is_primary,
-            })
+/// An agent's presence as its record (`presence:{<did>}`) holds it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PresenceView {
+    /// Connected to an edge now.
+    pub online: bool,
+    /// The edge holding its session (while online).
+    pub edge_id: Option<String>,
+    /// Last heartbeat, connect or disconnect (RFC 3339).
+    pub last_seen: Option<String>,
+    /// What the agent reports it uses (heartbeat `activeLlm`).
+    pub active_llm: Option<serde_json::Value>,
+    /// Rank of the session that wrote it (increasing per agent).
+    pub since: i64,
+}
+
+impl PresenceView {
+    /// From the record's fields (`HGETALL`; none when there is no record).
+    pub fn from_fields(fields: &[(String, String)]) -> Self {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let online = field("online").as_deref() == Some("1");
+        PresenceView {
+            online,
+            edge_id: if online { field("edgeId") } else { None },
+            last_seen: field("lastSeen"),
+            active_llm: field("activeLlm").and_then(|s| serde_json::from_str(&s).ok()),
+            since: field("since").and_then(|s| s.parse().ok()).unwrap_or(0),
+        }
+    }
+}
+
+/// `Agent` of the contract from its record, its memberships of realms that exist (with the realm's
+/// name), its presence, config version and acked version. Realms are listed primary first, then by name.
+pub fn agent_view<'a>(
+    a: &StoredAgent,
+    realms: impl IntoIterator<Item = (&'a Membership, &'a str)>,
+    presence: Option<&PresenceView>,
+    config_version: u64,
+    acked_version: Option<u64>,
+) -> AgentView {
+    let mut views: Vec<AgentRealmView> = realms
+        .into_iter()
+        .map(|(m, name)| AgentRealmView {
+            realm_id: m.realm_id.clone(),
+            realm_name: name.to_string(),
+            is_primary: m.is_primary,
         })
         .collect();
     views.sort_by(|a, b| {
@@ -137,26 +172,35 @@ pub async fn load_agent_view(store: &Store, a: &StoredAgent) -> Result<AgentView
                 .cmp(&b.realm_name.to_lowercase()),
         )
     });
-    let presence = store.presence(&a.did).await?;
-    let field = |name: &str| {
-        presence
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let online = field("online").as_deref() == Some("1");
-    Ok(AgentView {
+    let online = presence.is_some_and(|p| p.online);
+    AgentView {
         did: a.did.clone(),
         name: a.name.clone(),
         realms: views,
         online,
-        edge_id: if online { field("edgeId") } else { None },
-        last_seen: field("lastSeen"),
-        config_version: store.effective_state(a).await?.version,
-        acked_version: store.acked_version(&a.did).await?,
-        active_llm: field("activeLlm").and_then(|s| serde_json::from_str(&s).ok()),
+        edge_id: presence.filter(|_| online).and_then(|p| p.edge_id.clone()),
+        last_seen: presence.and_then(|p| p.last_seen.clone()),
+        config_version,
+        acked_version,
+        active_llm: presence.and_then(|p| p.active_llm.clone()),
         created_at: a.created_at.clone(),
-    })
+    }
+}
+
+/// Reads an agent's view (memberships, presence, ack).
+pub async fn load_agent_view(store: &Store, a: &StoredAgent) -> Result<AgentView, StoreError> {
+    let memberships = store.agent_realms(&a.did).await?;
+    let realm_ids: Vec<String> = memberships.iter().map(|m| m.realm_id.clone()).collect();
+    let realms = store.realms_by_id(&realm_ids).await?;
+    // A membership of a deleted realm is left behind by the (constant-time) realm delete: not shown.
+    let named = memberships.iter().filter_map(|m| {
+        let realm = realms.iter().find(|r| r.id == m.realm_id)?;
+        Some((m, realm.name.as_str()))
+    });
+    let presence = PresenceView::from_fields(&store.presence(&a.did).await?);
+    let version = store.effective_state(a).await?.version;
+    let acked = store.acked_version(&a.did).await?;
+    Ok(agent_view(a, named, Some(&presence), version, acked))
 }
 
 /// The safe (keyless) view of an effective config.

@@ -10,12 +10,12 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use vc_shared::domain::{
-    AgentRealmView, AgentView, Membership, ModelRealmView, ModelView, RealmView, StoredAgent,
-    StoredModel, StoredRealm, SyncRecord,
+    AgentView, Membership, ModelRealmView, ModelView, RealmView, StoredAgent, StoredModel,
+    StoredRealm, SyncRecord,
 };
 use vc_shared::routing::{effective, Dependency, ModelRouting, RealmRouting, Routing};
 use vc_shared::store::{keys, ManyReads, ReadPlan};
-use vc_shared::views;
+use vc_shared::views::{self, PresenceView};
 use vc_shared::wire::ConfigState;
 
 /// What the change log's keys name (keys of no interest to reads are `None`).
@@ -136,18 +136,6 @@ pub(crate) fn plan(records: impl IntoIterator<Item = Record>) -> Reload {
     }
 }
 
-/// An agent's presence as the edges report it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Presence {
-    pub(crate) online: bool,
-    pub(crate) edge_id: Option<String>,
-    pub(crate) last_seen: Option<String>,
-    pub(crate) active_llm: Option<serde_json::Value>,
-    /// Rank of the session that last reported (Redis-clock ms, increasing per DID): an older
-    /// session's late report never overrides a newer one.
-    pub(crate) since: i64,
-}
-
 /// The catalog, presence and acks.
 #[derive(Default)]
 pub(crate) struct Catalog {
@@ -170,7 +158,7 @@ pub(crate) struct Catalog {
     sync_models: HashMap<String, SyncRecord>,
     sync_realms: HashMap<String, SyncRecord>,
     routings: HashMap<Dependency, Routing>,
-    presence: HashMap<String, Presence>,
+    presence: HashMap<String, PresenceView>,
     acks: HashMap<String, u64>,
 }
 
@@ -304,7 +292,7 @@ impl Catalog {
 
     /// Records a presence report unless a newer session already reported. A report of the same
     /// session without `active_llm` keeps the one known.
-    pub(crate) fn set_presence(&mut self, did: &str, mut p: Presence) -> bool {
+    pub(crate) fn set_presence(&mut self, did: &str, mut p: PresenceView) -> bool {
         if !self.agents.contains_key(did) {
             return false;
         }
@@ -341,7 +329,11 @@ impl Catalog {
 
     /// Replaces presence and acks wholesale (a periodic re-read from Redis), keeping a report newer
     /// than the re-read (a higher session rank).
-    pub(crate) fn reset_runtime(&mut self, dids: &[String], reads: Vec<(Presence, Option<u64>)>) {
+    pub(crate) fn reset_runtime(
+        &mut self,
+        dids: &[String],
+        reads: Vec<(PresenceView, Option<u64>)>,
+    ) {
         for (did, (p, ack)) in dids.iter().zip(reads) {
             if !self.agents.contains_key(did) {
                 continue;
@@ -433,45 +425,19 @@ impl Catalog {
     pub(crate) fn agent_view(&self, a: &StoredAgent) -> AgentView {
         // A membership of a deleted realm is left behind by the (constant-time) realm delete: not
         // shown.
-        let mut realms: Vec<AgentRealmView> = self
+        let named = self
             .agent_realms
             .get(&a.did)
             .into_iter()
             .flatten()
-            .filter_map(|m| {
-                let realm = self.realms.get(&m.realm_id)?;
-                Some(AgentRealmView {
-                    realm_id: m.realm_id.clone(),
-                    realm_name: realm.name.clone(),
-                    is_primary: m.is_primary,
-                })
-            })
-            .collect();
-        realms.sort_by(|x, y| {
-            y.is_primary.cmp(&x.is_primary).then(
-                x.realm_name
-                    .to_lowercase()
-                    .cmp(&y.realm_name.to_lowercase()),
-            )
-        });
-        let p = self.presence.get(&a.did);
-        let online = p.is_some_and(|p| p.online);
-        AgentView {
-            did: a.did.clone(),
-            name: a.name.clone(),
-            realms,
-            online,
-            edge_id: if online {
-                p.and_then(|p| p.edge_id.clone())
-            } else {
-                None
-            },
-            last_seen: p.and_then(|p| p.last_seen.clone()),
-            config_version: self.effective(a).version,
-            acked_version: self.acks.get(&a.did).copied(),
-            active_llm: p.and_then(|p| p.active_llm.clone()),
-            created_at: a.created_at.clone(),
-        }
+            .filter_map(|m| Some((m, self.realms.get(&m.realm_id)?.name.as_str())));
+        views::agent_view(
+            a,
+            named,
+            self.presence.get(&a.did),
+            self.effective(a).version,
+            self.acks.get(&a.did).copied(),
+        )
     }
 
     /// Whether the agent is a member of one of `realms` (that exist).

@@ -27,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use vc_shared::store::{keys, ChangesHead, ReadPlan, Store, StoreError};
 use vc_shared::subjects;
+use vc_shared::views::PresenceView;
 use vc_shared::wire::{AckedEvent, Event, PresenceEvent};
 
-use catalog::{plan, Catalog, Presence, Record};
+use catalog::{plan, Catalog, Record};
 
 /// How often presence and acks are read again from Redis.
 pub const RUNTIME_REREAD: Duration = Duration::from_secs(30);
@@ -305,7 +306,7 @@ async fn tail_log(model: &ReadModel, tail: &Store, store: &Store, head: ChangesH
 async fn read_runtime(
     store: &Store,
     dids: &[String],
-) -> Result<Vec<(Presence, Option<u64>)>, StoreError> {
+) -> Result<Vec<(PresenceView, Option<u64>)>, StoreError> {
     let mut out = Vec::with_capacity(dids.len());
     for chunk in dids.chunks(LOAD_CHUNK / 2) {
         let plan = ReadPlan {
@@ -316,27 +317,13 @@ async fn read_runtime(
         };
         let reads = store.raw_read_many(&plan).await?;
         for (ack, fields) in reads.strings.into_iter().zip(reads.hashes) {
-            out.push((presence_of(&fields), ack.and_then(|s| s.parse().ok())));
+            out.push((
+                PresenceView::from_fields(&fields),
+                ack.and_then(|s| s.parse().ok()),
+            ));
         }
     }
     Ok(out)
-}
-
-fn presence_of(fields: &[(String, String)]) -> Presence {
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let online = field("online").as_deref() == Some("1");
-    Presence {
-        online,
-        edge_id: if online { field("edgeId") } else { None },
-        last_seen: field("lastSeen"),
-        active_llm: field("activeLlm").and_then(|s| serde_json::from_str(&s).ok()),
-        since: field("since").and_then(|s| s.parse().ok()).unwrap_or(0),
-    }
 }
 
 async fn reread_runtime_every(model: ReadModel, store: Store, stop: CancellationToken) {
@@ -387,7 +374,7 @@ async fn follow_reports(model: ReadModel, nats: async_nats::Client, stop: Cancel
             };
             model.write(|c| {
                 for ch in ev.changes {
-                    let p = Presence {
+                    let p = PresenceView {
                         online: ch.online,
                         edge_id: ch.online.then(|| ev.edge_id.clone()),
                         last_seen: Some(ch.at),
