@@ -79,6 +79,14 @@ async fn open(
     start: Option<u64>,
 ) -> Result<async_nats::jetstream::consumer::pull::Ordered, async_nats::Error> {
     let stream = js.get_stream(subjects::EVT_STREAM).await?;
+    consume(&stream, start).await
+}
+
+/// An ordered consumer of `stream` from `start` on (`None`: from now), and its messages.
+async fn consume(
+    stream: &async_nats::jetstream::stream::Stream,
+    start: Option<u64>,
+) -> Result<async_nats::jetstream::consumer::pull::Ordered, async_nats::Error> {
     let deliver_policy = match start {
         Some(start_sequence) => DeliverPolicy::ByStartSequence { start_sequence },
         None => DeliverPolicy::New,
@@ -296,16 +304,9 @@ async fn resume(
     } else {
         start
     };
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
-            ..Default::default()
-        })
+    let messages = consume(&stream, Some(start))
         .await
         .map_err(|e| unavailable(&e))?;
-    let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
     let events = messages
         .take_while(|m| std::future::ready(m.is_ok()))
         .filter_map(move |m| {
