@@ -152,6 +152,18 @@ pub fn take<T>(
     (page, next)
 }
 
+/// A page of a list held whole in order of `key` (ascending): the items after the query's cursor, up to
+/// its limit (the lists walked from an ordered index start at the cursor and use [`take`]).
+pub fn take_after<T>(
+    items: impl Iterator<Item = T>,
+    q: &ListQuery,
+    key: impl Fn(&T) -> (String, String),
+) -> (Vec<T>, Option<String>) {
+    let after = q.after.as_ref();
+    let items = items.filter(|t| after.is_none_or(|a| key(t) > *a));
+    take(items, q.limit, &key)
+}
+
 /// A rendered JSON body and its ETag.
 #[derive(Clone)]
 pub struct Rendered {
@@ -295,6 +307,20 @@ mod tests {
         assert_eq!(next, Some(encode_cursor("t1", "id1")));
         let (p, next) = take(items(), 5, |t| t.clone());
         assert_eq!((p.len(), next), (5, None));
+        let q = parse(
+            &raw(&[("limit", "2"), ("cursor", &encode_cursor("t1", "id1"))]),
+            &[],
+        )
+        .unwrap();
+        let (p, next) = take_after(items(), &q, |t| t.clone());
+        assert_eq!(
+            p,
+            [
+                ("t2".to_string(), "id2".to_string()),
+                ("t3".into(), "id3".into())
+            ]
+        );
+        assert_eq!(next, Some(encode_cursor("t3", "id3")));
     }
 
     #[test]

@@ -196,12 +196,7 @@ pub async fn list_model_realms(
         c.model(&id)?;
         let mut grants = c.model_realms(&id);
         grants.sort_by(|a, b| (&a.granted_at, &a.realm_id).cmp(&(&b.granted_at, &b.realm_id)));
-        let items = grants.into_iter().filter(|g| {
-            q.after
-                .as_ref()
-                .is_none_or(|(at, id)| (&g.granted_at, &g.realm_id) > (at, id))
-        });
-        let (realms, next) = page::take(items, q.limit, |g| {
+        let (realms, next) = page::take_after(grants.into_iter(), &q, |g| {
             (g.granted_at.clone(), g.realm_id.clone())
         });
         Some(ModelRealmsBody { realms, next })

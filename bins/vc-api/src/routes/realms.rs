@@ -229,12 +229,9 @@ pub async fn get_realm_models(
             .filter(|m| m.status == ModelStatus::Active)
             .collect();
         models.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        let items = models.into_iter().filter(|m| {
-            q.after
-                .as_ref()
-                .is_none_or(|(at, id)| (&m.created_at, &m.id) > (at, id))
+        let (page, next) = page::take_after(models.into_iter(), &q, |m| {
+            (m.created_at.clone(), m.id.clone())
         });
-        let (page, next) = page::take(items, q.limit, |m| (m.created_at.clone(), m.id.clone()));
         Some(RealmModelsBody {
             models: page.into_iter().map(|m| c.model_view(m)).collect(),
             router_key: c.realm_view(r).router_key,

@@ -232,12 +232,9 @@ pub async fn list_tokens(
     actor.require_admin()?;
     let q = page::parse(&raw, &[])?;
     let all = s.store.tokens().await?;
-    let items = all.into_iter().filter(|t| {
-        q.after
-            .as_ref()
-            .is_none_or(|(at, id)| (&t.created_at, &t.id) > (at, id))
+    let (page, next) = page::take_after(all.into_iter(), &q, |t| {
+        (t.created_at.clone(), t.id.clone())
     });
-    let (page, next) = page::take(items, q.limit, |t| (t.created_at.clone(), t.id.clone()));
     Ok(Json(TokensBody {
         tokens: page.into_iter().map(Into::into).collect(),
         next,
