@@ -384,12 +384,7 @@ impl Stack {
             ),
             ("RUST_LOG", "vc_worker=warn,vc_shared=warn".to_string()),
         ];
-        if let Some(l) = self.litellm_settings() {
-            env.push(("LITELLM_BASE_URL", l.base_url));
-            env.push(("LITELLM_MASTER_KEY", l.master_key));
-            env.push(("LITELLM_PUBLIC_URL", l.public_url));
-            env.push(("VC_LITELLM_TIMEOUT_MS", l.timeout.as_millis().to_string()));
-        }
+        env.extend(self.litellm_env());
         env.extend(extra.iter().cloned());
         self.spawn_process(bin, &env)
     }
@@ -479,16 +474,26 @@ impl Stack {
             ("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string()),
             ("RUST_LOG", "vc_api=warn,vc_shared=warn".to_string()),
         ];
-        if let Some(l) = self.litellm_settings() {
-            env.push(("LITELLM_BASE_URL", l.base_url));
-            env.push(("LITELLM_MASTER_KEY", l.master_key));
-            env.push(("LITELLM_PUBLIC_URL", l.public_url));
-        }
+        env.extend(self.litellm_env());
         env.extend(extra.iter().cloned());
         let p = self.spawn_process(bin, &env);
         self.wait_ready(&p, addr, "api", Duration::from_secs(120))
             .await;
         (p, addr)
+    }
+
+    /// The LiteLLM settings of this stack as a service process's environment (none without LiteLLM).
+    fn litellm_env(&self) -> Vec<(&'static str, String)> {
+        self.litellm_settings()
+            .map(|l| {
+                vec![
+                    ("LITELLM_BASE_URL", l.base_url),
+                    ("LITELLM_MASTER_KEY", l.master_key),
+                    ("LITELLM_PUBLIC_URL", l.public_url),
+                    ("VC_LITELLM_TIMEOUT_MS", l.timeout.as_millis().to_string()),
+                ]
+            })
+            .unwrap_or_default()
     }
 
     /// Starts `bin` with this stack's NATS, Redis and secret key, plus `env`, in its environment (nothing
