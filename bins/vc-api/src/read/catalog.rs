@@ -291,7 +291,7 @@ impl Catalog {
     }
 
     /// Records a presence report unless a newer session already reported. A report of the same
-    /// session without `active_llm` keeps the one known.
+    /// session without `active_llm` keeps the one known. Whether anything changed.
     pub(crate) fn set_presence(&mut self, did: &str, mut p: PresenceView) -> bool {
         if !self.agents.contains_key(did) {
             return false;
@@ -313,7 +313,7 @@ impl Catalog {
         }
     }
 
-    /// Records an acked version if it is higher than the one known.
+    /// Records an acked version if it is higher than the one known; whether it was.
     pub(crate) fn set_ack(&mut self, did: &str, version: u64) -> bool {
         if !self.agents.contains_key(did) {
             return false;
@@ -328,26 +328,29 @@ impl Catalog {
     }
 
     /// Replaces presence and acks wholesale (a periodic re-read from Redis), keeping a report newer
-    /// than the re-read (a higher session rank).
+    /// than the re-read (a higher session rank); whether anything changed.
     pub(crate) fn reset_runtime(
         &mut self,
         dids: &[String],
         reads: Vec<(PresenceView, Option<u64>)>,
-    ) {
+    ) -> bool {
+        let mut changed = false;
         for (did, (p, ack)) in dids.iter().zip(reads) {
             if !self.agents.contains_key(did) {
                 continue;
             }
             match self.presence.get(did) {
-                Some(cur) if cur.since > p.since => {}
+                Some(cur) if cur.since > p.since || *cur == p => {}
                 _ => {
                     self.presence.insert(did.clone(), p);
+                    changed = true;
                 }
             }
             if let Some(v) = ack {
-                self.set_ack(did, v);
+                changed |= self.set_ack(did, v);
             }
         }
+        changed
     }
 
     /// Every DID, for the runtime re-read.

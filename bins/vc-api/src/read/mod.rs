@@ -68,15 +68,17 @@ impl ReadModel {
         f(&c)
     }
 
-    fn write<R>(&self, f: impl FnOnce(&mut Catalog) -> R) -> R {
+    /// Changes the catalog; `f` says whether anything changed, and only then does the model's clock
+    /// move (so a report that changes nothing keeps rendered pages and ETags valid).
+    fn write(&self, f: impl FnOnce(&mut Catalog) -> bool) {
         let mut c = self
             .inner
             .catalog
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let r = f(&mut c);
-        self.inner.version.fetch_add(1, Ordering::SeqCst);
-        r
+        if f(&mut c) {
+            self.inner.version.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// The flag set once the first load is done (for `/readyz`).
@@ -231,7 +233,10 @@ async fn load_all(model: &ReadModel, store: &Store) -> Result<ChangesHead, Store
     }
     let runtime = read_runtime(store, &agents).await?;
     fresh.reset_runtime(&agents, runtime);
-    model.write(|c| *c = fresh);
+    model.write(|c| {
+        *c = fresh;
+        true
+    });
     model.inner.applied.send_replace(head.n);
     model.inner.loaded.store(true, Ordering::SeqCst);
     model.inner.loads.fetch_add(1, Ordering::SeqCst);
@@ -289,7 +294,10 @@ async fn tail_log(model: &ReadModel, tail: &Store, store: &Store, head: ChangesH
         if !records.is_empty() {
             let reload = plan(records);
             match store.raw_read_many(&reload.plan).await {
-                Ok(reads) => model.write(|c| c.absorb(&reload, reads)),
+                Ok(reads) => model.write(|c| {
+                    c.absorb(&reload, reads);
+                    true
+                }),
                 Err(e) => {
                     warn!(error = %e, "Cannot read changed records; reading the entries again.");
                     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -373,6 +381,7 @@ async fn follow_reports(model: ReadModel, nats: async_nats::Client, stop: Cancel
                 continue;
             };
             model.write(|c| {
+                let mut changed = false;
                 for ch in ev.changes {
                     let p = PresenceView {
                         online: ch.online,
@@ -381,14 +390,17 @@ async fn follow_reports(model: ReadModel, nats: async_nats::Client, stop: Cancel
                         active_llm: ch.active_llm,
                         since: ch.since,
                     };
-                    c.set_presence(&ch.did, p);
+                    changed |= c.set_presence(&ch.did, p);
                 }
+                changed
             });
         } else if let Ok(ev) = serde_json::from_value::<AckedEvent>(ev.details) {
             model.write(|c| {
+                let mut changed = false;
                 for a in ev.acks {
-                    c.set_ack(&a.did, a.version);
+                    changed |= c.set_ack(&a.did, a.version);
                 }
+                changed
             });
         }
     }
