@@ -63,24 +63,27 @@ impl Reports {
 
     /// Queues a session's beginning (`online`) or end.
     pub(crate) async fn presence(&self, did: &str, online: bool, since: i64) {
+        self.change(did, online, since, None).await;
+    }
+
+    /// Queues a change of what a live session's agent reports it uses (heartbeat `activeLlm`).
+    pub(crate) async fn active_llm(&self, did: &str, since: i64, value: Option<serde_json::Value>) {
+        self.change(did, true, since, value).await;
+    }
+
+    async fn change(
+        &self,
+        did: &str,
+        online: bool,
+        since: i64,
+        active_llm: Option<serde_json::Value>,
+    ) {
         let change = PresenceChange {
             did: did.to_string(),
             online,
             since,
             at: now_rfc3339(),
-            active_llm: None,
-        };
-        let _ = self.tx.send(Item::Presence(change)).await;
-    }
-
-    /// Queues a change of what a live session's agent reports it uses (heartbeat `activeLlm`).
-    pub(crate) async fn active_llm(&self, did: &str, since: i64, value: Option<serde_json::Value>) {
-        let change = PresenceChange {
-            did: did.to_string(),
-            online: true,
-            since,
-            at: now_rfc3339(),
-            active_llm: value,
+            active_llm,
         };
         let _ = self.tx.send(Item::Presence(change)).await;
     }
