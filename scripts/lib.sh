@@ -75,6 +75,9 @@ _vc_package_of() {
     redis-cli) echo redis-tools ;;
     curl) echo curl ;;
     python3) echo python3 ;;
+    node) echo nodejs ;;
+    npm) echo npm ;;
+    chromium) echo chromium ;;
     *) echo "$1" ;;
   esac
 }

@@ -111,6 +111,17 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         record(&state, ANONYMOUS, &resp, &method, &path);
         return resp;
     }
+    // The dashboard asks whether it has a session before showing its login: a request that carries no
+    // credentials at all simply has none (a stale cookie or a bad token is still a 401).
+    if path == "/api/session"
+        && req.method() == axum::http::Method::GET
+        && !req
+            .headers()
+            .contains_key(axum::http::header::AUTHORIZATION)
+        && crate::auth::cookie(req.headers(), crate::auth::SESSION_COOKIE).is_none()
+    {
+        return axum::Json(json!({"session": null})).into_response();
+    }
     let actor = match crate::auth::authenticate(req.headers(), &state).await {
         Ok(a) => a,
         Err(e) => {

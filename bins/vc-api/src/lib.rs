@@ -13,6 +13,7 @@
 //! - [`read`]: the read model (catalog from the change log, presence and acks from the edges'
 //!   reports), paging, filters and ETags.
 //! - [`feed`]: `GET /api/events`, the change feed (Server-Sent Events from the `VC_EVT` stream).
+//! - [`ui`]: the dashboard, static files embedded at build time, served at `/`.
 //! - [`metrics`]: `/metrics` counters (requests by route and status class, commands, 202s, auth failures).
 //!
 //! Shutdown ([`run`]): `/readyz` turns 503 at once, requests are still served for
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod read;
 pub mod routes;
 pub mod submit;
+pub mod ui;
 
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -189,7 +191,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The whole router: `/api/*`, `/api/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
+/// The whole router: the dashboard (`/`, `/ui/*`), `/api/*`, `/api/openapi.json`, `/healthz`, `/readyz`, `/metrics`.
 ///
 /// Layers, outermost first: timeout (`command_wait` + [`REQUEST_TIMEOUT_MARGIN`], so a write that waits
 /// its full outcome time still answers its 202 itself), panic catcher, tracing, request metrics, and on
@@ -213,6 +215,7 @@ pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
         .layer(guard)
         .with_state(state);
     Router::new()
+        .merge(ui::router())
         .merge(api)
         .merge(vc_shared::ops::router(ops))
         .layer(axum::middleware::from_fn_with_state(

@@ -134,9 +134,11 @@ pub async fn login(
         .into_response())
 }
 
-/// The session of the request's cookie (with its CSRF token).
+/// The session of the request's cookie (with its CSRF token); `{"session": null}` for a request without
+/// any credentials (no cookie, no bearer token), so a login page can ask without provoking an error.
 #[utoipa::path(get, path = "/api/session", tag = "session",
-    responses((status = 200, body = SessionBody), (status = 401), (status = 404, description = "authenticated by a bearer token, not a session")))]
+    responses((status = 200, body = SessionBody, description = "the session, or `{\"session\": null}` without credentials"),
+        (status = 401, description = "a cookie of a session that ended, or a bad bearer token"), (status = 404, description = "authenticated by a bearer token, not a session")))]
 pub async fn current(
     State(s): State<AppState>,
     actor: Actor,

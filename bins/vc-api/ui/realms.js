@@ -1,0 +1,261 @@
+// Realms: the list (search, create), and a realm's page: its router key, its models, its agents (paged)
+// with add / remove, edit and delete.
+
+import * as api from "./api.js";
+import {
+  h, fill, field, input, badge, syncBadge, providerName, usd, time, empty, table, modal,
+  confirmDialog, toast, showFormError,
+} from "./dom.js";
+import * as live from "./live.js";
+import { pagedAgents } from "./agents.js";
+
+function dot(color) {
+  const d = h("span", { class: "dot", "aria-hidden": "true" });
+  if (color) d.style.background = color;
+  return d;
+}
+
+function keyBadge(realm) {
+  return realm.routerKey?.hasVirtualKey ? badge("Active", "ok") : badge("Not configured", "muted");
+}
+
+/** `#/realms?q=` */
+export async function list(main, route, ctx) {
+  const admin = ctx.session.admin;
+  const q = input("q", { type: "search", value: route.query.get("q") || "", placeholder: "Name or slug" });
+  const body = h("div", { class: "list-body" });
+  const more = h("button", { type: "button", class: "btn", hidden: true }, "Load more");
+  const create = admin ? h("button", { type: "button", class: "btn btn-primary", on: { click: () => realmDialog(null, (r) => ctx.go("realms", r.id)) } }, "Create realm") : null;
+  fill(
+    main,
+    h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Realms"), h("p", { class: "lede" }, "Teams of agents. Each realm has one LiteLLM key scoped to its models.")), create),
+    h("section", { class: "card" }, h("form", { class: "filters", role: "search", "aria-label": "Filter realms", on: { submit: (e) => e.preventDefault() } }, field("Search", q)), body, more),
+  );
+  let items = [];
+  let next = null;
+  async function load(fresh = false, append = false) {
+    const page = await api.get(api.withQuery("/api/realms", { q: q.value.trim(), limit: 100, cursor: append ? next : null }), { fresh });
+    items = append ? items.concat(page.realms) : page.realms;
+    next = page.next;
+    more.hidden = !next;
+    if (!items.length) {
+      fill(body, empty(q.value ? "No realm matches" : "No realms yet", q.value ? "Try another name." : "Create a realm, then grant models to it.", null));
+      return;
+    }
+    fill(
+      body,
+      table(
+        "Realms",
+        [
+          { label: "Name", cell: (r) => h("div", {}, h("a", { href: `#/realms/${api.enc(r.id)}`, class: "strong" }, dot(r.color), r.name), h("div", { class: "sub" }, r.slug)) },
+          { label: "Agents", cell: (r) => String(r.agentCount), class: "num" },
+          { label: "Models", cell: (r) => String(r.modelCount), class: "num" },
+          { label: "Router key", cell: keyBadge },
+          { label: "Budget", cell: (r) => (r.routerKey ? usd(r.routerKey.monthlyBudgetUsd) : "—") },
+        ],
+        items,
+        { key: (r) => r.id },
+      ),
+    );
+  }
+  more.addEventListener("click", () => load(false, true));
+  const sc = live.scope();
+  q.addEventListener(
+    "input",
+    sc.later(() => {
+      ctx.replaceQuery(q.value.trim() ? { q: q.value.trim() } : {});
+      load();
+    }, 200),
+  );
+  await load();
+  const reload = sc.later(() => load(true).catch(() => {}), 300);
+  sc.on((ev) => {
+    if (ev.kind === "reset" || ev.kind.startsWith("realm.")) reload();
+  });
+  return sc.stop;
+}
+
+function realmDialog(realm, done) {
+  const f = {
+    name: field("Name", input("name", { required: true, value: realm?.name || "", maxlength: 200 })),
+    slug: field("Slug", input("slug", { value: realm?.slug || "", placeholder: "from the name" }), "Lower-case letters, digits and dashes; unique."),
+    description: field("Description", h("textarea", { name: "description", rows: 2 }, realm?.description || "")),
+    color: field("Colour", input("color", { type: "color", value: realm?.color || "#6366f1" })),
+  };
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: "btn btn-primary" }, realm ? "Save" : "Create realm");
+  const form = h("form", { class: "modal-body", novalidate: true }, Object.values(f), error, h("div", { class: "actions" }, submit));
+  const m = modal(realm ? `Edit ${realm.name}` : "Create realm", form);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const v = (k) => f[k].control.value.trim();
+    const body = { name: v("name"), color: v("color") };
+    if (v("slug")) body.slug = v("slug");
+    if (v("description") || realm?.description) body.description = v("description") || null;
+    submit.disabled = true;
+    try {
+      const r = realm ? await api.patch(`/api/realms/${api.enc(realm.id)}`, body) : await api.post("/api/realms", body);
+      m.close();
+      toast(realm ? "Realm saved." : `Realm "${r.realm.name}" created.`);
+      done(r.realm);
+    } catch (err) {
+      showFormError(err, f, error);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  f.name.control.focus();
+}
+
+function addAgentDialog(realm, done) {
+  const did = field("Agent DID", input("agentDid", { required: true, placeholder: "did:key:z6Mk…", class: "mono" }));
+  const primary = h("input", { type: "checkbox", id: "add-primary", name: "isPrimary" });
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Add agent");
+  const form = h(
+    "form",
+    { class: "modal-body", novalidate: true },
+    did,
+    h("div", { class: "check" }, primary, h("label", { for: "add-primary" }, "Primary realm of this agent")),
+    error,
+    h("div", { class: "actions" }, submit),
+  );
+  const m = modal(`Add an agent to ${realm.name}`, form);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    submit.disabled = true;
+    try {
+      const r = await api.post(`/api/realms/${api.enc(realm.id)}/agents`, { agentDid: did.control.value.trim(), isPrimary: primary.checked });
+      m.close();
+      toast(r.llmPushed ? "Agent added and configured through the realm." : "Agent added.");
+      done();
+    } catch (err) {
+      showFormError(err, { agentDid: did }, error);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  did.control.focus();
+}
+
+function removeAgentDialog(realm, done) {
+  const did = field("Agent DID", input("agentDid", { required: true, class: "mono" }));
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: "btn btn-danger" }, "Remove agent");
+  const form = h("form", { class: "modal-body", novalidate: true }, did, error, h("div", { class: "actions" }, submit));
+  const m = modal(`Remove an agent from ${realm.name}`, form);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    submit.disabled = true;
+    try {
+      await api.del(`/api/realms/${api.enc(realm.id)}/agents/${api.enc(did.control.value.trim())}`);
+      m.close();
+      toast("Agent removed from the realm.");
+      done();
+    } catch (err) {
+      showFormError(err, { agentDid: did }, error);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  did.control.focus();
+}
+
+/** `#/realms/<id>` */
+export async function detail(main, route, ctx) {
+  const id = route.id;
+  const admin = ctx.session.admin;
+  const head = h("div", { class: "page-head" });
+  const keyCard = h("section", { class: "card", "aria-labelledby": "key-title" });
+  const modelsCard = h("section", { class: "card", "aria-labelledby": "models-title" });
+  const agents = pagedAgents(`/api/realms/${api.enc(id)}/agents`, () => ({}), { caption: "Agents of the realm", emptyText: "No agent is a member of this realm." });
+  let realm = null;
+  const addBtn = h("button", { type: "button", class: "btn", on: { click: () => addAgentDialog(realm, () => agents.load(false, true)) } }, "Add agent");
+  const removeBtn = h("button", { type: "button", class: "btn", on: { click: () => removeAgentDialog(realm, () => agents.load(false, true)) } }, "Remove agent");
+  const agentsCard = h(
+    "section",
+    { class: "card", "aria-labelledby": "agents-title" },
+    h("div", { class: "card-head" }, h("h2", { id: "agents-title" }, "Agents"), h("div", { class: "actions" }, addBtn, removeBtn)),
+    agents.el,
+  );
+  fill(main, h("p", { class: "crumbs" }, h("a", { href: "#/realms" }, "Realms")), head, h("div", { class: "grid-2" }, keyCard, modelsCard), agentsCard);
+
+  async function load(fresh = false) {
+    const r = await api.get(`/api/realms/${api.enc(id)}`, { fresh });
+    realm = r.realm;
+    const edit = admin ? h("button", { type: "button", class: "btn", on: { click: () => realmDialog(realm, () => load(true)) } }, "Edit") : null;
+    const remove = admin
+      ? h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-danger",
+            on: {
+              click: async () => {
+                if (!(await confirmDialog(`Delete ${realm.name}?`, `Its LiteLLM key is deleted; the ${realm.agentCount} agent(s) routed through it get an empty config.`))) return;
+                try {
+                  await api.del(`/api/realms/${api.enc(id)}`);
+                  toast(`Realm "${realm.name}" deleted.`);
+                  ctx.go("realms");
+                } catch (e) {
+                  toast(`Delete failed: ${e.message}`, "err");
+                }
+              },
+            },
+          },
+          "Delete",
+        )
+      : null;
+    fill(
+      head,
+      h("div", {}, h("h1", {}, dot(realm.color), realm.name), h("p", { class: "lede" }, realm.description || h("span", { class: "sub" }, realm.slug))),
+      h("div", { class: "actions" }, edit, remove),
+    );
+    const k = realm.routerKey;
+    fill(
+      keyCard,
+      h("div", { class: "card-head" }, h("h2", { id: "key-title" }, "Router key"), keyBadge(realm)),
+      k
+        ? h(
+            "dl",
+            { class: "props" },
+            [
+              ["Key prefix", h("code", {}, `${k.keyPrefix || ""}…`)],
+              ["Allowed models", k.allowedModels.length ? h("span", { class: "pills" }, k.allowedModels.map((m) => h("code", {}, m))) : "none"],
+              ["Monthly budget", usd(k.monthlyBudgetUsd)],
+              ["LiteLLM sync", h("span", {}, syncBadge(k.litellm), k.litellm?.lastError ? h("span", { class: "sub" }, ` ${k.litellm.lastError}`) : null)],
+              ["Updated", time(k.updatedAt)],
+            ].map(([a, b]) => [h("dt", {}, a), h("dd", {}, b)]),
+          )
+        : h("p", { class: "hint" }, "No LiteLLM key yet: the first model granted to this realm mints it."),
+    );
+    fill(
+      modelsCard,
+      h("h2", { id: "models-title" }, "Models"),
+      r.models.length
+        ? table(
+            "Models of the realm",
+            [
+              { label: "Model", cell: (m) => (admin ? h("a", { href: `#/models/${api.enc(m.id)}?tab=access` }, m.name) : m.name) },
+              { label: "Provider", cell: (m) => providerName(m.provider) },
+              { label: "LiteLLM name", cell: (m) => h("code", {}, m.litellmModelName) },
+              { label: "Status", cell: (m) => (m.status === "active" ? badge("active", "ok") : badge("inactive", "muted")) },
+            ],
+            r.models,
+          )
+        : empty("No models", admin ? "Grant a model from its Realm Access tab." : "No model is granted to this realm.", admin ? h("a", { class: "btn", href: "#/models" }, "Go to Models") : null),
+    );
+  }
+
+  await Promise.all([load(), agents.load(true)]);
+  const sc = live.scope();
+  const reload = sc.later(() => load(true).catch((e) => e.status === 404 && fill(head, h("h1", {}, "Realm deleted"))), 200);
+  sc.on((ev) => {
+    const s = live.subjectOf(ev);
+    if (ev.kind === "reset" || (s.type === "realm" && s.id === id) || ev.kind.startsWith("model.")) reload();
+  });
+  return () => {
+    sc.stop();
+    agents.stop();
+  };
+}
