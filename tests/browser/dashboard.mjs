@@ -247,6 +247,12 @@ run(async () => {
   await rust('agent-config', alpha.litellmModelName);
   await page.locator('.delivery').getByText('delivered').waitFor();
   await shot(page, '12-agent-config-after-revoke');
+  check((await llamaRadio.count()) === 0, 'the revoked model is no longer offered');
+  // A grant appears live too: the model is offered again, and the agent stays where it is.
+  await secondAccess.getByRole('switch').check();
+  await secondAccess.getByText('Granted').waitFor();
+  await llamaRadio.waitFor();
+  await banner.filter({ hasText: 'Alpha via Engineering' }).waitFor();
   await second.close();
 
   step('offline: saved, agent offline; back online: delivered');

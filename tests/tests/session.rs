@@ -86,6 +86,21 @@ async fn cookie_sessions_with_csrf_and_logout() {
     assert_eq!(empty.status, 400);
     assert!(empty.body["error"].as_str().unwrap().starts_with("token:"));
 
+    // Asking without any credentials is not an error: there is no session.
+    let none = send(&s, reqwest::Method::GET, "/api/session", &[], None).await;
+    assert_eq!(none.status, 200, "{}", none.body);
+    assert_eq!(none.body, json!({"session": null}));
+    // A cookie of no session is a 401.
+    let stale = send(
+        &s,
+        reqwest::Method::GET,
+        "/api/session",
+        &[("cookie", "vc_session=0123456789abcdef")],
+        None,
+    )
+    .await;
+    assert_eq!(stale.status, 401, "{}", stale.body);
+
     let (cookie, csrf) = login(&s, ADMIN_TOKEN).await;
     let with_cookie = [("cookie", cookie.as_str())];
     // Reads by cookie.

@@ -276,7 +276,8 @@ export function toast(text, kind = "ok") {
   if (!region) return;
   const t = h("div", { class: `toast toast-${kind}` }, text);
   region.append(t);
-  setTimeout(() => t.remove(), 5000);
+  while (region.children.length > 3) region.firstChild.remove();
+  setTimeout(() => t.remove(), 4000);
 }
 
 /** Calls f at most once per `ms`, with the latest arguments, at the end of the window. */

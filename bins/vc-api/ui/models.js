@@ -264,6 +264,7 @@ function access(panel, model) {
   let realms = [];
   let granted = new Set();
   const busy = new Set();
+  const errors = new Map();
   const sc = live.scope();
 
   async function load() {
@@ -281,7 +282,10 @@ function access(panel, model) {
       fill(list, empty("No realms yet", "Create a realm first, then grant this model to it.", h("a", { href: "#/realms", class: "btn" }, "Go to Realms")));
       return;
     }
+    // A re-render keeps the keyboard focus where it was (a switch, a budget field).
+    const focused = document.activeElement?.id;
     fill(list, shown.map(row));
+    if (focused && list.querySelector(`[id="${focused}"]`)) document.getElementById(focused).focus();
   }
 
   function row(realm) {
@@ -305,8 +309,8 @@ function access(panel, model) {
       value: realm.routerKey?.monthlyBudgetUsd ?? "",
       placeholder: "none",
     });
-    const err = h("p", { class: "field-error", role: "alert", hidden: true });
-    const save = h("button", { type: "button", class: "btn btn-small", hidden: !on }, "Save budget");
+    const err = h("p", { class: "field-error", role: "alert", hidden: !errors.has(realm.id) }, errors.get(realm.id) || "");
+    const save = h("button", { type: "button", class: "btn btn-small", hidden: !on, disabled: busy.has(realm.id) }, "Save budget");
     const state = h("span", { class: "sub", id: `grant-${realm.id}-state` }, on ? `Granted · ${usd(realm.routerKey?.monthlyBudgetUsd)}` : "Not granted");
     const budgetValue = () => {
       const t = budget.value.trim();
@@ -314,19 +318,15 @@ function access(panel, model) {
     };
     async function act(f) {
       busy.add(realm.id);
-      sw.disabled = true;
-      err.hidden = true;
+      errors.delete(realm.id);
+      render();
       try {
         await f();
-        await load();
       } catch (e) {
-        err.textContent = `${e.message} (${e.status})`;
-        err.hidden = false;
-        sw.checked = granted.has(realm.id);
-      } finally {
-        busy.delete(realm.id);
-        sw.disabled = model.status !== "active";
+        errors.set(realm.id, `${e.message} (${e.status})`);
       }
+      busy.delete(realm.id);
+      await load().catch(() => render());
     }
     sw.addEventListener("change", () =>
       act(async () => {

@@ -8,6 +8,7 @@
 //! | `agent` | `GET /api/agents/{did}` of random agents among 50,000 |
 //! | `load` | how long an API instance takes to load 50,000 agents at start, and its RSS then |
 //! | `feed` | `GET /api/events` with 1,000 clients connected: a change (a realm created) → each client |
+//! | `dashboard` | with `--dashboard`: the dashboard's agents page over those 50,000 agents in headless Chromium (`tests/browser/fleet.mjs`): first page, a DID filter, the online filter, the next page |
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +42,13 @@ pub(crate) struct Args {
     /// Changes timed for `feed`.
     #[arg(long, default_value_t = 10)]
     pub(crate) feed_changes: usize,
+    /// Also measure the dashboard's agents page in headless Chromium (needs node, Chromium and
+    /// `npm ci` in tests/browser, as `scripts/test` installs them).
+    #[arg(long)]
+    pub(crate) dashboard: bool,
+    /// Rounds of the dashboard measurement.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) dashboard_rounds: usize,
     /// Small sizes for CI (overrides the sizes above).
     #[arg(long)]
     pub(crate) smoke: bool,
@@ -287,6 +295,9 @@ pub(crate) async fn run(mut args: Args) -> R<()> {
     row["agents"] = json!(args.agents);
     rows.push(row);
     rows.extend(feed(&s, &base, &args).await?);
+    if args.dashboard {
+        rows.push(dashboard(&base, &dids[0], args.agents, args.dashboard_rounds).await?);
+    }
     p.kill9();
 
     let summary = json!({
@@ -301,6 +312,54 @@ pub(crate) async fn run(mut args: Args) -> R<()> {
     progress!("summary written to {path}");
     print_table(&summary);
     Ok(())
+}
+
+/// The agents page in headless Chromium over `agents` agents (`tests/browser/fleet.mjs`): each figure's
+/// median and max over `rounds`.
+async fn dashboard(base: &str, did: &str, agents: usize, rounds: usize) -> R<Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser/fleet.mjs");
+    progress!("reads: the dashboard's agents page in Chromium, {rounds} rounds");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120 + 30 * rounds as u64),
+        tokio::process::Command::new("node")
+            .arg(script)
+            .env("VC_API_URL", base)
+            .env("VC_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("VC_FLEET_DID", did)
+            .env("VC_FLEET_REPEAT", rounds.to_string())
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| "the dashboard measurement did not finish in time".to_string())?
+    .map_err(|e| format!("cannot run node {script}: {e} (install Node.js 18+)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{script} failed ({}); see its output above",
+            out.status
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let figures: Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| format!("{script} printed no JSON line: {text}"))?;
+    let mut row = json!({"what": format!("dashboard agents page, {agents} agents"), "agents": agents,
+        "rounds": rounds, "rowsShown": figures["rowsShown"]});
+    for key in ["firstPageMs", "filterDidMs", "filterOnlineMs", "nextPageMs"] {
+        let mut v: Vec<f64> = figures[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        let name = key.trim_end_matches("Ms");
+        row[format!("{name}P50Ms")] = json!(quantile(&mut v, 0.5));
+        row[format!("{name}MaxMs")] = json!(quantile(&mut v, 1.0));
+    }
+    progress!("reads: {row}");
+    Ok(row)
 }
 
 /// `clients` change-feed clients on the API at `base`; `changes` realms created through the stack's API,
@@ -410,6 +469,21 @@ fn print_table(summary: &Value) {
                 r["p99Ms"],
                 r["maxMs"],
                 r["errors"]
+            );
+        } else if r.get("firstPageP50Ms").is_some() {
+            // Median (max) of the rounds, in the browser.
+            println!(
+                "| {} | first page {} ({}) ms | DID filter {} ({}) ms | online filter {} ({}) ms | next page {} ({}) ms | median (max) of {} rounds |",
+                r["what"].as_str().unwrap_or(""),
+                r["firstPageP50Ms"],
+                r["firstPageMaxMs"],
+                r["filterDidP50Ms"],
+                r["filterDidMaxMs"],
+                r["filterOnlineP50Ms"],
+                r["filterOnlineMaxMs"],
+                r["nextPageP50Ms"],
+                r["nextPageMaxMs"],
+                r["rounds"]
             );
         } else {
             println!(
