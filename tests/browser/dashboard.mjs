@@ -38,6 +38,12 @@ async function noKeysShown(page, where) {
   check(!/sk-[A-Za-z0-9_-]{9,}/.test(text), `${where}: no key value is shown`);
 }
 
+/** A screenshot without the toasts of earlier steps (they would hide the page's content). */
+async function snap(page, name) {
+  await page.evaluate(() => document.getElementById('toasts')?.replaceChildren());
+  await shot(page, name);
+}
+
 /** A link of the main navigation. */
 function nav(page, name) {
   return page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true });
@@ -66,7 +72,7 @@ run(async () => {
   await page.getByLabel('Access token').fill('not-a-token');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('alert').filter({ hasText: 'That token is not valid.' }).waitFor();
-  await shot(page, '01-login');
+  await snap(page, '01-login');
   await page.getByLabel('Access token').fill(TOKEN);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Models', level: 1 }).waitFor();
@@ -76,7 +82,7 @@ run(async () => {
 
   step('models: the empty state, then Register model');
   await page.getByText('No models yet').waitFor();
-  await shot(page, '02-models-empty');
+  await snap(page, '02-models-empty');
   await page.getByRole('button', { name: 'Register model' }).click();
   const dialog = page.getByRole('dialog', { name: 'Register model' });
   check((await dialog.getByLabel('Provider').inputValue()) === 'openai-compatible', 'OpenAI-compatible / vLLM is the default provider');
@@ -89,7 +95,7 @@ run(async () => {
   await dialog.getByLabel('Model ID').fill('llama3-8b');
   await dialog.getByLabel('Base URL').fill('http://127.0.0.1:9/v1');
   await dialog.getByLabel('API key').fill(UPSTREAM_SECRET);
-  await shot(page, '03-register-model');
+  await snap(page, '03-register-model');
   await dialog.getByRole('button', { name: 'Register model' }).click();
   await dialog.waitFor({ state: 'detached' });
   const row = page.getByRole('row').filter({ hasText: 'Llama 3 (local)' });
@@ -105,11 +111,11 @@ run(async () => {
   const nameError = dialog.locator('.field').filter({ has: page.getByLabel('Name') }).locator('.field-error');
   await nameError.filter({ hasText: '409' }).waitFor();
   check((await dialog.getByLabel('Name').getAttribute('aria-invalid')) === 'true', 'the name field is marked invalid');
-  await shot(page, '04-register-conflict');
+  await snap(page, '04-register-conflict');
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'detached' });
   check((await apiJson('GET', '/api/models')).models.length === 1, 'the clash created no model');
-  await shot(page, '05-models');
+  await snap(page, '05-models');
 
   // A second model and a throwaway one, through the REST API (the fallback of a revoke; a delete).
   const alpha = (await apiJson('POST', '/api/models', { name: 'Alpha', provider: 'openai', modelId: 'alpha', apiKey: 'sk-alpha-upstream-secret' })).model;
@@ -140,13 +146,13 @@ run(async () => {
   await edit.getByRole('button', { name: 'Save' }).click();
   await edit.waitFor({ state: 'detached' });
   await overview.getByText('vLLM on the lab box, 8B').waitFor();
-  await shot(page, '06-model-overview');
+  await snap(page, '06-model-overview');
   await page.getByRole('tab', { name: 'Realm Access' }).click();
   const access = page.locator('.access-row').filter({ hasText: 'Engineering' });
   await access.getByLabel('Monthly budget (USD)').fill('50');
   await access.getByRole('switch').check();
   await access.getByText('Granted · $50.00 / month').waitFor();
-  await shot(page, '07-model-realm-access');
+  await snap(page, '07-model-realm-access');
   const llama = (await apiJson('GET', '/api/models')).models.find((m) => m.name === 'Llama 3 (local)');
   await apiJson('POST', `/api/models/${alpha.id}/realms`, { realmId: realm.id });
 
@@ -188,13 +194,13 @@ run(async () => {
   step('agent connects: the list shows it online without a reload');
   await nav(page, 'Agents').click();
   const agentRow = page.getByRole('row').filter({ hasText: 'Agent Smith' });
-  await agentRow.getByText('offline').waitFor();
+  await agentRow.getByText('offline', { exact: true }).waitFor();
   await rust('agent-connect');
   // Joining a realm with a key configured it through the realm, first active model by name.
   await rust('agent-config', alpha.litellmModelName);
-  await agentRow.getByText('online').waitFor();
-  await agentRow.getByText('acked').waitFor();
-  await shot(page, '09-agents');
+  await agentRow.getByText('online', { exact: true }).waitFor();
+  await agentRow.getByText('acked', { exact: true }).waitFor();
+  await snap(page, '09-agents');
   await page.getByLabel('Search').fill('zzz');
   await page.getByText('No agents').waitFor();
   await page.getByLabel('Search').fill('Agent S');
@@ -205,8 +211,8 @@ run(async () => {
   await agentRow.waitFor();
   await nav(page, 'Realms').click();
   await page.getByRole('link', { name: /Engineering/ }).click();
-  await page.getByRole('row').filter({ hasText: 'Agent Smith' }).getByText('online').waitFor();
-  await shot(page, '08-realm');
+  await page.getByRole('row').filter({ hasText: 'Agent Smith' }).getByText('online', { exact: true }).waitFor();
+  await snap(page, '08-realm');
 
   step('agent config: Realm Routing to Llama, the violet banner, delivered');
   await page.goto(`${API}/#/agents/${encodeURIComponent(DID)}`);
@@ -230,11 +236,11 @@ run(async () => {
   await page.getByRole('button', { name: 'Save Realm Routing' }).click();
   await banner.filter({ hasText: 'Llama 3 (local) via Engineering' }).waitFor();
   await rust('agent-config', llama.litellmModelName);
-  await page.locator('.delivery').getByText('delivered').waitFor();
+  await page.locator('.delivery').getByText('delivered', { exact: true }).waitFor();
   const violet = await banner.evaluate((el) => getComputedStyle(el).backgroundColor);
   check(violet === 'rgb(243, 232, 255)', `the Realm Routing banner is violet (${violet})`);
   await noKeysShown(page, 'agent config');
-  await shot(page, '10-agent-config-realm');
+  await snap(page, '10-agent-config-realm');
 
   step('a revoke in a second tab changes the agent\'s config here, live');
   const second = await newPage(context, 'second');
@@ -242,33 +248,36 @@ run(async () => {
   const secondAccess = second.locator('.access-row').filter({ hasText: 'Engineering' });
   await secondAccess.getByRole('switch').uncheck();
   await secondAccess.getByText('Not granted').waitFor();
-  await shot(second, '11-second-tab-revoked');
+  await snap(second, '11-second-tab-revoked');
   await banner.filter({ hasText: 'Alpha via Engineering' }).waitFor();
   await rust('agent-config', alpha.litellmModelName);
-  await page.locator('.delivery').getByText('delivered').waitFor();
-  await shot(page, '12-agent-config-after-revoke');
-  check((await llamaRadio.count()) === 0, 'the revoked model is no longer offered');
-  // A grant appears live too: the model is offered again, and the agent stays where it is.
+  await page.locator('.delivery').getByText('delivered', { exact: true }).waitFor();
+  await snap(page, '12-agent-config-after-revoke');
+  await llamaRadio.waitFor({ state: 'detached' });
+  // A grant appears live too: the model is offered again, and the agent, whose choice was Llama, is
+  // routed back to it.
   await secondAccess.getByRole('switch').check();
-  await secondAccess.getByText('Granted').waitFor();
+  await secondAccess.getByText(/^Granted ·/).waitFor();
   await llamaRadio.waitFor();
-  await banner.filter({ hasText: 'Alpha via Engineering' }).waitFor();
+  await banner.filter({ hasText: 'Llama 3 (local) via Engineering' }).waitFor();
+  await rust('agent-config', llama.litellmModelName);
+  await page.locator('.delivery').getByText('delivered', { exact: true }).waitFor();
   await second.close();
 
   step('offline: saved, agent offline; back online: delivered');
   await rust('agent-disconnect');
-  await page.locator('.lede').getByText('offline').waitFor();
+  await page.locator('.lede').getByText('offline', { exact: true }).waitFor();
   await page.getByRole('radio', { name: /^From Registry/ }).check();
   await page.getByRole('combobox', { name: 'Model' }).selectOption(llama.id);
   await page.getByRole('button', { name: 'Save', exact: true }).click();
   await page.locator('.banner-registry').waitFor();
   await page.locator('.delivery').getByText('saved, agent offline').waitFor();
-  await shot(page, '13-agent-config-offline');
+  await snap(page, '13-agent-config-offline');
   const registryCfg = await apiJson('GET', `/api/agents/${encodeURIComponent(DID)}/llm-config`);
   check(registryCfg.mode === 'registry', `the registry config is stored (${JSON.stringify(registryCfg)})`);
   await rust('agent-connect');
   await rust('agent-config', registryCfg.config.model);
-  await page.locator('.delivery').getByText('delivered').waitFor();
+  await page.locator('.delivery').getByText('delivered', { exact: true }).waitFor();
 
   step('manual and Clear');
   await page.getByRole('radio', { name: /^Configure manually/ }).check();
@@ -301,7 +310,7 @@ run(async () => {
     await page.getByRole('heading', { name: heading, level: 1 }).waitFor();
     await page.locator('.loading').waitFor({ state: 'detached' });
     await noSidewaysScroll(page, name);
-    await shot(page, `phone-${name}`);
+    await snap(page, `phone-${name}`);
   }
   await page.getByRole('button', { name: 'Menu' }).click();
   await nav(page, 'Models').click();
@@ -338,13 +347,13 @@ run(async () => {
   check((await nav(lead, 'Models').count()) === 0, 'no Models page for a realm admin');
   await nav(lead, 'Agents').click();
   await lead.getByRole('row').filter({ hasText: 'Agent Smith' }).waitFor();
-  await shot(lead, '14-realm-admin-agents');
+  await snap(lead, '14-realm-admin-agents');
   await context2.close();
 
   step('logout ends the session server-side');
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByText('You are signed out.').waitFor();
-  await shot(page, '15-logged-out');
+  await snap(page, '15-logged-out');
   const stale = await request.newContext({ baseURL: API, extraHTTPHeaders: { cookie: `vc_session=${cookie.value}` } });
   const after = await stale.get('/api/models');
   check(after.status() === 401, `the old cookie gets 401 after logout (${after.status()})`);

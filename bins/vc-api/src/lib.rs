@@ -352,7 +352,7 @@ pub async fn run(
         registry: Arc::new(registry),
     };
     let app = router(state, ops);
-    tracing::info!(addr = ?listener.local_addr().ok(), "API listening.");
+    tracing::info!(addr = ?listener.local_addr().ok(), "API listening (the dashboard is served at /).");
     // Shutdown protocol: signal → draining (readyz 503) → keep serving `drain_delay` → stop accepting →
     // in-flight requests finish, at most DRAIN_DEADLINE → return.
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
