@@ -5,7 +5,7 @@
 // the phone width, CSRF, log out. Screenshots of each page go to $VC_ARTIFACTS.
 
 import { request } from 'playwright-core';
-import { run, launch, newPage, rust, shot, step, assertClean, env } from './lib.mjs';
+import { run, launch, newPage, rust, shot, step, assertClean, env, checkAccessibility } from './lib.mjs';
 
 const API = env('VC_API_URL');
 const TOKEN = env('VC_ADMIN_TOKEN');
@@ -38,10 +38,14 @@ async function noKeysShown(page, where) {
   check(!/sk-[A-Za-z0-9_-]{9,}/.test(text), `${where}: no key value is shown`);
 }
 
-/** A screenshot without the toasts of earlier steps (they would hide the page's content). */
+/**
+ * A screenshot without the toasts of earlier steps (they would hide the page's content), and the WCAG
+ * 2.1 A/AA checks of axe-core on the page as shown.
+ */
 async function snap(page, name) {
   await page.evaluate(() => document.getElementById('toasts')?.replaceChildren());
   await shot(page, name);
+  await checkAccessibility(page, name);
 }
 
 /** A link of the main navigation. */
@@ -341,8 +345,11 @@ run(async () => {
   const context2 = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const lead = await newPage(context2, 'realm-admin');
   await lead.goto(`${API}/`);
-  await lead.getByLabel('Access token').fill(adminToken.secret);
-  await lead.getByRole('button', { name: 'Sign in' }).click();
+  // With the keyboard only: the login focuses its field, Enter submits.
+  await lead.getByLabel('Access token').waitFor();
+  check(await lead.getByLabel('Access token').evaluate((el) => el === document.activeElement), 'the token field has the focus');
+  await lead.keyboard.type(adminToken.secret);
+  await lead.keyboard.press('Enter');
   await lead.getByRole('heading', { name: 'Realms', level: 1 }).waitFor();
   check((await nav(lead, 'Models').count()) === 0, 'no Models page for a realm admin');
   await nav(lead, 'Agents').click();

@@ -24,7 +24,8 @@
 //     assertClean();
 //   });
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
@@ -279,4 +280,47 @@ export async function run(body) {
     }
   }
   process.exit(code);
+}
+
+// --- accessibility ------------------------------------------------------------------------------------
+
+let axeSource = null;
+
+/**
+ * Runs axe-core (WCAG 2.1 A and AA rules) on the page as it is now; throws listing every violation with
+ * the elements concerned. axe is evaluated through the DevTools protocol, so the page's own
+ * Content-Security-Policy (scripts from its origin only) stays as it is.
+ */
+export async function checkAccessibility(page, where) {
+  if (!axeSource) {
+    const require = createRequire(import.meta.url);
+    axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  }
+  if (!(await page.evaluate(() => typeof window.axe !== 'undefined'))) {
+    await page.evaluate(axeSource);
+  }
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+    });
+    return {
+      passed: r.passes.length,
+      violations: r.violations.map((v) => ({
+        id: v.id,
+        impact: v.impact,
+        help: v.help,
+        nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')),
+      })),
+    };
+  }).then((r) => {
+    // A page on which no rule applied was not checked at all (an empty or unloaded page).
+    if (r.passed === 0) {
+      throw new Error(`${where}: axe-core found no rule to check`);
+    }
+    return r.violations;
+  });
+  if (violations.length > 0) {
+    const lines = violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.join(', ')}`);
+    throw new Error(`${where}: accessibility violations:\n  ${lines.join('\n  ')}`);
+  }
 }
