@@ -4,8 +4,8 @@
 
 import * as api from "./api.js";
 import {
-  h, fill, field, input, select, badge, onlineBadge, shortDid, time, empty, table, modal,
-  confirmDialog, tabs, toast, showFormError,
+  h, fill, field, input, select, badge, onlineBadge, shortDid, time, empty, table, formDialog,
+  dangerButton, tabs, toast,
 } from "./dom.js";
 import * as live from "./live.js";
 import { configTab } from "./config.js";
@@ -193,25 +193,16 @@ export async function list(main, route, ctx) {
 function registerDialog(ctx) {
   const did = field("DID", input("did", { required: true, placeholder: "did:key:z6Mk…", class: "mono" }), "The agent's did:key (vc-agent did --key FILE prints it).");
   const name = field("Name", input("name", { required: true, maxlength: 200 }));
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Register agent");
-  const form = h("form", { class: "modal-body", novalidate: true }, did, name, error, h("div", { class: "actions" }, submit));
-  const m = modal("Register agent", form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    submit.disabled = true;
-    try {
+  formDialog({
+    title: "Register agent",
+    fields: { did, name },
+    submitLabel: "Register agent",
+    submit: async () => {
       const r = await api.post("/api/agents", { did: did.control.value.trim(), name: name.control.value.trim() });
-      m.close();
       toast(`Agent "${r.agent.name}" registered.`);
       ctx.go("agents", r.agent.did);
-    } catch (err) {
-      showFormError(err, { did, name }, error);
-    } finally {
-      submit.disabled = false;
-    }
+    },
   });
-  did.control.focus();
 }
 
 /** `#/agents/<did>?tab=overview|config` */
@@ -227,26 +218,11 @@ export async function detail(main, route, ctx) {
 
   function renderHead() {
     const remove = ctx.session.admin
-      ? h(
-          "button",
-          {
-            type: "button",
-            class: "btn btn-danger",
-            on: {
-              click: async () => {
-                if (!(await confirmDialog(`Delete ${agent.name}?`, "Its live session is closed and it can no longer connect."))) return;
-                try {
-                  await api.del(`/api/agents/${api.enc(did)}`);
-                  toast(`Agent "${agent.name}" deleted.`);
-                  ctx.go("agents");
-                } catch (e) {
-                  toast(`Delete failed: ${e.message}`, "err");
-                }
-              },
-            },
-          },
-          "Delete",
-        )
+      ? dangerButton("Delete", { title: `Delete ${agent.name}?`, text: "Its live session is closed and it can no longer connect." }, async () => {
+          await api.del(`/api/agents/${api.enc(did)}`);
+          toast(`Agent "${agent.name}" deleted.`);
+          ctx.go("agents");
+        })
       : null;
     fill(
       head,

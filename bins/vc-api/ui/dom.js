@@ -209,6 +209,57 @@ export function modal(title, body, opts = {}) {
   return { dialog, close };
 }
 
+/**
+ * A form in a modal dialog. `fields` maps the API's field names to field() wrappers (the API's errors
+ * are shown next to them; `aliases` maps other names the API uses); `body` lists what the form shows, in
+ * order (the fields by default). `submit()` sends it: on success the dialog closes; an error stays in the
+ * form. The first field gets the focus.
+ */
+export function formDialog({ title, fields, body, submitLabel, danger = false, aliases = {}, submit }) {
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const button = h("button", { type: "submit", class: danger ? "btn btn-danger" : "btn btn-primary" }, submitLabel);
+  const form = h("form", { class: "modal-body", novalidate: true }, body || Object.values(fields), error, h("div", { class: "actions" }, button));
+  const m = modal(title, form);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    button.disabled = true;
+    try {
+      if ((await submit()) !== false) m.close();
+    } catch (err) {
+      showFormError(err, fields, error, aliases);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  Object.values(fields)[0]?.control.focus();
+  return m;
+}
+
+/**
+ * A red button that asks first (`confirm: {title, text, label?}`) and then runs `action`; a failure is
+ * shown as an error toast.
+ */
+export function dangerButton(label, confirm, action) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-danger",
+      on: {
+        click: async () => {
+          if (!(await confirmDialog(confirm.title, confirm.text, confirm.label || label))) return;
+          try {
+            await action();
+          } catch (e) {
+            toast(`${label} failed: ${e.message}`, "err");
+          }
+        },
+      },
+    },
+    label,
+  );
+}
+
 /** Asks for confirmation; resolves true when confirmed. */
 export function confirmDialog(title, text, confirmLabel = "Delete") {
   return new Promise((resolve) => {

@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import {
   h, fill, field, input, select, badge, syncBadge, providerName, PROVIDERS, time, usd,
-  showFormError, empty, table, modal, confirmDialog, tabs, toast, debounce,
+  empty, table, formDialog, dangerButton, tabs, toast, debounce,
 } from "./dom.js";
 import * as live from "./live.js";
 
@@ -85,75 +85,53 @@ function modelFields(m) {
 
 function registerDialog(done) {
   const f = modelFields(null);
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Register model");
-  const form = h("form", { class: "modal-body", novalidate: true }, Object.values(f), error, h("div", { class: "actions" }, submit));
-  const m = modal("Register model", form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const v = (k) => f[k].control.value.trim();
-    const body = { name: v("name"), provider: v("provider"), modelId: v("modelId") };
-    if (v("description")) body.description = v("description");
-    if (v("baseUrl")) body.baseUrl = v("baseUrl");
-    if (f.apiKey.control.value) body.apiKey = f.apiKey.control.value;
-    submit.disabled = true;
-    try {
+  formDialog({
+    title: "Register model",
+    fields: f,
+    submitLabel: "Register model",
+    aliases: { litellmModelName: "name" },
+    submit: async () => {
+      const v = (k) => f[k].control.value.trim();
+      const body = { name: v("name"), provider: v("provider"), modelId: v("modelId") };
+      if (v("description")) body.description = v("description");
+      if (v("baseUrl")) body.baseUrl = v("baseUrl");
+      if (f.apiKey.control.value) body.apiKey = f.apiKey.control.value;
       const r = await api.post("/api/models", body);
-      m.close();
       toast(`Model "${r.model.name}" registered.`);
       done(r.model);
-    } catch (err) {
-      showFormError(err, f, error, { litellmModelName: "name" });
-    } finally {
-      submit.disabled = false;
-    }
+    },
   });
-  f.name.control.focus();
 }
 
 function editDialog(model, done) {
   const f = modelFields(model);
   const status = field("Status", select("status", [["active", "Active"], ["inactive", "Inactive"]], model.status), "Inactive models leave every realm key.");
   const clear = h("input", { type: "checkbox", name: "clearApiKey", id: "clear-api-key" });
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Save");
-  const form = h(
-    "form",
-    { class: "modal-body", novalidate: true },
-    f.name, f.description, status, f.provider, f.modelId, f.baseUrl, f.apiKey,
-    model.hasApiKey ? h("div", { class: "check" }, clear, h("label", { for: "clear-api-key" }, "Remove the stored API key")) : null,
-    error,
-    h("div", { class: "actions" }, submit),
-  );
-  const m = modal(`Edit ${model.name}`, form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const body = {};
-    const v = (k) => f[k].control.value.trim();
-    if (v("name") !== model.name) body.name = v("name");
-    if (v("description") !== (model.description || "")) body.description = v("description") || null;
-    if (v("modelId") !== model.modelId) body.modelId = v("modelId");
-    if (v("baseUrl") !== (model.baseUrl || "")) body.baseUrl = v("baseUrl") || null;
-    if (status.control.value !== model.status) body.status = status.control.value;
-    if (clear.checked) body.apiKey = null;
-    else if (f.apiKey.control.value) body.apiKey = f.apiKey.control.value;
-    if (!Object.keys(body).length) {
-      m.close();
-      return;
-    }
-    submit.disabled = true;
-    try {
+  formDialog({
+    title: `Edit ${model.name}`,
+    fields: { ...f, status },
+    body: [
+      f.name, f.description, status, f.provider, f.modelId, f.baseUrl, f.apiKey,
+      model.hasApiKey ? h("div", { class: "check" }, clear, h("label", { for: "clear-api-key" }, "Remove the stored API key")) : null,
+    ],
+    submitLabel: "Save",
+    aliases: { litellmModelName: "name" },
+    submit: async () => {
+      const body = {};
+      const v = (k) => f[k].control.value.trim();
+      if (v("name") !== model.name) body.name = v("name");
+      if (v("description") !== (model.description || "")) body.description = v("description") || null;
+      if (v("modelId") !== model.modelId) body.modelId = v("modelId");
+      if (v("baseUrl") !== (model.baseUrl || "")) body.baseUrl = v("baseUrl") || null;
+      if (status.control.value !== model.status) body.status = status.control.value;
+      if (clear.checked) body.apiKey = null;
+      else if (f.apiKey.control.value) body.apiKey = f.apiKey.control.value;
+      if (!Object.keys(body).length) return;
       await api.put(`/api/models/${api.enc(model.id)}`, body);
-      m.close();
       toast("Model saved.");
       done();
-    } catch (err) {
-      showFormError(err, { ...f, status }, error, { litellmModelName: "name" });
-    } finally {
-      submit.disabled = false;
-    }
+    },
   });
-  f.name.control.focus();
 }
 
 function dl(rows) {
@@ -175,36 +153,24 @@ export async function detail(main, route, ctx) {
     const r = await api.get(`/api/models/${api.enc(id)}`, { fresh });
     model = r.model;
     const edit = h("button", { type: "button", class: "btn", on: { click: () => editDialog(model, () => load(true)) } }, "Edit");
-    const remove = h(
-      "button",
-      {
-        type: "button",
-        class: "btn btn-danger",
-        on: {
-          click: async () => {
-            const ok = await confirmDialog(
-              `Delete ${model.name}?`,
-              `It leaves every realm key (${model.realmCount} realm${model.realmCount === 1 ? "" : "s"}) and its deployment is removed from LiteLLM. Agents routed to it fall back to another model of their realm.`,
-            );
-            if (!ok) return;
-            try {
-              await api.del(`/api/models/${api.enc(id)}`);
-              toast(`Model "${model.name}" deleted.`);
-              ctx.go("models");
-            } catch (e) {
-              toast(`Delete failed: ${e.message}`, "err");
-            }
-          },
-        },
-      },
+    const remove = dangerButton(
       "Delete",
+      {
+        title: `Delete ${model.name}?`,
+        text: `It leaves every realm key (${model.realmCount} realm${model.realmCount === 1 ? "" : "s"}) and its deployment is removed from LiteLLM. Agents routed to it fall back to another model of their realm.`,
+      },
+      async () => {
+        await api.del(`/api/models/${api.enc(id)}`);
+        toast(`Model "${model.name}" deleted.`);
+        ctx.go("models");
+      },
     );
     fill(head, h("div", {}, h("h1", {}, model.name), h("p", { class: "lede" }, h("code", {}, model.litellmModelName), " ", statusBadge(model))), h("div", { class: "actions" }, edit, remove));
     renderTab();
   }
 
   function renderTab() {
-    fill(bar, tabs("Model", [{ id: "overview", label: "Overview" }, { id: "access", label: "Realm Access" }], tab, select));
+    fill(bar, tabs("Model", [{ id: "overview", label: "Overview" }, { id: "access", label: "Realm Access" }], tab, selectTab));
     panel.id = `panel-${tab}`;
     panel.setAttribute("aria-labelledby", `tab-${tab}`);
     if (stopAccess) stopAccess();
@@ -235,7 +201,7 @@ export async function detail(main, route, ctx) {
     }
   }
 
-  function select(t) {
+  function selectTab(t) {
     tab = t;
     ctx.replaceQuery(t === "overview" ? {} : { tab: t });
     renderTab();

@@ -3,8 +3,8 @@
 
 import * as api from "./api.js";
 import {
-  h, fill, field, input, badge, syncBadge, providerName, usd, time, empty, table, modal,
-  confirmDialog, toast, showFormError,
+  h, fill, field, input, badge, syncBadge, providerName, usd, time, empty, table, formDialog,
+  dangerButton, toast,
 } from "./dom.js";
 import * as live from "./live.js";
 import { pagedAgents } from "./agents.js";
@@ -82,83 +82,51 @@ function realmDialog(realm, done) {
     description: field("Description", h("textarea", { name: "description", rows: 2 }, realm?.description || "")),
     color: field("Colour", input("color", { type: "color", value: realm?.color || "#6366f1" })),
   };
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const submit = h("button", { type: "submit", class: "btn btn-primary" }, realm ? "Save" : "Create realm");
-  const form = h("form", { class: "modal-body", novalidate: true }, Object.values(f), error, h("div", { class: "actions" }, submit));
-  const m = modal(realm ? `Edit ${realm.name}` : "Create realm", form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const v = (k) => f[k].control.value.trim();
-    const body = { name: v("name"), color: v("color") };
-    if (v("slug")) body.slug = v("slug");
-    if (v("description") || realm?.description) body.description = v("description") || null;
-    submit.disabled = true;
-    try {
+  formDialog({
+    title: realm ? `Edit ${realm.name}` : "Create realm",
+    fields: f,
+    submitLabel: realm ? "Save" : "Create realm",
+    submit: async () => {
+      const v = (k) => f[k].control.value.trim();
+      const body = { name: v("name"), color: v("color") };
+      if (v("slug")) body.slug = v("slug");
+      if (v("description") || realm?.description) body.description = v("description") || null;
       const r = realm ? await api.patch(`/api/realms/${api.enc(realm.id)}`, body) : await api.post("/api/realms", body);
-      m.close();
       toast(realm ? "Realm saved." : `Realm "${r.realm.name}" created.`);
       done(r.realm);
-    } catch (err) {
-      showFormError(err, f, error);
-    } finally {
-      submit.disabled = false;
-    }
+    },
   });
-  f.name.control.focus();
 }
 
 function addAgentDialog(realm, done) {
   const did = field("Agent DID", input("agentDid", { required: true, placeholder: "did:key:z6Mk…", class: "mono" }));
   const primary = h("input", { type: "checkbox", id: "add-primary", name: "isPrimary" });
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Add agent");
-  const form = h(
-    "form",
-    { class: "modal-body", novalidate: true },
-    did,
-    h("div", { class: "check" }, primary, h("label", { for: "add-primary" }, "Primary realm of this agent")),
-    error,
-    h("div", { class: "actions" }, submit),
-  );
-  const m = modal(`Add an agent to ${realm.name}`, form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    submit.disabled = true;
-    try {
+  formDialog({
+    title: `Add an agent to ${realm.name}`,
+    fields: { agentDid: did },
+    body: [did, h("div", { class: "check" }, primary, h("label", { for: "add-primary" }, "Primary realm of this agent"))],
+    submitLabel: "Add agent",
+    submit: async () => {
       const r = await api.post(`/api/realms/${api.enc(realm.id)}/agents`, { agentDid: did.control.value.trim(), isPrimary: primary.checked });
-      m.close();
       toast(r.llmPushed ? "Agent added and configured through the realm." : "Agent added.");
       done();
-    } catch (err) {
-      showFormError(err, { agentDid: did }, error);
-    } finally {
-      submit.disabled = false;
-    }
+    },
   });
-  did.control.focus();
 }
 
 function removeAgentDialog(realm, done) {
   const did = field("Agent DID", input("agentDid", { required: true, class: "mono" }));
-  const error = h("p", { class: "form-error", role: "alert", hidden: true });
-  const submit = h("button", { type: "submit", class: "btn btn-danger" }, "Remove agent");
-  const form = h("form", { class: "modal-body", novalidate: true }, did, error, h("div", { class: "actions" }, submit));
-  const m = modal(`Remove an agent from ${realm.name}`, form);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    submit.disabled = true;
-    try {
+  formDialog({
+    title: `Remove an agent from ${realm.name}`,
+    fields: { agentDid: did },
+    submitLabel: "Remove agent",
+    danger: true,
+    submit: async () => {
       await api.del(`/api/realms/${api.enc(realm.id)}/agents/${api.enc(did.control.value.trim())}`);
-      m.close();
       toast("Agent removed from the realm.");
       done();
-    } catch (err) {
-      showFormError(err, { agentDid: did }, error);
-    } finally {
-      submit.disabled = false;
-    }
+    },
   });
-  did.control.focus();
 }
 
 /** `#/realms/<id>` */
@@ -185,25 +153,14 @@ export async function detail(main, route, ctx) {
     realm = r.realm;
     const edit = admin ? h("button", { type: "button", class: "btn", on: { click: () => realmDialog(realm, () => load(true)) } }, "Edit") : null;
     const remove = admin
-      ? h(
-          "button",
-          {
-            type: "button",
-            class: "btn btn-danger",
-            on: {
-              click: async () => {
-                if (!(await confirmDialog(`Delete ${realm.name}?`, `Its LiteLLM key is deleted; the ${realm.agentCount} agent(s) routed through it get an empty config.`))) return;
-                try {
-                  await api.del(`/api/realms/${api.enc(id)}`);
-                  toast(`Realm "${realm.name}" deleted.`);
-                  ctx.go("realms");
-                } catch (e) {
-                  toast(`Delete failed: ${e.message}`, "err");
-                }
-              },
-            },
-          },
+      ? dangerButton(
           "Delete",
+          { title: `Delete ${realm.name}?`, text: `Its LiteLLM key is deleted; the ${realm.agentCount} agent(s) routed through it get an empty config.` },
+          async () => {
+            await api.del(`/api/realms/${api.enc(id)}`);
+            toast(`Realm "${realm.name}" deleted.`);
+            ctx.go("realms");
+          },
         )
       : null;
     fill(
