@@ -16,6 +16,9 @@
 //! | `VC_LOG_FORMAT` | `log_format` | `text` or `json` | `text` |
 //! | `VC_API_ADDR` | `api_addr` | `vc-api` listen address | `127.0.0.1:8080` |
 //! | `VC_COMMAND_WAIT_MS` | `command_wait_ms` | how long the API waits for an outcome before 202 | `5000` |
+//! | `VC_API_TOKEN_RATE` | `api_token_rate` | requests per second per token on one API instance (0 = no limit) | `50` |
+//! | `VC_API_TOKEN_BURST` | `api_token_burst` | requests a token may send at once above its rate | `100` |
+//! | `VC_API_TOKEN_CONCURRENCY` | `api_token_concurrency` | requests in flight per token on one API instance (0 = no limit) | `32` |
 //! | `VC_EDGE_ADDR` | `edge_addr` | `vc-edge` listen address | `127.0.0.1:8090` |
 //! | `VC_EDGE_ID` | `edge_id` | edge id | derived: hostname + random suffix |
 //! | `VC_EDGE_MAX_CONNECTIONS` | `edge_max_connections` | WebSocket sessions per edge | `10000` |
@@ -88,6 +91,15 @@ pub struct Settings {
     /// How long the API waits for a command outcome (ms).
     #[serde(default = "default_command_wait_ms")]
     pub command_wait_ms: u64,
+    /// Requests per second per token (API; 0 = no limit).
+    #[serde(default = "default_api_token_rate")]
+    pub api_token_rate: u32,
+    /// Burst above the rate (API).
+    #[serde(default = "default_api_token_burst")]
+    pub api_token_burst: u32,
+    /// Requests in flight per token (API; 0 = no limit).
+    #[serde(default = "default_api_token_concurrency")]
+    pub api_token_concurrency: u32,
     /// Edge listen address.
     #[serde(default = "default_edge_addr")]
     pub edge_addr: String,
@@ -149,6 +161,15 @@ fn default_api_addr() -> String {
 fn default_command_wait_ms() -> u64 {
     5000
 }
+fn default_api_token_rate() -> u32 {
+    50
+}
+fn default_api_token_burst() -> u32 {
+    100
+}
+fn default_api_token_concurrency() -> u32 {
+    32
+}
 fn default_edge_addr() -> String {
     "127.0.0.1:8090".into()
 }
@@ -177,6 +198,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VC_LOG_FORMAT", "log_format"),
     ("VC_API_ADDR", "api_addr"),
     ("VC_COMMAND_WAIT_MS", "command_wait_ms"),
+    ("VC_API_TOKEN_RATE", "api_token_rate"),
+    ("VC_API_TOKEN_BURST", "api_token_burst"),
+    ("VC_API_TOKEN_CONCURRENCY", "api_token_concurrency"),
     ("VC_EDGE_ADDR", "edge_addr"),
     ("VC_EDGE_ID", "edge_id"),
     ("VC_EDGE_MAX_CONNECTIONS", "edge_max_connections"),
@@ -204,6 +228,9 @@ pub fn redact_url_credentials(urls: &str) -> String {
 /// TOML keys whose values are whole numbers.
 const NUMERIC_KEYS: &[&str] = &[
     "command_wait_ms",
+    "api_token_rate",
+    "api_token_burst",
+    "api_token_concurrency",
     "edge_max_connections",
     "nats_stream_replicas",
     "reconcile_interval_secs",
@@ -234,6 +261,9 @@ impl std::fmt::Debug for LitellmSettings {
 
 /// `EX_USAGE`: the exit code of a bad command line or configuration.
 pub const EX_USAGE: u8 = 64;
+
+/// Shortest admin token accepted: a guessable admin token is the whole system.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 impl Settings {
     /// Defaults, as if no file and no environment were given.
@@ -418,9 +448,9 @@ impl Settings {
             Service::Api => {
                 match &self.admin_token {
                     None => errors.push("VC_ADMIN_TOKEN is required by vc-api".to_string()),
-                    Some(t) if t.len() < 16 => {
-                        errors.push("VC_ADMIN_TOKEN must be at least 16 characters".to_string())
-                    }
+                    Some(t) if t.chars().count() < MIN_ADMIN_TOKEN_CHARS => errors.push(format!(
+                        "VC_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)"
+                    )),
                     Some(_) => {}
                 }
                 if self.api_addr.parse::<SocketAddr>().is_err() {
@@ -431,6 +461,12 @@ impl Settings {
                 }
                 if !(100..=120_000).contains(&self.command_wait_ms) {
                     errors.push("VC_COMMAND_WAIT_MS must be from 100 to 120000".to_string());
+                }
+                if self.api_token_rate > 0 && self.api_token_burst == 0 {
+                    errors.push(
+                        "VC_API_TOKEN_BURST must be at least 1 while VC_API_TOKEN_RATE limits requests"
+                            .to_string(),
+                    );
                 }
             }
             Service::Edge => {
@@ -535,6 +571,25 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("VC_API_ADDR")), "{errs:?}");
         assert!(
             errs.iter().any(|e| e.contains("VC_COMMAND_WAIT_MS")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let short = "0123456789abcdef0123456789abcde"; // 31 characters
+        let s = Settings::load(None, &env(&[("VC_ADMIN_TOKEN", short)])).unwrap();
+        let errs = s.validate(Service::Api).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("VC_ADMIN_TOKEN must be at least 32 characters")),
+            "{errs:?}"
+        );
+        let long = format!("{short}f");
+        let s = Settings::load(None, &env(&[("VC_ADMIN_TOKEN", &long)])).unwrap();
+        let errs = s.validate(Service::Api).unwrap_err();
+        assert!(
+            !errs.iter().any(|e| e.contains("VC_ADMIN_TOKEN")),
             "{errs:?}"
         );
     }

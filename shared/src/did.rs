@@ -3,7 +3,7 @@
 //! A `did:key` for Ed25519 is `did:key:z` + base58btc(0xed 0x01 ‖ 32-byte public key) (multicodec
 //! `ed25519-pub`, varint-encoded as `0xed01`); it always starts `did:key:z6Mk`.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 const ED25519_MULTICODEC: [u8; 2] = [0xed, 0x01];
 
@@ -22,6 +22,9 @@ pub enum DidError {
     /// The bytes are not a valid Ed25519 point.
     #[error("did:key holds an invalid Ed25519 public key")]
     BadKey,
+    /// A small-order point: signatures by it can be forged without a private key.
+    #[error("did:key holds a weak (small-order) Ed25519 public key")]
+    WeakKey,
     /// The signature is not base64url of 64 bytes.
     #[error("signature must be 64 bytes, base64url without padding")]
     BadSignatureEncoding,
@@ -50,7 +53,11 @@ pub fn parse_did_key(did: &str) -> Result<VerifyingKey, DidError> {
         return Err(DidError::NotEd25519);
     }
     let arr: [u8; 32] = bytes[2..].try_into().map_err(|_| DidError::NotEd25519)?;
-    VerifyingKey::from_bytes(&arr).map_err(|_| DidError::BadKey)
+    let key = VerifyingKey::from_bytes(&arr).map_err(|_| DidError::BadKey)?;
+    if key.is_weak() {
+        return Err(DidError::WeakKey);
+    }
+    Ok(key)
 }
 
 /// The `did:key` of an Ed25519 public key.
@@ -92,7 +99,9 @@ pub fn verify_auth(
         .as_slice()
         .try_into()
         .map_err(|_| DidError::BadSignatureEncoding)?;
-    key.verify(
+    // Strict: no non-canonical signature encodings and no small-order R (RFC 8032's checks that plain
+    // `verify` leaves out), so one signature has one meaning.
+    key.verify_strict(
         auth_message(nonce, edge_id).as_bytes(),
         &Signature::from_bytes(&arr),
     )
@@ -123,6 +132,36 @@ mod tests {
         assert_eq!(
             verify_auth(&did, "00ff", "edge-1", "abc"),
             Err(DidError::BadSignatureEncoding)
+        );
+    }
+
+    /// The neutral point (y = 1) is a valid encoding of a small-order point: with R = that point and
+    /// s = 0, a "signature" verifies for any message under a cofactorless check that lets weak keys in.
+    #[test]
+    fn weak_keys_and_their_forgeries_are_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut bytes = ED25519_MULTICODEC.to_vec();
+        bytes.extend_from_slice(&identity);
+        let did = format!(
+            "did:key:{}",
+            multibase::encode(multibase::Base::Base58Btc, bytes)
+        );
+        assert_eq!(parse_did_key(&did), Err(DidError::WeakKey));
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(&identity);
+        use base64::Engine;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged);
+        assert_eq!(
+            verify_auth(&did, "00ff", "edge-1", &forged),
+            Err(DidError::WeakKey)
+        );
+        // And the same forgery against a real key does not verify.
+        let k = generate_key();
+        let real = did_from_key(&k.verifying_key());
+        assert_eq!(
+            verify_auth(&real, "00ff", "edge-1", &forged),
+            Err(DidError::BadSignature)
         );
     }
 

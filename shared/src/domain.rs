@@ -317,7 +317,7 @@ impl StoredAgent {
 }
 
 /// The LLM config an agent receives (contract §3 `llm_config.config`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LlmConfig {
     /// Provider name.
@@ -340,6 +340,8 @@ pub struct LlmConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
 }
+
+crate::redacted_debug!(LlmConfig { provider, model, base_url, allowed_models, system_prompt, max_tokens } secret { api_key });
 
 /// The LiteLLM sync state of a model or a realm key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

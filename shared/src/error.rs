@@ -24,6 +24,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: body is not JSON.
     UnsupportedMediaType,
+    /// 429: the caller's token is over its request rate or has too many requests in flight.
+    TooManyRequests,
     /// 503: a dependency (NATS, Redis) is unavailable, or the service is draining.
     Unavailable,
     /// 500: an internal failure. Never carries details to the client.
@@ -41,6 +43,7 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }

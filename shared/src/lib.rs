@@ -9,6 +9,7 @@
 //! - [`wire`]: messages between services on the bus (pushes to edges, events).
 //! - [`ws`]: the agent WebSocket protocol frames.
 //! - [`crypto`]: sealing secrets with `VC_SECRET_KEY`; [`did`]: `did:key` and agent signatures.
+//! - [`redact`]: `Debug` that hides the secret fields of a type.
 //! - [`config`], [`telemetry`], [`shutdown`], [`ops`], [`bus`]: settings, logging, signals, health
 //!   and metrics endpoints, NATS setup.
 //!
@@ -28,6 +29,7 @@ pub mod did;
 pub mod domain;
 pub mod error;
 pub mod ops;
+pub mod redact;
 pub mod routing;
 pub mod shutdown;
 pub mod store;

@@ -20,7 +20,7 @@ use vc_shared::store::Store;
 use crate::servers::{NatsCluster, NatsServer, RedisCluster, RedisOpts, RedisServer};
 
 /// Admin token used by every in-process API.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijklmnop";
 
 /// A running service task; dropping it stops the service (abort).
 pub struct Service {
@@ -99,6 +99,7 @@ pub struct StackBuilder {
     redis_opts: Option<RedisOpts>,
     stream_replicas: Option<usize>,
     reconcile_every: Option<Duration>,
+    api_limits: Option<(u32, u32, u32)>,
 }
 
 /// An HTTP response as tests see it.
@@ -145,6 +146,7 @@ pub struct Stack {
     redis_url: String,
     stream_replicas: usize,
     reconcile_every: Duration,
+    api_limits: (u32, u32, u32),
 }
 
 impl StackBuilder {
@@ -197,6 +199,12 @@ impl StackBuilder {
     /// Workers reconcile LiteLLM every `d` (default: never; the production default is 300 s).
     pub fn reconcile_every(mut self, d: Duration) -> Self {
         self.reconcile_every = Some(d);
+        self
+    }
+    /// The API's per-token limits: requests per second, burst, requests in flight (default: none, as
+    /// tests and benchmarks send far more than a production token may).
+    pub fn api_limits(mut self, rate: u32, burst: u32, concurrency: u32) -> Self {
+        self.api_limits = Some((rate, burst, concurrency));
         self
     }
 
@@ -270,6 +278,7 @@ impl StackBuilder {
             redis_url,
             stream_replicas,
             reconcile_every: self.reconcile_every.unwrap_or(Duration::ZERO),
+            api_limits: self.api_limits.unwrap_or((0, 0, 0)),
         };
         for _ in 0..self.workers.unwrap_or(1) {
             let w = stack.spawn_worker().await;
@@ -472,6 +481,9 @@ impl Stack {
             ("VC_API_ADDR", addr.to_string()),
             ("VC_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
             ("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string()),
+            ("VC_API_TOKEN_RATE", self.api_limits.0.to_string()),
+            ("VC_API_TOKEN_BURST", self.api_limits.1.to_string()),
+            ("VC_API_TOKEN_CONCURRENCY", self.api_limits.2.to_string()),
             ("RUST_LOG", "vc_api=warn,vc_shared=warn".to_string()),
         ];
         env.extend(self.litellm_env());
@@ -536,6 +548,11 @@ impl Stack {
             litellm: self.litellm_settings(),
             stream_replicas: self.stream_replicas,
             drain_delay: Duration::ZERO,
+            limits: vc_api::limits::TokenLimits::new(
+                self.api_limits.0,
+                self.api_limits.1,
+                self.api_limits.2,
+            ),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -921,6 +921,7 @@ async fn drain_serves_then_finishes_in_flight_requests() {
         litellm: None,
         stream_replicas: 1,
         drain_delay: Duration::from_millis(1500),
+        limits: vc_api::limits::TokenLimits::unlimited(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(vc_api::run(listener, deps, async move {
@@ -1357,6 +1358,7 @@ async fn whole_flow_with_per_component_users() {
             litellm: Some(litellm.clone()),
             stream_replicas: 1,
             drain_delay: Duration::ZERO,
+            limits: vc_api::limits::TokenLimits::unlimited(),
         },
         std::future::pending::<()>(),
     ));

@@ -308,6 +308,42 @@ async fn nats_command_interface() {
         .unwrap()
         .unwrap();
     assert_eq!(&d.payload[..], b"{{{");
+    // Malformed with a key in it: the dead letter keeps everything but the key.
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", "ext-bad-key");
+    h.insert("Vc-Reply-To", "test.replies.2");
+    js.publish_with_headers(
+        "vc.cmd.model.register",
+        h,
+        br#"{"name":"Leaky","apiKey":"sk-leaked-into-dlq","provider":"#
+            .to_vec()
+            .into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(15), replies.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let o: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(o["status"], "failed");
+    let d = tokio::time::timeout(Duration::from_secs(15), dlq.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &d.payload[..],
+        br#"{"name":"Leaky","apiKey":"<redacted>","provider":"#
+    );
+    assert_eq!(
+        d.headers
+            .as_ref()
+            .and_then(|h| h.get("Vc-Dlq-Redacted"))
+            .map(|v| v.as_str()),
+        Some("true")
+    );
     // Invalid field: failed outcome, no DLQ; the stream keeps flowing.
     let mut h = async_nats::HeaderMap::new();
     h.insert("Nats-Msg-Id", "ext-bad-2");

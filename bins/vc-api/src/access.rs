@@ -8,6 +8,9 @@
 //! string), appended to the Redis audit stream `{vc}:audit` and published on `vc.evt.auth.failed`. At most
 //! [`AUTH_EVENTS_PER_SEC`] are written per second and API instance; the rest are dropped and counted in
 //! `vc_api_auth_failure_events_dropped_total`, so a flood of bad requests cannot fill Redis or the bus.
+//!
+//! An authenticated request then passes the per-token limits ([`crate::limits`]): over its rate or with
+//! too many requests in flight, it is answered `429` with `Retry-After`.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -135,10 +138,47 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         record(&state, &actor.name, &resp, &method, &path);
         return resp;
     }
+    let admitted = match state.limits.admit(&actor.name, path == "/api/events") {
+        Ok(a) => a,
+        Err(refusal) => return too_many(&state, refusal),
+    };
     let name = actor.name.clone();
     req.extensions_mut().insert::<Actor>(actor);
     let resp = next.run(req).await;
+    drop(admitted);
     record(&state, &name, &resp, &method, &path);
+    resp
+}
+
+/// `429 TOO_MANY_REQUESTS` with `Retry-After` for a token over one of its limits.
+fn too_many(state: &AppState, refusal: crate::limits::Refusal) -> Response {
+    use crate::limits::Refusal;
+    let (reason, message) = match refusal {
+        Refusal::Rate(_) => (
+            "rate",
+            "this token is over its request rate (VC_API_TOKEN_RATE)",
+        ),
+        Refusal::Concurrency => (
+            "concurrency",
+            "this token has too many requests in flight (VC_API_TOKEN_CONCURRENCY)",
+        ),
+    };
+    state
+        .metrics
+        .token_limited
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .inc();
+    let mut resp = crate::error::ApiError::new(
+        vc_shared::error::ErrorCode::TooManyRequests,
+        format!("{message}: retry after {} s", refusal.retry_after_secs()),
+    )
+    .into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&refusal.retry_after_secs().to_string()) {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
     resp
 }
 

@@ -73,14 +73,20 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Actor
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(bearer_token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization header must be \"Bearer <token>\""))?;
     authenticate_token(token, state).await
+}
+
+/// The token of an `Authorization` value: the scheme `Bearer` in any case (RFC 9110: schemes are
+/// case-insensitive), one or more spaces, the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// The actor a bearer token (the admin token or a realm-admin token's secret) stands for.
@@ -146,6 +152,11 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The realms this caller may see: `None` (all) for the global admin, its own for a realm admin.
+    pub fn visible_realms(&self) -> Option<&[String]> {
+        (!self.admin).then_some(self.realm_ids.as_slice())
+    }
+
     /// 403 for a write authenticated by a session cookie without its CSRF token: a form or script on
     /// another site that makes the browser send the cookie cannot know the token.
     pub fn check_csrf(
@@ -260,6 +271,19 @@ impl Actor {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("bEaReR abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer   "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
     use super::*;
 
     #[test]

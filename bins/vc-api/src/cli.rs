@@ -63,6 +63,11 @@ pub async fn main() -> ExitCode {
         litellm: settings.litellm(),
         stream_replicas: settings.nats_stream_replicas,
         drain_delay: crate::DEFAULT_DRAIN_DELAY,
+        limits: crate::limits::TokenLimits::new(
+            settings.api_token_rate,
+            settings.api_token_burst,
+            settings.api_token_concurrency,
+        ),
     };
     match crate::run(listener, deps, vc_shared::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -172,7 +172,20 @@ fn visible(actor: &Actor, read: &ReadModel, ev: &Event) -> Option<Event> {
         return actor.can_read_realm(id).then(|| ev.clone());
     }
     if let Some(did) = ev.subject.strip_prefix("agent:") {
-        return member(did).then(|| ev.clone());
+        if !member(did) {
+            return None;
+        }
+        // An agent shared with another realm: that realm's id is not the caller's to see.
+        let mut ev = ev.clone();
+        if let Some(d) = ev.details.as_object_mut() {
+            if d.get("realmId")
+                .and_then(Value::as_str)
+                .is_some_and(|r| !actor.can_read_realm(r))
+            {
+                d.insert("realmId".into(), Value::Null);
+            }
+        }
+        return Some(ev);
     }
     let list = match ev.kind.as_str() {
         "agent.presence" => "changes",

@@ -14,6 +14,7 @@
 //!   reports), paging, filters and ETags.
 //! - [`feed`]: `GET /api/events`, the change feed (Server-Sent Events from the `VC_EVT` stream).
 //! - [`ui`]: the dashboard, static files embedded at build time, served at `/`.
+//! - [`limits`]: per-token request rate and requests in flight (429 with `Retry-After`).
 //! - [`metrics`]: `/metrics` counters (requests by route and status class, commands, 202s, auth failures).
 //!
 //! Shutdown ([`run`]): `/readyz` turns 503 at once, requests are still served for
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod feed;
+pub mod limits;
 pub mod metrics;
 pub mod read;
 pub mod routes;
@@ -79,6 +81,8 @@ pub struct AppState {
     pub metrics: metrics::ApiMetrics,
     /// Rate limit of `auth.failed` audit writes (per instance).
     pub auth_events: Arc<access::RateLimit>,
+    /// Per-token request rate and in-flight limits.
+    pub limits: Arc<limits::TokenLimits>,
     /// The read model every read is served from.
     pub read: read::ReadModel,
     /// Rendered list pages.
@@ -108,6 +112,8 @@ pub struct Deps {
     /// On shutdown, how long requests are still served after `/readyz` turned 503, before the listener
     /// closes (lets load balancers notice). `main`: [`DEFAULT_DRAIN_DELAY`]; tests: zero.
     pub drain_delay: Duration,
+    /// Per-token limits (`VC_API_TOKEN_RATE`, `VC_API_TOKEN_BURST`, `VC_API_TOKEN_CONCURRENCY`).
+    pub limits: limits::TokenLimits,
 }
 
 /// Drain delay of the binary.
@@ -233,7 +239,8 @@ pub fn router(state: AppState, ops: vc_shared::ops::Ops) -> Router {
         ))
 }
 
-/// Sets the read model's and the feed's gauges every 5 s until `stop`.
+/// Sets the read model's and the feed's gauges every 5 s until `stop`, and forgets idle tokens'
+/// limit states.
 async fn refresh_gauges(state: AppState, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -246,6 +253,7 @@ async fn refresh_gauges(state: AppState, stop: tokio_util::sync::CancellationTok
         m.read_model_agents.set(state.read.counts().2 as i64);
         m.read_model_loads.set(state.read.loads() as i64);
         m.feed_clients.set(state.feed.clients() as i64);
+        state.limits.forget_idle();
     }
 }
 
@@ -320,6 +328,7 @@ pub async fn run(
         draining: draining.clone(),
         metrics: api_metrics,
         auth_events: Arc::new(access::RateLimit::default()),
+        limits: Arc::new(deps.limits),
         read: read::ReadModel::default(),
         pages: Arc::default(),
         feed: feed::Feed::default(),

@@ -44,6 +44,13 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// Labels of `vc_api_token_limited_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `rate` or `concurrency`.
+    pub reason: String,
+}
+
 /// The API's metrics. Cheap to clone (shared counters).
 #[derive(Clone, Default)]
 pub struct ApiMetrics {
@@ -59,6 +66,8 @@ pub struct ApiMetrics {
     pub auth_failures: Family<StatusLabels, Counter>,
     /// Access failures not recorded in the audit log because of the rate limit.
     pub auth_events_dropped: Counter,
+    /// Requests refused with 429 by the per-token limits, by `reason` (`rate`, `concurrency`).
+    pub token_limited: Family<ReasonLabels, Counter>,
     /// The read model's last applied change-log number (refreshed every 5 s).
     pub read_model_change: Gauge,
     /// Agents in the read model (refreshed every 5 s).
@@ -101,6 +110,11 @@ impl ApiMetrics {
             "vc_api_auth_failure_events_dropped",
             "Access failures not written to the audit log (over the rate limit)",
             self.auth_events_dropped.clone(),
+        );
+        registry.register(
+            "vc_api_token_limited",
+            "Requests refused with 429 by the per-token limits, by reason (rate, concurrency)",
+            self.token_limited.clone(),
         );
         registry.register(
             "vc_api_read_model_change",

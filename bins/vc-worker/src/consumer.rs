@@ -126,7 +126,9 @@ pub(crate) async fn dead_letter(worker: &Worker, msg: &jetstream::Message, reaso
 }
 
 /// Publishes a dead letter on `vc.dlq.cmd` (headers `Vc-Original-Subject`, `Vc-Dlq-Reason`, the
-/// `Nats-Msg-Id` that deduplicates it, then `extra`) and waits for JetStream's acknowledgement.
+/// `Nats-Msg-Id` that deduplicates it, then `extra`) and waits for JetStream's acknowledgement. The
+/// string values of secret fields (`apiKey`) in the payload are replaced by `<redacted>` (header
+/// `Vc-Dlq-Redacted: true`): `VC_DLQ` is read by operators and keeps its messages for weeks.
 pub(crate) async fn publish_dead_letter(
     worker: &Worker,
     original_subject: &str,
@@ -144,6 +146,13 @@ pub(crate) async fn publish_dead_letter(
     for (name, value) in extra {
         headers.insert(*name, value.as_str());
     }
+    let payload = match vc_shared::redact::redact_secret_fields(&payload) {
+        Some(redacted) => {
+            headers.insert("Vc-Dlq-Redacted", "true");
+            Bytes::from(redacted)
+        }
+        None => payload,
+    };
     jetstream::new(worker.nats.clone())
         .publish_with_headers(subjects::DLQ_CMD, headers, payload)
         .await

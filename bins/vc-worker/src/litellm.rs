@@ -250,11 +250,14 @@ impl Litellm {
         Err(Self::fail(s, route, &b))
     }
 
-    /// `GET /key/info`; `None` when the key is unknown.
+    /// `GET /key/info`; `None` when the key is unknown. The key travels as its hashed token (SHA-256
+    /// hex, which the proxy accepts in place of the key): a query string ends up in access logs, and
+    /// the key itself must not.
     pub async fn key_info(&self, key: &str) -> Result<Option<KeyInfo>, LitellmError> {
         let route = "/key/info";
+        let token = vc_shared::crypto::sha256_hex(key);
         let (s, b) = self
-            .call(reqwest::Method::GET, route, &[("key", key)], None)
+            .call(reqwest::Method::GET, route, &[("key", &token)], None)
             .await?;
         if s == StatusCode::NOT_FOUND {
             return Ok(None);

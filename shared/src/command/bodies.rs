@@ -19,7 +19,7 @@ where
 }
 
 /// `Register a model` body (`POST /api/models`, `vc.cmd.model.register`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelRegisterBody {
     /// Registry id to use (optional; derived from the command id when absent).
@@ -48,8 +48,10 @@ pub struct ModelRegisterBody {
     pub description: Option<String>,
 }
 
+crate::redacted_debug!(ModelRegisterBody { id, name, provider, model_id, base_url, description } secret { api_key, api_key_sealed });
+
 /// `Update a model` body (`PUT /api/models/{id}`, `vc.cmd.model.update`). `null` clears nullable fields.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelUpdateBody {
     /// Registry id (from the path).
@@ -95,6 +97,8 @@ pub struct ModelUpdateBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_sealed: Option<String>,
 }
+
+crate::redacted_debug!(ModelUpdateBody { id, name, description, status, provider, model_id, base_url } secret { api_key, api_key_sealed });
 
 /// Body naming one entity by id (`model.delete`: `id`; realm kinds: `realmId`; agent kinds: `did`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -206,7 +210,7 @@ pub struct AgentRegisterBody {
 }
 
 /// `Set an agent's LLM config` body: the three forms of the contract, first match wins.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LlmConfigSetBody {
     /// Agent DID (from the path).
@@ -244,13 +248,24 @@ pub struct LlmConfigSetBody {
     pub max_tokens: Option<i64>,
 }
 
-/// A secret given in a command: in clear, or sealed for the bus.
-#[derive(Debug, Clone, PartialEq, Eq)]
+crate::redacted_debug!(LlmConfigSetBody { did, realm_id, realm_model_id, registry_model_id, provider, model, base_url, system_prompt, max_tokens } secret { api_key, api_key_sealed });
+
+/// A secret given in a command: in clear, or sealed for the bus. Its `Debug` shows which, never the value.
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretInput {
     /// Given in clear (by another service).
     Clear(String),
     /// Sealed with [`crate::crypto::Purpose::Command`].
     Sealed(String),
+}
+
+impl std::fmt::Debug for SecretInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretInput::Clear(_) => f.write_str("Clear(<redacted>)"),
+            SecretInput::Sealed(_) => f.write_str("Sealed(<redacted>)"),
+        }
+    }
 }
 
 impl SecretInput {

@@ -425,7 +425,9 @@ impl Catalog {
         effective(&a.route(), routing)
     }
 
-    pub(crate) fn agent_view(&self, a: &StoredAgent) -> AgentView {
+    /// The agent as `only` may see it: its memberships of those realms only (a realm admin never learns
+    /// another realm's id or name through an agent they share); `None` shows them all.
+    pub(crate) fn agent_view(&self, a: &StoredAgent, only: Option<&[String]>) -> AgentView {
         // A membership of a deleted realm is left behind by the (constant-time) realm delete: not
         // shown.
         let named = self
@@ -433,6 +435,7 @@ impl Catalog {
             .get(&a.did)
             .into_iter()
             .flatten()
+            .filter(|m| only.is_none_or(|o| o.contains(&m.realm_id)))
             .filter_map(|m| Some((m, self.realms.get(&m.realm_id)?.name.as_str())));
         views::agent_view(
             a,

@@ -103,7 +103,10 @@ pub(crate) fn agents_page(
             let (page, next) =
                 page::take(items, q.limit, |a| (a.created_at.clone(), a.did.clone()));
             Rendered::of(&AgentsBody {
-                agents: page.into_iter().map(|a| c.agent_view(a)).collect(),
+                agents: page
+                    .into_iter()
+                    .map(|a| c.agent_view(a, actor.visible_realms()))
+                    .collect(),
                 next,
             })
         })
@@ -135,7 +138,10 @@ pub async fn get_agent(
     loaded(&s, &headers).await?;
     let body = s
         .read
-        .read(|c| c.agent(&did).map(|a| json!({"agent": c.agent_view(a)})))
+        .read(|c| {
+            c.agent(&did)
+                .map(|a| json!({"agent": c.agent_view(a, actor.visible_realms())}))
+        })
         .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
     Ok(Rendered::of(&body)?.respond(&headers))
 }
@@ -174,10 +180,15 @@ pub async fn get_llm_config(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("agent {did} not found")))?;
     let state = s.store.effective_state(&a).await?;
+    // A realm admin does not learn the id of another realm the agent is routed through.
+    let realm_id = state
+        .realm_id
+        .as_ref()
+        .filter(|r| actor.visible_realms().is_none_or(|mine| mine.contains(r)));
     Ok(Json(json!({
         "config": views::safe_config(&state),
         "mode": state.mode,
-        "realmId": state.realm_id,
+        "realmId": realm_id,
         "version": state.version,
         "ackedVersion": s.store.acked_version(&did).await?,
     })))

@@ -113,7 +113,10 @@ pub async fn get_realm(
         models.sort_by_key(|m| m.name.to_lowercase());
         Some(json!({
             "realm": c.realm_view(r),
-            "agents": page.into_iter().map(|a| c.agent_view(a)).collect::<Vec<_>>(),
+            "agents": page
+                .into_iter()
+                .map(|a| c.agent_view(a, actor.visible_realms()))
+                .collect::<Vec<_>>(),
             "agentsNext": next,
             "models": models,
         }))
