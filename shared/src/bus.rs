@@ -132,6 +132,9 @@ pub async fn ensure_streams(js: &jetstream::Context, replicas: usize) -> Result<
             discard: stream::DiscardPolicy::Old,
             num_replicas: replicas,
             storage: stream::StorageType::File,
+            // The audit trail: nobody deletes or purges it; it ages out.
+            deny_delete: true,
+            deny_purge: true,
             ..Default::default()
         },
         stream::Config {
@@ -143,6 +146,8 @@ pub async fn ensure_streams(js: &jetstream::Context, replicas: usize) -> Result<
             discard: stream::DiscardPolicy::Old,
             num_replicas: replicas,
             storage: stream::StorageType::File,
+            deny_delete: true,
+            deny_purge: true,
             ..Default::default()
         },
     ];
@@ -163,6 +168,38 @@ pub async fn ensure_streams(js: &jetstream::Context, replicas: usize) -> Result<
             tracing::warn!(error = %err, "JetStream not ready; retrying stream setup.");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+    Ok(())
+}
+
+/// Streams whose messages nobody may delete or purge (`deny_delete`, `deny_purge`): the audit trail
+/// and the dead letters.
+pub const SEALED_HISTORY: [&str; 2] = [subjects::EVT_STREAM, subjects::DLQ_STREAM];
+
+/// Turns on `deny_delete` and `deny_purge` on [`SEALED_HISTORY`] streams created before they were
+/// set (JetStream allows turning them on, never off). The worker calls it at start; its NATS user may
+/// update those two streams.
+pub async fn seal_history(js: &jetstream::Context) -> Result<(), BusError> {
+    for name in SEALED_HISTORY {
+        let mut s = tokio::time::timeout(CALL_TIMEOUT, js.get_stream(name))
+            .await
+            .map_err(|_| BusError::Timeout(CALL_TIMEOUT))?
+            .map_err(|e| BusError::JetStream(format!("stream {name}: {e}")))?;
+        let mut config = s.cached_info().config.clone();
+        if config.deny_delete && config.deny_purge {
+            continue;
+        }
+        config.deny_delete = true;
+        config.deny_purge = true;
+        tokio::time::timeout(CALL_TIMEOUT, js.update_stream(config))
+            .await
+            .map_err(|_| BusError::Timeout(CALL_TIMEOUT))?
+            .map_err(|e| BusError::JetStream(format!("sealing stream {name}: {e}")))?;
+        tracing::info!(
+            stream = name,
+            "Stream sealed: messages can no longer be deleted or purged."
+        );
+        let _ = s.info().await;
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! | subject | publisher | subscriber | transport |
 //! |---|---|---|---|
-//! | `vc.cmd.<kind>` | `vc-api`, other services | `vc-worker` holding the lane (stream `VC_CMD`) | JetStream |
+//! | `vc.cmd.<kind>` | other services (NATS user `integration`) | `vc-worker` holding the lane (stream `VC_CMD`) | JetStream |
+//! | `vc.cmd.api.<kind>` | `vc-api` only (its NATS user's permission) | the same | JetStream |
+//! | `vc.cmd.worker.<kind>` | `vc-worker` only (reconcile) | the same | JetStream |
 //! | `vc.dlq.cmd` | `vc-worker` (undecodable commands) | operators (stream `VC_DLQ`) | JetStream |
 //! | `vc.sync.cmd` | `vc-worker` (lane holder: a committed command's LiteLLM work) | `vc-worker` (stream `VC_SYNC`) | JetStream |
 //! | `vc.sync.model.<id>`, `vc.sync.realm.<id>` | `vc-worker` | `vc-worker` (stream `VC_SYNC`) | JetStream |
@@ -46,17 +48,70 @@ pub const PUSH_MODEL_ALL: &str = "vc.push.model.*";
 /// Filter of every agent push.
 pub const PUSH_AGENT_ALL: &str = "vc.push.agent.*";
 
-/// `vc.cmd.<kind>`.
+/// Who published a command, as its subject says. The NATS permissions (`nats/auth.conf`) let only the
+/// `api` user publish under `vc.cmd.api.` and only the `worker` user under `vc.cmd.worker.`, so the
+/// subject, unlike a header, is proof of the publisher: the worker takes the audit actor (`Vc-Actor`)
+/// only from those two, and names every other command's actor `integration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandSource {
+    /// `vc.cmd.api.<kind>`: `vc-api`, on behalf of the caller named in `Vc-Actor`.
+    Api,
+    /// `vc.cmd.worker.<kind>`: the worker itself (reconcile).
+    Worker,
+    /// `vc.cmd.<kind>`: another service (the public interface).
+    Integration,
+}
+
+impl CommandSource {
+    /// The subject segment after `vc.cmd.` (`None` for the public interface).
+    fn segment(self) -> Option<&'static str> {
+        match self {
+            CommandSource::Api => Some("api"),
+            CommandSource::Worker => Some("worker"),
+            CommandSource::Integration => None,
+        }
+    }
+
+    /// The audit actor of a command: `Vc-Actor` from the API or the worker (their permissions make
+    /// the header theirs), `integration` for anyone else whatever the header says.
+    pub fn actor(self, header: Option<String>) -> String {
+        match self {
+            CommandSource::Api => header.unwrap_or_else(|| "api".into()),
+            CommandSource::Worker => header.unwrap_or_else(|| "worker".into()),
+            CommandSource::Integration => "integration".into(),
+        }
+    }
+}
+
+/// `vc.cmd.<kind>`: the public subject of a command (other services publish there).
 pub fn command(kind: CommandKind) -> String {
     format!("{CMD_PREFIX}.{}", kind.as_str())
 }
 
+/// The subject `source` publishes `kind` on: `vc.cmd.api.<kind>`, `vc.cmd.worker.<kind>` or
+/// `vc.cmd.<kind>`.
+pub fn command_from(source: CommandSource, kind: CommandKind) -> String {
+    match source.segment() {
+        Some(seg) => format!("{CMD_PREFIX}.{seg}.{}", kind.as_str()),
+        None => command(kind),
+    }
+}
+
+/// The source and kind of a command subject, if it is one.
+pub fn command_route(subject: &str) -> Option<(CommandSource, CommandKind)> {
+    let rest = subject.strip_prefix(CMD_PREFIX)?.strip_prefix('.')?;
+    for source in [CommandSource::Api, CommandSource::Worker] {
+        let seg = source.segment().unwrap_or_default();
+        if let Some(kind) = rest.strip_prefix(seg).and_then(|r| r.strip_prefix('.')) {
+            return CommandKind::parse(kind).map(|k| (source, k));
+        }
+    }
+    CommandKind::parse(rest).map(|k| (CommandSource::Integration, k))
+}
+
 /// The kind of a command subject, if it is one.
 pub fn command_kind(subject: &str) -> Option<CommandKind> {
-    subject
-        .strip_prefix(CMD_PREFIX)
-        .and_then(|s| s.strip_prefix('.'))
-        .and_then(CommandKind::parse)
+    command_route(subject).map(|(_, k)| k)
 }
 
 /// `vc.sync.model.<id>`.
@@ -110,6 +165,39 @@ pub const EVT_AGENT_ACKED: &str = "vc.evt.agent.acked";
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn command_subjects_name_their_source() {
+        let k = CommandKind::RealmGrant;
+        assert_eq!(
+            command_from(CommandSource::Api, k),
+            "vc.cmd.api.realm.grant"
+        );
+        assert_eq!(
+            command_from(CommandSource::Worker, k),
+            "vc.cmd.worker.realm.grant"
+        );
+        assert_eq!(
+            command_from(CommandSource::Integration, k),
+            "vc.cmd.realm.grant"
+        );
+        for source in [
+            CommandSource::Api,
+            CommandSource::Worker,
+            CommandSource::Integration,
+        ] {
+            assert_eq!(command_route(&command_from(source, k)), Some((source, k)));
+        }
+        assert_eq!(command_route("vc.cmd.api.nope"), None);
+        assert_eq!(command_route("vc.cmd.api"), None);
+        assert_eq!(command_route("vc.other.realm.grant"), None);
+        assert_eq!(
+            CommandSource::Integration.actor(Some("admin".into())),
+            "integration"
+        );
+        assert_eq!(CommandSource::Api.actor(Some("token:t".into())), "token:t");
+    }
+
     use super::*;
 
     #[test]

@@ -1514,6 +1514,92 @@ async fn whole_flow_with_per_component_users() {
     assert_eq!(outcome["status"], "succeeded", "{outcome}");
     assert_eq!(outcome["commandId"], json!(cmd_id));
 
+    // Confinement: a command whose Vc-Reply-To names the JetStream API (a purge of the audit stream) and
+    // whose Vc-Actor claims to be the admin. The command applies; nothing is purged; the actor is the
+    // NATS user's.
+    let integ_js = async_nats::jetstream::new(integ.clone());
+    let evt_before = integ_js
+        .get_stream("VC_EVT")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert!(evt_before.messages > 0);
+    let forged_id = uuid::Uuid::now_v7().to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", forged_id.as_str());
+    headers.insert("Vc-Reply-To", "$JS.API.STREAM.PURGE.VC_EVT");
+    headers.insert("Vc-Actor", "admin");
+    integ_js
+        .publish_with_headers(
+            "vc.cmd.realm.create",
+            headers,
+            "{\"name\":\"Forged\"}".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let forged_realm = eventually("the forged command applied", patience(), || async {
+        let (st, c, _) = send(Method::GET, &format!("/api/commands/{forged_id}"), None).await;
+        (st == 200 && c["status"] == "succeeded")
+            .then(|| c["result"]["realm"]["id"].as_str().unwrap().to_string())
+    })
+    .await;
+    let (_, audit, _) = send(Method::GET, "/api/audit?limit=1000", None).await;
+    let created = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "realm.created" && e["subject"] == format!("realm:{forged_realm}"))
+        .cloned()
+        .expect("the audit has the forged command's event");
+    assert_eq!(created["actor"], "integration", "{created}");
+    // The API's own subject is not the integration's: a publish there is refused by NATS.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+    headers.insert("Vc-Actor", "admin");
+    integ
+        .publish_with_headers(
+            "vc.cmd.api.realm.create",
+            headers,
+            "{\"name\":\"Posing as the API\"}".into(),
+        )
+        .await
+        .unwrap();
+    integ.flush().await.unwrap();
+    // Nor can it purge the audit stream itself; and VC_EVT refuses purges from anyone.
+    assert!(integ_js
+        .get_stream("VC_EVT")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .is_err());
+    let evt_after = integ_js
+        .get_stream("VC_EVT")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert_eq!(
+        evt_after.first_sequence, evt_before.first_sequence,
+        "VC_EVT was purged"
+    );
+    assert!(evt_after.messages > evt_before.messages);
+    let (_, realms, _) = send(Method::GET, "/api/realms?q=Posing", None).await;
+    assert_eq!(
+        realms["realms"],
+        json!([]),
+        "the integration posed as the API"
+    );
+
     // API events: a token, an auth failure.
     let (st, _, t) = send(
         Method::POST,
@@ -1550,13 +1636,21 @@ async fn whole_flow_with_per_component_users() {
         kinds.insert(ev["kind"].as_str().unwrap().to_string());
     }
 
+    // The integration's two refused attempts above, and nothing else.
+    let expected = |v: &String| {
+        v.contains("Publish to \"vc.cmd.api.realm.create\"")
+            || v.contains("$JS.API.STREAM.PURGE.VC_EVT")
+    };
     for (who, errs) in [
         ("api", &api_err),
         ("worker", &worker_err),
         ("edge", &edge_err),
         ("integration", &integ_err),
     ] {
-        let v = violations(errs);
+        let v: Vec<String> = violations(errs)
+            .into_iter()
+            .filter(|v| !expected(v))
+            .collect();
         assert!(v.is_empty(), "{who} hit permission violations: {v:?}");
     }
     handle.abort();

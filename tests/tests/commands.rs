@@ -105,12 +105,12 @@ async fn every_kind_replayed_is_applied_once() {
         ("model.delete", json!({"id": "replay-model-2"})),
         ("realm.delete", json!({"realmId": rid})),
     ];
-    let mut replies = nc.subscribe("test.replay.>").await.unwrap();
+    let mut replies = nc.subscribe("_INBOX.test.replay.>").await.unwrap();
     let mut first = Vec::new();
     for (i, (kind, body)) in seq.iter().enumerate() {
         let mut h = async_nats::HeaderMap::new();
         h.insert("Nats-Msg-Id", format!("replay-{i}").as_str());
-        h.insert("Vc-Reply-To", format!("test.replay.{i}").as_str());
+        h.insert("Vc-Reply-To", format!("_INBOX.test.replay.{i}").as_str());
         js.publish_with_headers(
             format!("vc.cmd.{kind}"),
             h,
@@ -139,7 +139,7 @@ async fn every_kind_replayed_is_applied_once() {
     for (i, (kind, body)) in seq.iter().enumerate() {
         let mut h = async_nats::HeaderMap::new();
         h.insert("Nats-Msg-Id", format!("replay-{i}").as_str());
-        h.insert("Vc-Reply-To", format!("test.replay.{i}").as_str());
+        h.insert("Vc-Reply-To", format!("_INBOX.test.replay.{i}").as_str());
         let ack = js
             .publish_with_headers(
                 format!("vc.cmd.{kind}"),

@@ -48,7 +48,7 @@ async fn redis_kill_and_restart(appendfsync: &str) {
     let load = Arc::new(Mutex::new(Load::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let nc = s.nats_client().await;
-    let reply_subject = format!("test.redis.{}", uuid::Uuid::new_v4().simple());
+    let reply_subject = format!("_INBOX.test.redis.{}", uuid::Uuid::new_v4().simple());
     let mut replies = nc.subscribe(reply_subject.clone()).await.unwrap();
     let collector = {
         let load = load.clone();

@@ -35,12 +35,12 @@ async fn killed_worker_does_not_finish_its_command() {
     let emu = s.emu.as_ref().unwrap().emu.clone();
     emu.set_latency(Duration::from_secs(2));
     let nc = s.nats_client().await;
-    let mut replies = nc.subscribe("test.fault.reply").await.unwrap();
+    let mut replies = nc.subscribe("_INBOX.test.fault.reply").await.unwrap();
     let js = async_nats::jetstream::new(nc);
     let id = uuid::Uuid::new_v4().to_string();
     let mut h = async_nats::HeaderMap::new();
     h.insert(HDR_MSG_ID, id.as_str());
-    h.insert(HDR_REPLY_TO, "test.fault.reply");
+    h.insert(HDR_REPLY_TO, "_INBOX.test.fault.reply");
     let body = json!({"name": "Slow Sync", "provider": "openai", "modelId": "gpt-x"});
     js.publish_with_headers(
         "vc.cmd.model.register",

@@ -172,14 +172,16 @@ async fn changes_live_and_resumed() {
     );
     agent.stop().await;
 
-    // A resume point past the retention window: the feed says so first, then follows.
+    // A resume point past the retention window: the feed says so first, then follows. The stream's
+    // history cannot be purged (deny_purge): old events leave it by its limits, as in production (here
+    // the message limit, lowered to 2).
     let js = async_nats::jetstream::new(s.nats_client().await);
-    js.get_stream("VC_EVT")
-        .await
-        .unwrap()
-        .purge()
-        .await
-        .unwrap();
+    let mut evt = js.get_stream("VC_EVT").await.unwrap();
+    assert!(evt.purge().await.is_err(), "VC_EVT refuses purges");
+    let mut config = evt.info().await.unwrap().config.clone();
+    assert!(config.deny_delete && config.deny_purge);
+    config.max_messages = 2;
+    js.update_stream(config).await.unwrap();
     let mut gone = Sse::open(&s, ADMIN_TOKEN, Some("1")).await;
     let (id, event, data) = gone.next().await;
     assert_eq!(event, "reset", "{data}");

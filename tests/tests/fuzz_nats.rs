@@ -346,7 +346,7 @@ impl Harness {
         let (stack, nats) = rt.block_on(async {
             let s = Stack::builder().start().await;
             let nats = s.nats_client().await;
-            let mut sub = nats.subscribe("fuzz.>").await.expect("subscribe");
+            let mut sub = nats.subscribe("_INBOX.fuzz.>").await.expect("subscribe");
             nats.flush().await.expect("flush");
             let (inbox, notify) = (inbox.clone(), notify.clone());
             tokio::spawn(async move {
@@ -414,7 +414,7 @@ impl Harness {
     /// Publishes a valid command and waits for its outcome.
     async fn command(&self, kind: CommandKind, body: Value) -> Value {
         let n = self.n();
-        let reply = format!("fuzz.canary.{n}");
+        let reply = format!("_INBOX.fuzz.canary.{n}");
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(HDR_MSG_ID, format!("canary-{n}").as_str());
         headers.insert(HDR_REPLY_TO, reply.as_str());
@@ -495,7 +495,7 @@ impl Harness {
             MsgId::NonAscii => Some(format!("fz{n}-é")),
         };
         let reply = match m.reply {
-            ReplyTo::Inbox => Some(format!("fuzz.reply.{n}")),
+            ReplyTo::Inbox => Some(format!("_INBOX.fuzz.reply.{n}")),
             ReplyTo::Missing => None,
             ReplyTo::Invalid(s) => Some(s.to_string()),
         };
@@ -537,7 +537,7 @@ impl Harness {
                 String::from_utf8_lossy(&m.payload)
             ),
             id,
-            reply: reply.filter(|r| r.starts_with("fuzz.reply.")),
+            reply: reply.filter(|r| r.starts_with("_INBOX.fuzz.reply.")),
             rule,
             dlq,
             subject,
@@ -817,7 +817,7 @@ async fn raw_hpub(url: &str, subject: &str, header: &[u8], payload: &[u8]) -> bo
     }
 }
 
-/// `HPUB`s an unreadable header block (which names `Vc-Reply-To: fuzz.raw`) on `realm.create`, then
+/// `HPUB`s an unreadable header block (which names `Vc-Reply-To: _INBOX.fuzz.raw`) on `realm.create`, then
 /// checks that the canary is applied within [`PROMPT`], that the command is dead-lettered once (with
 /// its header block, base64, in `Vc-Original-Headers`) and that its sender gets a failed outcome
 /// naming the headers.
@@ -837,7 +837,7 @@ fn unreadable_header_is_dead_lettered(header: &[u8]) -> Result<(), String> {
             "the server accepts the message"
         );
         h.canary().await?;
-        let outcome = h.outcome("fuzz.raw", PROMPT).await;
+        let outcome = h.outcome("_INBOX.fuzz.raw", PROMPT).await;
         let ok = outcome.as_ref().is_some_and(|o| {
             o["status"] == "failed"
                 && o["error"]["message"]
@@ -890,9 +890,9 @@ fn unreadable_header_is_dead_lettered(header: &[u8]) -> Result<(), String> {
 #[test]
 fn unparsable_header_is_dead_lettered_and_never_blocks() {
     for header in [
-        &b"NATS/1.0\r\nNats-Msg-Id: raw-1\r\nVc-Reply-To: fuzz.raw\r\nX-Bad: \xff\xfe\r\n\r\n"[..],
-        b"NATS/1.0\r\nNats-Msg-Id: raw-2\r\nVc-Reply-To: fuzz.raw\r\nBad Name: x\r\n\r\n",
-        b"NATS/1.0\r\nNats-Msg-Id: raw-3\r\nVc-Reply-To: fuzz.raw\r\ngarbage\r\n\r\n",
+        &b"NATS/1.0\r\nNats-Msg-Id: raw-1\r\nVc-Reply-To: _INBOX.fuzz.raw\r\nX-Bad: \xff\xfe\r\n\r\n"[..],
+        b"NATS/1.0\r\nNats-Msg-Id: raw-2\r\nVc-Reply-To: _INBOX.fuzz.raw\r\nBad Name: x\r\n\r\n",
+        b"NATS/1.0\r\nNats-Msg-Id: raw-3\r\nVc-Reply-To: _INBOX.fuzz.raw\r\ngarbage\r\n\r\n",
     ] {
         unreadable_header_is_dead_lettered(header)
             .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(header)));
@@ -906,9 +906,9 @@ fn unparsable_header_is_dead_lettered_and_never_blocks() {
 #[test]
 fn status_line_header_is_dead_lettered_and_never_blocks() {
     for header in [
-        &b"NATS/1.0 408 Request Timeout\r\nNats-Msg-Id: raw-4\r\nVc-Reply-To: fuzz.raw\r\n\r\n"[..],
-        b"NATS/1.0 100 Idle Heartbeat\r\nNats-Msg-Id: raw-5\r\nVc-Reply-To: fuzz.raw\r\n\r\n",
-        b"HTTP/1.1\r\nNats-Msg-Id: raw-8\r\nVc-Reply-To: fuzz.raw\r\n\r\n",
+        &b"NATS/1.0 408 Request Timeout\r\nNats-Msg-Id: raw-4\r\nVc-Reply-To: _INBOX.fuzz.raw\r\n\r\n"[..],
+        b"NATS/1.0 100 Idle Heartbeat\r\nNats-Msg-Id: raw-5\r\nVc-Reply-To: _INBOX.fuzz.raw\r\n\r\n",
+        b"HTTP/1.1\r\nNats-Msg-Id: raw-8\r\nVc-Reply-To: _INBOX.fuzz.raw\r\n\r\n",
     ] {
         unreadable_header_is_dead_lettered(header)
             .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(header)));

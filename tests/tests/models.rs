@@ -257,7 +257,7 @@ async fn nats_command_interface() {
     let s = Stack::builder().litellm(true).start().await;
     let nc = s.nats_client().await;
     let js = async_nats::jetstream::new(nc.clone());
-    let mut replies = nc.subscribe("test.replies.>").await.unwrap();
+    let mut replies = nc.subscribe("_INBOX.test.replies.>").await.unwrap();
     let mut dlq = nc.subscribe("vc.dlq.cmd").await.unwrap();
     let body = serde_json::to_vec(
         &json!({"name": "Gemini", "provider": "google", "modelId": "gemini-pro", "apiKey": "sk-g"}),
@@ -266,7 +266,7 @@ async fn nats_command_interface() {
     for _ in 0..2 {
         let mut h = async_nats::HeaderMap::new();
         h.insert("Nats-Msg-Id", "ext-cmd-1");
-        h.insert("Vc-Reply-To", "test.replies.1");
+        h.insert("Vc-Reply-To", "_INBOX.test.replies.1");
         js.publish_with_headers("vc.cmd.model.register", h, body.clone().into())
             .await
             .unwrap()
@@ -290,7 +290,7 @@ async fn nats_command_interface() {
     // Malformed: not JSON.
     let mut h = async_nats::HeaderMap::new();
     h.insert("Nats-Msg-Id", "ext-bad-1");
-    h.insert("Vc-Reply-To", "test.replies.2");
+    h.insert("Vc-Reply-To", "_INBOX.test.replies.2");
     js.publish_with_headers("vc.cmd.model.register", h, "{{{".into())
         .await
         .unwrap()
@@ -311,7 +311,7 @@ async fn nats_command_interface() {
     // Malformed with a key in it: the dead letter keeps everything but the key.
     let mut h = async_nats::HeaderMap::new();
     h.insert("Nats-Msg-Id", "ext-bad-key");
-    h.insert("Vc-Reply-To", "test.replies.2");
+    h.insert("Vc-Reply-To", "_INBOX.test.replies.2");
     js.publish_with_headers(
         "vc.cmd.model.register",
         h,
@@ -347,7 +347,7 @@ async fn nats_command_interface() {
     // Invalid field: failed outcome, no DLQ; the stream keeps flowing.
     let mut h = async_nats::HeaderMap::new();
     h.insert("Nats-Msg-Id", "ext-bad-2");
-    h.insert("Vc-Reply-To", "test.replies.3");
+    h.insert("Vc-Reply-To", "_INBOX.test.replies.3");
     js.publish_with_headers(
         "vc.cmd.model.register",
         h,

@@ -243,7 +243,10 @@ pub async fn submit(
             let ack = state
                 .js
                 .publish_with_headers(
-                    vc_shared::subjects::command(kind),
+                    vc_shared::subjects::command_from(
+                        vc_shared::subjects::CommandSource::Api,
+                        kind,
+                    ),
                     headers.clone(),
                     body.clone(),
                 )

@@ -90,12 +90,26 @@ pub(crate) fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
         .map(|v| v.as_str().to_string())
 }
 
+/// Sends `outcome` to `reply_to` when it is an `_INBOX.` subject
+/// ([`vc_shared::command::reply_subject_allowed`]); otherwise logs the refusal (the outcome stays
+/// readable at `GET /api/commands/{id}`).
 pub(crate) async fn reply(worker: &Worker, reply_to: Option<&str>, outcome: &Outcome) {
-    if let Some(subject) = reply_to {
-        let payload = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
-        if let Err(e) = worker.nats.publish(subject.to_string(), payload).await {
-            warn!(error = %e, "Could not send the outcome; it stays readable at /api/commands/{{id}}.");
-        }
+    let Some(subject) = reply_to else {
+        return;
+    };
+    if !vc_shared::command::reply_subject_allowed(subject) {
+        worker.metrics.replies_refused.inc();
+        let shown: String = subject.chars().take(128).collect();
+        warn!(
+            reply_to = %shown.escape_debug(),
+            command_id = %outcome.command_id,
+            "Vc-Reply-To is not an _INBOX subject: the outcome is not sent (GET /api/commands/{{id}} has it)."
+        );
+        return;
+    }
+    let payload = Bytes::from(serde_json::to_vec(outcome).unwrap_or_default());
+    if let Err(e) = worker.nats.publish(subject.to_string(), payload).await {
+        warn!(error = %e, "Could not send the outcome; it stays readable at /api/commands/{{id}}.");
     }
 }
 

@@ -156,6 +156,10 @@ pub async fn run_tuned(
     vc_shared::bus::ensure_streams(&js, deps.stream_replicas)
         .await
         .map_err(|e| Error::Setup(e.to_string()))?;
+    // Streams created by an older version: their history becomes undeletable too.
+    if let Err(e) = vc_shared::bus::seal_history(&js).await {
+        tracing::warn!(error = %e, "Could not seal VC_EVT and VC_DLQ against deletes and purges.");
+    }
     match deps.store.check_secret_key(&deps.sealer).await {
         Ok(true) => {}
         Ok(false) => {

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub syncs: Family<SyncLabels, Counter>,
     /// Commands sent to the dead-letter subject.
     pub dead_letters: Counter,
+    /// Outcomes not sent because `Vc-Reply-To` is not an `_INBOX.` subject.
+    pub replies_refused: Counter,
     /// Times this worker took the command lane.
     pub lane_acquired: Counter,
     /// 1 while this worker holds the command lane.
@@ -69,6 +71,7 @@ impl Default for Metrics {
             commands: Family::default(),
             syncs: Family::default(),
             dead_letters: Counter::default(),
+            replies_refused: Counter::default(),
             lane_acquired: Counter::default(),
             lane_held: Default::default(),
         }
@@ -101,6 +104,11 @@ impl Metrics {
             "vc_worker_dead_letters",
             "Commands sent to vc.dlq.cmd",
             self.dead_letters.clone(),
+        );
+        registry.register(
+            "vc_worker_replies_refused",
+            "Outcomes not sent because Vc-Reply-To is not an _INBOX subject",
+            self.replies_refused.clone(),
         );
         registry.register(
             "vc_worker_lane_batch_seconds",

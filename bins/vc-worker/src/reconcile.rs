@@ -198,7 +198,7 @@ async fn mint_missing_key(worker: &Worker, realm_id: &str) -> Result<bool, Strin
     let body = serde_json::json!({"modelId": model_id, "realmId": realm_id});
     async_nats::jetstream::new(worker.nats.clone())
         .publish_with_headers(
-            subjects::command(CommandKind::RealmGrant),
+            subjects::command_from(subjects::CommandSource::Worker, CommandKind::RealmGrant),
             headers,
             serde_json::to_vec(&body).unwrap_or_default().into(),
         )

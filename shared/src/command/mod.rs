@@ -44,10 +44,25 @@ pub use validate::{validate_command_id, validate_did, validate_id, validate_url}
 
 /// Header carrying the command id (JetStream dedupe key).
 pub const HDR_MSG_ID: &str = "Nats-Msg-Id";
-/// Header naming the subject the outcome is sent to.
+/// Header naming the subject the outcome is sent to: an `_INBOX.` subject ([`reply_subject_allowed`]).
 pub const HDR_REPLY_TO: &str = "Vc-Reply-To";
-/// Header naming who issued the command (for audit): `admin`, `token:<id>`, or a service name.
+/// Header naming who issued the command (for audit): `admin`, `token:<id>`. Taken only from commands on
+/// `vc.cmd.api.*` and `vc.cmd.worker.*` (see [`crate::subjects::CommandSource`]); ignored elsewhere.
 pub const HDR_ACTOR: &str = "Vc-Actor";
+
+/// Whether the worker sends an outcome to `subject`: only request-reply inboxes (`_INBOX.` and at least
+/// one more token, no wildcard, no whitespace). Anything else would let a publisher of commands make
+/// the worker publish where it may (the JetStream API, pushes): the command still applies, its outcome
+/// stays readable at `GET /api/commands/{id}`, and the refusal is logged.
+pub fn reply_subject_allowed(subject: &str) -> bool {
+    subject.len() > "_INBOX.".len()
+        && subject.starts_with("_INBOX.")
+        && !subject.ends_with('.')
+        && subject
+            .split('.')
+            .all(|t| !t.is_empty() && t != "*" && t != ">")
+        && subject.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// Longest accepted name (models, realms, agents).
 pub const MAX_NAME_LEN: usize = 200;

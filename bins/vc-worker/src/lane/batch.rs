@@ -168,7 +168,7 @@ pub(super) async fn prepare(
         return Ok((step(StepKind::Nothing), Vec::new()));
     }
     let submitted_at = existing.map(|r| r.submitted_at).unwrap_or_else(now_rfc3339);
-    let Some(kind) = subjects::command_kind(&msg.subject) else {
+    let Some((source, kind)) = subjects::command_route(&msg.subject) else {
         let error =
             DomainError::bad_request(format!("unknown command kind in subject {}", msg.subject));
         let record = failed_record(&id, msg.subject.as_str(), submitted_at, error);
@@ -197,7 +197,8 @@ pub(super) async fn prepare(
         }
     };
     let reconcile = matches!(command, Command::LitellmReconcile);
-    let actor = header(&msg, HDR_ACTOR).unwrap_or_else(|| "nats".into());
+    // The actor is the subject's to say (NATS permissions), not the header's: see `CommandSource`.
+    let actor = source.actor(header(&msg, HDR_ACTOR));
     let ctx = Ctx {
         store: view,
         sealer: &worker.sealer,
