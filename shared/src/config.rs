@@ -22,6 +22,8 @@
 //! | `VC_EDGE_ADDR` | `edge_addr` | `vc-edge` listen address | `127.0.0.1:8090` |
 //! | `VC_EDGE_ID` | `edge_id` | edge id | derived: hostname + random suffix |
 //! | `VC_EDGE_MAX_CONNECTIONS` | `edge_max_connections` | WebSocket sessions per edge | `10000` |
+//! | `VC_EDGE_TLS_CERT` | `edge_tls_cert` | edge TLS certificate chain, PEM file (with `VC_EDGE_TLS_KEY`) | unset (plain `ws://`) |
+//! | `VC_EDGE_TLS_KEY` | `edge_tls_key` | private key of that certificate, PEM file (with `VC_EDGE_TLS_CERT`) | unset |
 //! | `VC_WORKER_METRICS_ADDR` | `worker_metrics_addr` | worker `/healthz` `/readyz` `/metrics` | unset (not served) |
 //! | `VC_NATS_STREAM_REPLICAS` | `nats_stream_replicas` | replicas of the JetStream streams (3 on a cluster) | `1` |
 //! | `VC_RECONCILE_INTERVAL_SECS` | `reconcile_interval_secs` | periodic LiteLLM reconcile (0 = off) | `300` |
@@ -109,6 +111,12 @@ pub struct Settings {
     /// Sessions per edge.
     #[serde(default = "default_edge_max_connections")]
     pub edge_max_connections: usize,
+    /// Edge TLS: the certificate chain, a PEM file (leaf first). Set with `edge_tls_key` or not at all.
+    #[serde(default)]
+    pub edge_tls_cert: Option<String>,
+    /// Edge TLS: the private key of `edge_tls_cert`, a PEM file.
+    #[serde(default)]
+    pub edge_tls_key: Option<String>,
     /// Worker health/metrics address.
     #[serde(default)]
     pub worker_metrics_addr: Option<String>,
@@ -145,6 +153,8 @@ impl std::fmt::Debug for Settings {
             .field("api_addr", &self.api_addr)
             .field("edge_addr", &self.edge_addr)
             .field("edge_id", &self.edge_id)
+            .field("edge_tls_cert", &self.edge_tls_cert)
+            .field("edge_tls_key", &self.edge_tls_key)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +214,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VC_EDGE_ADDR", "edge_addr"),
     ("VC_EDGE_ID", "edge_id"),
     ("VC_EDGE_MAX_CONNECTIONS", "edge_max_connections"),
+    ("VC_EDGE_TLS_CERT", "edge_tls_cert"),
+    ("VC_EDGE_TLS_KEY", "edge_tls_key"),
     ("VC_WORKER_METRICS_ADDR", "worker_metrics_addr"),
     ("VC_NATS_STREAM_REPLICAS", "nats_stream_replicas"),
     ("VC_RECONCILE_INTERVAL_SECS", "reconcile_interval_secs"),
@@ -492,6 +504,20 @@ impl Settings {
                 if !(1..=1_000_000).contains(&self.edge_max_connections) {
                     errors.push("VC_EDGE_MAX_CONNECTIONS must be from 1 to 1000000".to_string());
                 }
+                // Both or neither. The files themselves are read (and their PEM checked) by the edge
+                // at start, once these settings are valid.
+                let set = |v: &Option<String>| v.as_deref().is_some_and(|p| !p.trim().is_empty());
+                match (set(&self.edge_tls_cert), set(&self.edge_tls_key)) {
+                    (true, false) => errors.push(
+                        "VC_EDGE_TLS_KEY is required when VC_EDGE_TLS_CERT is set (the PEM file of the certificate's private key)"
+                            .to_string(),
+                    ),
+                    (false, true) => errors.push(
+                        "VC_EDGE_TLS_CERT is required when VC_EDGE_TLS_KEY is set (the PEM file of the certificate chain)"
+                            .to_string(),
+                    ),
+                    _ => {}
+                }
             }
             Service::Worker => {
                 if let Some(a) = &self.worker_metrics_addr {
@@ -647,6 +673,44 @@ mod tests {
         );
         let s = Settings::load(None, &env(&[("NATS_URL", "nats://api:secretpw@h:1")])).unwrap();
         assert!(!format!("{s:?}").contains("secretpw"));
+    }
+
+    #[test]
+    fn edge_tls_needs_both_files() {
+        let base = [(
+            "VC_SECRET_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            Settings::load(None, &env(&pairs)).unwrap()
+        };
+        assert_eq!(with(&[]).validate(Service::Edge), Ok(()));
+        let both = with(&[
+            ("VC_EDGE_TLS_CERT", "edge.crt"),
+            ("VC_EDGE_TLS_KEY", "edge.key"),
+        ]);
+        assert_eq!(both.validate(Service::Edge), Ok(()));
+        assert_eq!(both.edge_tls_cert.as_deref(), Some("edge.crt"));
+        let errs = with(&[("VC_EDGE_TLS_CERT", "edge.crt")])
+            .validate(Service::Edge)
+            .unwrap_err();
+        assert!(
+            errs.len() == 1 && errs[0].starts_with("VC_EDGE_TLS_KEY is required"),
+            "{errs:?}"
+        );
+        let errs = with(&[("VC_EDGE_TLS_KEY", "edge.key")])
+            .validate(Service::Edge)
+            .unwrap_err();
+        assert!(
+            errs.len() == 1 && errs[0].starts_with("VC_EDGE_TLS_CERT is required"),
+            "{errs:?}"
+        );
+        // Other services do not care.
+        assert!(with(&[("VC_EDGE_TLS_CERT", "edge.crt")])
+            .validate(Service::Worker)
+            .is_ok());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`AgentClient`]: one agent; [`AgentClient::run`] until shutdown, [`AgentClient::spawn`] in the
 //!   background with an [`AgentHandle`] to watch it; [`connect_and_run`] with an event channel.
 //! - [`Swarm`]: many agents in one process (tests, benchmarks).
+//! - [`AgentTls`]: the roots a `wss://` edge's certificate must chain to (the system's by default,
+//!   or a CA file's), as one rustls configuration shared by every connection.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vc_agent::AgentError> {
@@ -43,8 +45,10 @@ use vc_shared::ws::{
 
 pub mod keys;
 mod swarm;
+mod tls;
 
 pub use swarm::{Swarm, SwarmAgent};
+pub use tls::AgentTls;
 
 /// Why the client could not do its job.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +61,19 @@ pub enum AgentError {
         /// What is wrong.
         reason: String,
     },
-    /// No edge URL given, or one is not a ws:// URL.
-    #[error("edge URL {0:?} must be ws://host:port[/ws] (or http://, which is rewritten)")]
+    /// No edge URL given, or one is not a ws:// or wss:// URL.
+    #[error(
+        "edge URL {0:?} must be ws://host:port[/ws] or wss://host:port[/ws] (http:// and https:// are rewritten)"
+    )]
     BadUrl(String),
+    /// A CA file (`--ca`) is missing, unreadable, or holds no usable certificate.
+    #[error("CA file {path}: {reason}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An edge refused the agent's signature (4401): the key is not the DID's, or the agent is broken.
     #[error("authentication refused by {edge}: {reason}")]
     Rejected {
@@ -76,8 +90,12 @@ pub enum AgentError {
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    /// Edge WebSocket URLs, tried in turn (`ws://host:port/ws`).
+    /// Edge WebSocket URLs, tried in turn (`ws://host:port/ws`, or `wss://` for TLS).
     pub edges: Vec<String>,
+    /// Whom to trust on `wss://`: `None` = the system's root certificates
+    /// ([`AgentTls::system_roots`], loaded once per process on the first `wss://` connection);
+    /// `Some` = only those given (e.g. [`AgentTls::from_ca_file`]). Unused for `ws://`.
+    pub tls: Option<AgentTls>,
     /// Index in `edges` of the first edge tried (swarms spread their agents).
     pub first_edge: usize,
     /// First reconnect delay; doubles per failed attempt up to `backoff_max`, with jitter (×0.5–1).
@@ -107,6 +125,7 @@ impl AgentOptions {
     pub fn new(edges: Vec<String>) -> Self {
         AgentOptions {
             edges,
+            tls: None,
             first_edge: 0,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -490,15 +509,23 @@ impl AgentClient {
             .write_buffer_size(0)
             .max_message_size(Some(4 * ws::MAX_MESSAGE_BYTES))
             .max_frame_size(Some(4 * ws::MAX_MESSAGE_BYTES));
+        // TLS settings are built once (per options, or per process for the system roots) and shared.
+        let connector = edge.starts_with("wss://").then(|| {
+            let tls = match &self.opts.tls {
+                Some(t) => t.client_config(),
+                None => AgentTls::system_roots().client_config(),
+            };
+            tokio_tungstenite::Connector::Rustls(tls)
+        });
         let deadline = Instant::now() + self.opts.connect_timeout;
         let mut wsock = match tokio::time::timeout_at(
             deadline,
-            tokio_tungstenite::connect_async_with_config(edge, Some(config), true),
+            tokio_tungstenite::connect_async_tls_with_config(edge, Some(config), true, connector),
         )
         .await
         {
             Ok(Ok((w, _))) => w,
-            Ok(Err(e)) => return ended(false, None, e.to_string()),
+            Ok(Err(e)) => return ended(false, None, connect_error(&e)),
             Err(_) => return ended(false, None, "connect timed out".into()),
         };
         // Challenge → response → complete (or failed).
@@ -659,6 +686,18 @@ impl AgentClient {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// Why a connection attempt failed; a TLS failure (e.g. an untrusted certificate) says so.
+fn connect_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(tls) => format!("TLS handshake failed: {tls}"),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
     }
 }
 

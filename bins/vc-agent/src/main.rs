@@ -2,6 +2,9 @@
 //!
 //! `run` prints each config it receives as one JSON line on stdout (`{config, version, mode,
 //! realmId?}`); logs go to stderr (`RUST_LOG`, default `vc_agent=info`).
+//!
+//! `wss://` edges are verified against the system's root certificates, or with `--ca FILE` against
+//! only the CA certificates of that PEM file.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use vc_agent::{keys, AgentClient, AgentOptions, EventKind, Exit, Swarm};
+use vc_agent::{keys, AgentClient, AgentOptions, AgentTls, EventKind, Exit, Swarm};
 
 #[derive(Parser)]
 #[command(
@@ -45,12 +48,14 @@ enum Cmd {
     },
     /// Connect and keep the config current; print each config received as one JSON line.
     Run {
-        /// Edge URLs, comma-separated (ws://host:port/ws); tried in turn.
+        /// Edge URLs, comma-separated (ws://host:port/ws, or wss:// for TLS); tried in turn.
         #[arg(long, value_delimiter = ',', required = true)]
         edge: Vec<String>,
         /// Key file.
         #[arg(long)]
         key: PathBuf,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Longest reconnect delay, in milliseconds.
         #[arg(long, default_value_t = 30_000)]
         backoff_max_ms: u64,
@@ -62,6 +67,8 @@ enum Cmd {
         edge: Vec<String>,
         #[command(flatten)]
         keys: SwarmKeys,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Stop after this many seconds (default: at SIGINT/SIGTERM).
         #[arg(long)]
         duration_secs: Option<u64>,
@@ -69,6 +76,21 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         report_ms: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// PEM file of the CA certificate(s) that wss:// edges' certificates must chain to; only those
+    /// are trusted. Default: the system's root certificates.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Built once, shared by every connection (and every agent of a swarm).
+    fn load(&self) -> Result<Option<AgentTls>, vc_agent::AgentError> {
+        self.ca.as_deref().map(AgentTls::from_ca_file).transpose()
+    }
 }
 
 #[derive(clap::Args)]
@@ -136,9 +158,11 @@ async fn run(cmd: Cmd) -> Result<ExitCode, vc_agent::AgentError> {
         Cmd::Run {
             edge,
             key,
+            tls,
             backoff_max_ms,
         } => {
             let mut opts = AgentOptions::new(edge);
+            opts.tls = tls.load()?;
             opts.backoff_max = Duration::from_millis(backoff_max_ms);
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
             let client = AgentClient::new(keys::read_key_file(&key)?, opts).with_events(tx);
@@ -169,12 +193,14 @@ async fn run(cmd: Cmd) -> Result<ExitCode, vc_agent::AgentError> {
         Cmd::Swarm {
             edge,
             keys,
+            tls,
             duration_secs,
             report_ms,
         } => {
+            let mut opts = AgentOptions::new(edge);
+            opts.tls = tls.load()?;
             let keys = keys.load()?;
             let n = keys.len();
-            let mut opts = AgentOptions::new(edge);
             opts.backoff_initial = Duration::from_millis(200);
             opts.backoff_max = Duration::from_secs(10);
             let swarm = Swarm::spawn(keys, &opts);

@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use vc_shared::config::{Service, Settings};
+use vc_shared::config::{Service, Settings, EX_USAGE};
+
+use crate::EdgeConfig;
 
 /// `EX_UNAVAILABLE`: a dependency (NATS, Redis) could not be reached.
 const EX_UNAVAILABLE: u8 = 69;
@@ -19,16 +21,26 @@ pub async fn main() -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
+    let hostname = env
+        .get("HOSTNAME")
+        .cloned()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok());
+    // The TLS files are read here, once the settings are valid; problems are reported the same way.
+    let config = match EdgeConfig::from_settings(&settings, hostname.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("vc-edge: configuration error: {e}");
+            }
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     vc_shared::telemetry::init(
         settings.log_format,
         env.get("RUST_LOG").map(String::as_str),
         "vc_edge=info",
     );
-    let hostname = env
-        .get("HOSTNAME")
-        .cloned()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok());
-    let deps = match crate::Deps::connect(&settings, hostname.as_deref()).await {
+    let deps = match crate::Deps::connect(&settings, config).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "Cannot start.");

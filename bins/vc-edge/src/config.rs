@@ -1,9 +1,13 @@
-//! The edge's own settings: identity, limits and timings, as plain data (tests shorten the timings).
+//! The edge's own settings: identity, limits, timings and TLS, as plain data (tests shorten the
+//! timings and set TLS with [`EdgeTls::from_pem_files`]).
 
+use std::path::Path;
 use std::time::Duration;
 
 use vc_shared::config::Settings;
 use vc_shared::ws;
+
+use crate::tls::{EdgeTls, TlsError};
 
 /// Everything an edge needs to know besides its connections. Built by [`EdgeConfig::from_settings`] in
 /// `main`, or by [`EdgeConfig::new`] plus field edits in tests.
@@ -52,6 +56,10 @@ pub struct EdgeConfig {
     pub nats_watch_interval: Duration,
     /// How long a subscribe/publish round trip through NATS may take before the edge gives up on it.
     pub barrier_timeout: Duration,
+    /// TLS on the listener (`VC_EDGE_TLS_CERT`, `VC_EDGE_TLS_KEY`): `wss://` and `https://` only.
+    /// `None`: plain `ws://` and `http://`, for loopback, development, or behind a TLS proxy. The
+    /// handshake counts against `handshake_timeout`.
+    pub tls: Option<EdgeTls>,
 }
 
 impl EdgeConfig {
@@ -88,20 +96,60 @@ impl EdgeConfig {
             drain_timeout: Duration::from_secs(7),
             nats_watch_interval: Duration::from_secs(1),
             barrier_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 
-    /// From validated [`Settings`] (`VC_EDGE_ID`, `VC_EDGE_MAX_CONNECTIONS`); without `VC_EDGE_ID` the id
-    /// is derived from `hostname` plus a random suffix.
-    pub fn from_settings(settings: &Settings, hostname: Option<&str>) -> Self {
+    /// From validated [`Settings`] (`VC_EDGE_ID`, `VC_EDGE_MAX_CONNECTIONS`, `VC_EDGE_TLS_CERT` and
+    /// `VC_EDGE_TLS_KEY`); without `VC_EDGE_ID` the id is derived from `hostname` plus a random suffix.
+    /// Reads the TLS files: every problem with them is an error naming the variable and the file.
+    pub fn from_settings(settings: &Settings, hostname: Option<&str>) -> Result<Self, Vec<String>> {
         let id = settings
             .edge_id
             .clone()
             .unwrap_or_else(|| derive_edge_id(hostname));
         let mut c = EdgeConfig::new(id);
         c.max_connections = settings.edge_max_connections;
-        c
+        c.tls = match (
+            tls_path(&settings.edge_tls_cert),
+            tls_path(&settings.edge_tls_key),
+        ) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let named = |e: TlsError| {
+                    let var = match &e {
+                        TlsError::Read { path, .. } if path == Path::new(cert) => {
+                            "VC_EDGE_TLS_CERT"
+                        }
+                        TlsError::Certificate { .. } => "VC_EDGE_TLS_CERT",
+                        TlsError::Unusable { .. } => "VC_EDGE_TLS_CERT and VC_EDGE_TLS_KEY",
+                        TlsError::Read { .. } | TlsError::Key { .. } => "VC_EDGE_TLS_KEY",
+                    };
+                    format!("{var}: {e}")
+                };
+                let tls = EdgeTls::from_pem_files_all_errors(Path::new(cert), Path::new(key))
+                    .map_err(|errors| errors.into_iter().map(named).collect::<Vec<_>>())?;
+                Some(tls)
+            }
+            // `Settings::validate` reports these; checked again so that this never runs half-set.
+            (Some(_), None) => {
+                return Err(vec![
+                    "VC_EDGE_TLS_KEY is required when VC_EDGE_TLS_CERT is set".into(),
+                ])
+            }
+            (None, Some(_)) => {
+                return Err(vec![
+                    "VC_EDGE_TLS_CERT is required when VC_EDGE_TLS_KEY is set".into(),
+                ])
+            }
+        };
+        Ok(c)
     }
+}
+
+/// A TLS file setting, when set to something other than blanks.
+fn tls_path(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|p| !p.is_empty())
 }
 
 /// `<hostname>-<6 hex>` (or `edge-<6 hex>`), restricted to the characters `VC_EDGE_ID` allows, so two
@@ -131,6 +179,49 @@ pub fn derive_edge_id(hostname: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(None, &env).unwrap()
+    }
+
+    #[test]
+    fn tls_settings_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let missing = dir.path().join("missing.key");
+        let missing = missing.to_str().unwrap();
+
+        let c = EdgeConfig::from_settings(&settings(&[]), Some("h")).unwrap();
+        assert!(c.tls.is_none());
+        // Half set: the missing one is named.
+        let errs =
+            EdgeConfig::from_settings(&settings(&[("VC_EDGE_TLS_CERT", junk)]), None).unwrap_err();
+        assert!(
+            errs[0].starts_with("VC_EDGE_TLS_KEY is required"),
+            "{errs:?}"
+        );
+        // Bad files: every one reported, each naming its variable and its file.
+        let errs = EdgeConfig::from_settings(
+            &settings(&[("VC_EDGE_TLS_CERT", junk), ("VC_EDGE_TLS_KEY", missing)]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("VC_EDGE_TLS_CERT: ") && errs[0].contains(junk),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("VC_EDGE_TLS_KEY: ") && errs[1].contains(missing),
+            "{errs:?}"
+        );
+    }
 
     #[test]
     fn derived_ids_are_valid_and_unique() {

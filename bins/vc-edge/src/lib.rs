@@ -8,6 +8,9 @@
 //! ## Layout
 //! - [`run`]: the accept loop (one listener for `/ws` and the operational endpoints), drain on shutdown.
 //! - `listen`: peeks each connection's request line and routes it; 503 for refused upgrades.
+//! - `tls`: [`EdgeTls`], the TLS server settings (`VC_EDGE_TLS_CERT`, `VC_EDGE_TLS_KEY`), and the
+//!   connection type that is plain TCP or TLS (handshake first, then the request line is read and
+//!   replayed).
 //! - `session`: one connection: handshake, challenge/response, then a reader and a writer.
 //! - `hub`: sessions by DID, reference-counted NATS subscriptions, the dispatcher that fans pushes out.
 //! - `presence`: presence refresh, and the re-sync after a NATS reconnect.
@@ -23,6 +26,12 @@
 //! agent ─ llm_config_ack / heartbeat ─▶ edge ─▶ Redis ack:{<did>}, presence:{<did>} ─▶ vc-api views
 //!                                         └──▶ NATS vc.evt.agent.acked / .presence ─▶ vc-api read model
 //! ```
+//!
+//! ## Transport
+//! Plain `ws://` and `http://` by default: for loopback and development, or behind a TLS proxy. With
+//! `VC_EDGE_TLS_CERT` and `VC_EDGE_TLS_KEY` (PEM files) the one listener speaks only TLS (`wss://`,
+//! `https://`), since every `llm_config` frame carries an API key. A plain edge on a non-loopback
+//! address logs a warning at start.
 //!
 //! ## Guarantees
 //! - A push reaches exactly the agents it names; an edge subscribes only to the subjects of the agents
@@ -44,7 +53,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use futures::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -65,9 +74,11 @@ mod metrics;
 mod presence;
 mod reports;
 mod session;
+mod tls;
 
 pub use config::{derive_edge_id, EdgeConfig};
 pub use metrics::Metrics;
+pub use tls::{EdgeTls, TlsError};
 
 use hub::Hub;
 use listen::Route;
@@ -109,9 +120,9 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Connects NATS and Redis per validated settings; `hostname` seeds the derived edge id.
-    pub async fn connect(settings: &Settings, hostname: Option<&str>) -> Result<Deps, Error> {
-        let config = EdgeConfig::from_settings(settings, hostname);
+    /// Connects NATS and Redis per validated settings, for an edge with `config` (see
+    /// [`EdgeConfig::from_settings`]).
+    pub async fn connect(settings: &Settings, config: EdgeConfig) -> Result<Deps, Error> {
         let sealer = Sealer::new(settings.secret().map_err(Error::Config)?);
         let nats = bus::connect(&settings.nats_url, &format!("vc-edge-{}", config.edge_id)).await?;
         let store = Store::connect(&settings.redis_url).await?;
@@ -190,6 +201,13 @@ pub async fn run(
         probe,
     } = deps;
     let local: SocketAddr = listener.local_addr()?;
+    let tls = config.tls.is_some();
+    if !tls && !local.ip().is_loopback() {
+        warn!(
+            addr = %local,
+            "Plain ws:// sends API keys in clear; set VC_EDGE_TLS_CERT/VC_EDGE_TLS_KEY or put a TLS proxy in front."
+        );
+    }
     let draining = Arc::new(AtomicBool::new(false));
     let barrier = nats
         .subscribe(hub::barrier_subject(&config.edge_id))
@@ -245,7 +263,7 @@ pub async fn run(
             warn!(error = %e, "Operational endpoints stopped.");
         }
     }));
-    info!(edge_id = %edge_id, addr = %local, "Edge serving.");
+    info!(edge_id = %edge_id, addr = %local, tls, "Edge serving.");
 
     // Every connection's task; dropping the set aborts them all.
     let mut conns = JoinSet::new();
@@ -292,10 +310,10 @@ pub async fn run(
 }
 
 async fn accept(
-    r: std::io::Result<(TcpStream, SocketAddr)>,
+    r: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
     hub: &Arc<Hub>,
     sem: &Arc<Semaphore>,
-    http_tx: &mpsc::Sender<(TcpStream, SocketAddr)>,
+    http_tx: &mpsc::Sender<(tls::Conn, SocketAddr)>,
     conns: &mut JoinSet<()>,
 ) {
     match r {
@@ -304,7 +322,18 @@ async fn accept(
             let sem = sem.clone();
             let http_tx = http_tx.clone();
             conns.spawn(async move {
-                match listen::classify(&stream, hub.cfg.handshake_timeout).await {
+                let routed = listen::classify(
+                    stream,
+                    peer,
+                    hub.cfg.tls.as_ref(),
+                    &hub.metrics,
+                    hub.cfg.handshake_timeout,
+                )
+                .await;
+                let Some((route, stream)) = routed else {
+                    return;
+                };
+                match route {
                     Route::Ws if hub.is_draining() => {
                         hub.metrics.refuse("draining");
                         listen::refuse(stream, "edge is draining").await;
@@ -319,7 +348,6 @@ async fn accept(
                     Route::Http => {
                         let _ = http_tx.send((stream, peer)).await;
                     }
-                    Route::Gone => {}
                 }
             });
         }

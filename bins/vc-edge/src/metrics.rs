@@ -30,6 +30,7 @@ pub struct Metrics {
     refused: Family<Kind, Counter>,
     acks_written: Counter,
     acks_dropped: Counter,
+    tls_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -108,6 +109,12 @@ impl Metrics {
             "Agent acks dropped after three failed Redis writes",
             acks_dropped.clone(),
         );
+        let tls_failures = Counter::default();
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out (untrusted certificate, plain HTTP on the TLS port)",
+            tls_failures.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             sessions,
@@ -121,6 +128,7 @@ impl Metrics {
             refused,
             acks_written,
             acks_dropped,
+            tls_failures,
         }
     }
 
@@ -191,6 +199,11 @@ impl Metrics {
         self.refused.get_or_create(&Kind { kind: reason }).get()
     }
 
+    /// TLS handshakes that failed or timed out.
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.tls_failures.get()
+    }
+
     pub(crate) fn session_opened(&self) {
         self.sessions.inc();
     }
@@ -221,6 +234,9 @@ impl Metrics {
     }
     pub(crate) fn resynced(&self) {
         self.resyncs.inc();
+    }
+    pub(crate) fn tls_failed(&self) {
+        self.tls_failures.inc();
     }
     pub(crate) fn refuse(&self, reason: &'static str) {
         self.refused.get_or_create(&Kind { kind: reason }).inc();

@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -33,8 +32,9 @@ use vc_shared::ws::{
 };
 
 use crate::hub::{Hub, Outbound, Reroute, SessionCtl, SubTicket};
+use crate::tls::Conn;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Conn>;
 
 /// How long the edge waits for the peer's side of a close handshake before dropping the connection.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -90,7 +90,7 @@ pub(crate) fn ws_config(hub: &Hub) -> WebSocketConfig {
 /// Serves one `GET /ws` connection to its end. `permit` is this connection's slot under the cap.
 pub(crate) async fn serve(
     hub: Arc<Hub>,
-    stream: TcpStream,
+    stream: Conn,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
 ) {

@@ -272,7 +272,8 @@ impl Env {
 }
 
 /// Starts an edge over the given servers (its own NATS client and Redis connection) on 127.0.0.1:0,
-/// and waits until it answers `/healthz`.
+/// and waits until it answers `/healthz` (over TLS when `config.tls` is set; the certificate is not
+/// checked here, the TLS scenarios check it).
 pub async fn spawn_edge(
     nats_url: &str,
     redis_url: &str,
@@ -293,6 +294,7 @@ pub async fn spawn_edge(
     let metrics = Metrics::new();
     let probe = Probe::default();
     let id = config.edge_id.clone();
+    let tls = config.tls.is_some();
     let deps = Deps {
         nats,
         store,
@@ -312,16 +314,23 @@ pub async fn spawn_edge(
     let edge = Edge {
         id,
         addr,
+        tls,
         metrics,
         probe,
         stop: Some(tx),
         task: Some(task),
     };
-    let url = format!("http://{addr}/healthz");
+    let url = edge.http("/healthz");
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
     vc_tests::wait::eventually("edge answers /healthz", vc_tests::wait::patience(), || {
-        let url = url.clone();
+        let (url, client) = (url.clone(), client.clone());
         async move {
-            reqwest::get(&url)
+            client
+                .get(&url)
+                .send()
                 .await
                 .map(|r| r.status().is_success())
                 .unwrap_or(false)
@@ -335,6 +344,8 @@ pub async fn spawn_edge(
 pub struct Edge {
     pub id: String,
     pub addr: SocketAddr,
+    /// Serves TLS (`wss://`, `https://`).
+    pub tls: bool,
     pub metrics: Metrics,
     pub probe: Probe,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -343,11 +354,13 @@ pub struct Edge {
 
 impl Edge {
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
     }
 
     pub fn http(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     /// Like SIGTERM: returns once `run` has returned.
