@@ -29,6 +29,7 @@ pub mod did;
 pub mod domain;
 pub mod error;
 pub mod ops;
+pub mod pem;
 pub mod redact;
 pub mod routing;
 pub mod shutdown;

@@ -1518,15 +1518,11 @@ async fn whole_flow_with_per_component_users() {
     // whose Vc-Actor claims to be the admin. The command applies; nothing is purged; the actor is the
     // NATS user's.
     let integ_js = async_nats::jetstream::new(integ.clone());
-    let evt_before = integ_js
-        .get_stream("VC_EVT")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .clone();
+    let evt_state = || async {
+        let mut evt = integ_js.get_stream("VC_EVT").await.unwrap();
+        evt.info().await.unwrap().state.clone()
+    };
+    let evt_before = evt_state().await;
     assert!(evt_before.messages > 0);
     let forged_id = uuid::Uuid::now_v7().to_string();
     let mut headers = async_nats::HeaderMap::new();
@@ -1579,15 +1575,7 @@ async fn whole_flow_with_per_component_users() {
         .purge()
         .await
         .is_err());
-    let evt_after = integ_js
-        .get_stream("VC_EVT")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .clone();
+    let evt_after = evt_state().await;
     assert_eq!(
         evt_after.first_sequence, evt_before.first_sequence,
         "VC_EVT was purged"

@@ -22,28 +22,24 @@ async fn weak_dids_and_bearer_case() {
         r.text
     );
 
-    for scheme in ["bearer", "BEARER", "BeArEr"] {
-        let auth = format!("{scheme} {ADMIN_TOKEN}");
-        let r = s
-            .request(
+    let with_auth = |value: String| {
+        let s = &s;
+        async move {
+            s.request(
                 reqwest::Method::GET,
                 "/api/models",
                 None,
                 Some(""),
-                &[("authorization", &auth)],
+                &[("authorization", &value)],
             )
-            .await;
+            .await
+        }
+    };
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let r = with_auth(format!("{scheme} {ADMIN_TOKEN}")).await;
         assert_eq!(r.status, 200, "{scheme}: {}", r.text);
     }
-    let r = s
-        .request(
-            reqwest::Method::GET,
-            "/api/models",
-            None,
-            Some(""),
-            &[("authorization", &format!("Basic {ADMIN_TOKEN}"))],
-        )
-        .await;
+    let r = with_auth(format!("Basic {ADMIN_TOKEN}")).await;
     assert_eq!(r.status, 401, "{}", r.text);
 }
 

@@ -61,7 +61,7 @@ impl AgentTls {
         let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let certs = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("not PEM ({})", pem_reason(&e))))?;
+            .map_err(|e| bad(format!("not PEM ({})", vc_shared::pem::reason(&e))))?;
         if certs.is_empty() {
             return Err(bad("no \"BEGIN CERTIFICATE\" block".into()));
         }
@@ -94,21 +94,6 @@ impl AgentTls {
     /// The rustls configuration (an `Arc` clone).
     pub fn client_config(&self) -> Arc<ClientConfig> {
         self.config.clone()
-    }
-}
-
-/// A PEM parse error in words (rustls-pki-types prints markers and lines as byte arrays).
-fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match e {
-        Error::MissingSectionEnd { end_marker } => format!(
-            "a block has no \"-----END {}-----\" line",
-            String::from_utf8_lossy(end_marker)
-        ),
-        Error::IllegalSectionStart { line } => {
-            format!("malformed line {:?}", String::from_utf8_lossy(line))
-        }
-        e => e.to_string(),
     }
 }
 

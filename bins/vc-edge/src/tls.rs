@@ -135,7 +135,7 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     };
     let chain = CertificateDer::pem_slice_iter(&read(path)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(pem_reason(&e)))?;
+        .map_err(|e| bad(vc_shared::pem::reason(&e)))?;
     if chain.is_empty() {
         return Err(bad("no \"BEGIN CERTIFICATE\" block".into()));
     }
@@ -150,24 +150,9 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
                 "no \"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\" block"
                     .into()
             }
-            e => pem_reason(&e),
+            e => vc_shared::pem::reason(&e),
         },
     })
-}
-
-/// A PEM parse error in words (rustls-pki-types prints markers and lines as byte arrays).
-fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match e {
-        Error::MissingSectionEnd { end_marker } => format!(
-            "a block has no \"-----END {}-----\" line",
-            String::from_utf8_lossy(end_marker)
-        ),
-        Error::IllegalSectionStart { line } => {
-            format!("malformed line {:?}", String::from_utf8_lossy(line))
-        }
-        e => e.to_string(),
-    }
 }
 
 /// One accepted connection: plain TCP, or TLS with the bytes read to route it still to be replayed.
