@@ -53,6 +53,7 @@ const ASSETS: &[Asset] = &[
     asset!("realms.js", JS),
     asset!("agents.js", JS),
     asset!("config.js", JS),
+    asset!("ops.js", JS),
 ];
 
 fn etags() -> &'static [String] {

@@ -7,6 +7,7 @@ import * as live from "./live.js";
 import * as models from "./models.js";
 import * as realms from "./realms.js";
 import * as agents from "./agents.js";
+import * as ops from "./ops.js";
 
 const root = document.getElementById("app");
 let session = null;
@@ -17,6 +18,9 @@ const PAGES = [
   { path: "models", label: "Models", admin: true, list: models.list, detail: models.detail },
   { path: "realms", label: "Realms", admin: false, list: realms.list, detail: realms.detail },
   { path: "agents", label: "Agents", admin: false, list: agents.list, detail: agents.detail },
+  { path: "tokens", label: "Access tokens", admin: true, list: ops.tokens, detail: null, section: "Administration" },
+  { path: "litellm", label: "LiteLLM", admin: true, list: ops.litellm, detail: null },
+  { path: "audit", label: "Audit log", admin: true, list: ops.audit, detail: null },
 ];
 
 /** `#/agents/<did>?tab=config` → {page: "agents", id: "<did>", query: URLSearchParams}. */
@@ -111,9 +115,10 @@ function buildShell() {
     h(
       "ul",
       {},
-      PAGES.filter((p) => session.admin || !p.admin).map((p) =>
+      PAGES.filter((p) => session.admin || !p.admin).map((p) => [
+        p.section ? h("li", { class: "nav-section", "aria-hidden": "true" }, p.section) : null,
         h("li", {}, h("a", { href: `#/${p.path}`, dataset: { page: p.path } }, p.label)),
-      ),
+      ]),
     ),
   );
   const status = h("span", { class: "live-state", role: "status" });
@@ -196,7 +201,7 @@ async function route() {
   fill(main, h("p", { class: "loading" }, "Loading…"));
   const ctx = { session, go, replaceQuery };
   try {
-    const view = r.id ? page.detail : page.list;
+    const view = r.id && page.detail ? page.detail : page.list;
     cleanup = (await view(main, r, ctx)) || null;
   } catch (e) {
     if (e.status === 401) return;
