@@ -128,7 +128,20 @@ fn success_status(kind: CommandKind) -> StatusCode {
     }
 }
 
+/// On a response built from an outcome that names its commit's change-log number: the read model waits
+/// for that change, not for the log's head ([`crate::read::ReadModel::catch_up_to`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Committed(pub u64);
+
 fn outcome_response(kind: CommandKind, o: Outcome) -> Response {
+    let mut resp = outcome_body(kind, o.clone());
+    if let Some(n) = o.change {
+        resp.extensions_mut().insert(Committed(n));
+    }
+    resp
+}
+
+fn outcome_body(kind: CommandKind, o: Outcome) -> Response {
     match o.status {
         CommandStatus::Succeeded => {
             let status = success_status(kind);

@@ -51,6 +51,11 @@ pub struct Outcome {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<OutcomeError>,
+    /// The change-log number of the commit that applied the command, when the lane holder answers right
+    /// after it (absent on replays and on outcomes sent after a LiteLLM sync): `vc-api` waits until its
+    /// read model has applied that change, instead of asking Redis where the log ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<u64>,
 }
 
 /// A command as `GET /api/commands/{id}` shows it.
@@ -90,6 +95,7 @@ impl CommandRecord {
             status: self.status,
             result: self.result.clone(),
             error: self.error.clone(),
+            change: None,
         })
     }
 }

@@ -35,14 +35,15 @@ const COMMIT_BATCH_LUA: &str = r#"
 -- ARGV[1] = expected rev, ARGV[2] = audit max length, ARGV[3] = lane token,
 -- ARGV[4] = expected lane seq, ARGV[5] = new lane seq, ARGV[6] = number of commands,
 -- ARGV[7..] = the writes (see apply_ops)
-if redis.call('GET', KEYS[2]) ~= ARGV[3] then return -3 end
-if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[4]) then return -4 end
+-- Returns {new rev, change-log number (0: no catalog key written)}, or {-1|-3|-4}.
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return {-3} end
+if tonumber(redis.call('GET', KEYS[3]) or '0') ~= tonumber(ARGV[4]) then return {-4} end
 local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
-if rev ~= tonumber(ARGV[1]) then return -1 end
-local err = apply_ops(7, ARGV[2])
+if rev ~= tonumber(ARGV[1]) then return {-1} end
+local err, change = apply_ops(7, ARGV[2])
 if err then return redis.error_reply(err) end
 redis.call('SET', KEYS[3], ARGV[5])
-return redis.call('INCRBY', KEYS[1], ARGV[6])
+return {redis.call('INCRBY', KEYS[1], ARGV[6]), change}
 "#;
 
 static LANE_ACQUIRE: std::sync::LazyLock<redis::Script> =
@@ -67,8 +68,14 @@ pub struct LaneLease {
 /// What a batch commit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchCommit {
-    /// Written; the new revision (the old one plus the number of commands).
-    Applied(u64),
+    /// Written: the new revision (the old one plus the number of commands), and the number of the
+    /// change-log entry the commit wrote (`0` when it wrote no catalog key).
+    Applied {
+        /// The new revision.
+        rev: u64,
+        /// The change-log number (`0`: none).
+        change: u64,
+    },
     /// The revision moved (a write outside the lane): re-read and apply the batch again.
     Conflict,
     /// The lease is no longer this holder's: another worker holds the lane; nothing was written.
@@ -120,8 +127,8 @@ impl Store {
     /// and adds its commands to the revision.
     pub async fn commit_batch(&self, batch: &BatchWrites<'_>) -> Result<BatchCommit, StoreError> {
         let mut c = self.conn.clone();
-        let n: i64 = timed(batch.invocation().invoke_async(&mut c)).await?;
-        Ok(batch_commit(n))
+        let n: Vec<i64> = timed(batch.invocation().invoke_async(&mut c)).await?;
+        Ok(batch_commit(&n))
     }
 
     /// [`Store::commit_batch`], and in the same round trip, right after it, the reads of `reads`
@@ -144,7 +151,7 @@ impl Store {
         let mut c = self.conn.clone();
         let answers: Vec<redis::Value> = timed(p.query_async(&mut c)).await?;
         let mut answers = answers.into_iter();
-        let n: i64 = match answers.next() {
+        let n: Vec<i64> = match answers.next() {
             // EVALSHA of a script this server does not know (it restarted): nothing ran; the commit
             // goes alone, which loads the script.
             Some(redis::Value::ServerError(e))
@@ -155,8 +162,8 @@ impl Store {
             Some(redis::Value::ServerError(e)) => return Err(StoreError::Redis(e.into())),
             v => take(&mut v.into_iter(), "the pipelined commit")?,
         };
-        let committed = batch_commit(n);
-        if !matches!(committed, BatchCommit::Applied(_)) {
+        let committed = batch_commit(&n);
+        if !matches!(committed, BatchCommit::Applied { .. }) {
             return Ok((committed, None));
         }
         // The batch is applied: reads that cannot be decoded are only reads not made ahead.
@@ -286,12 +293,17 @@ impl BatchWrites<'_> {
 }
 
 /// What the batch commit script answered.
-fn batch_commit(n: i64) -> BatchCommit {
-    match n {
-        -1 => BatchCommit::Conflict,
-        -3 => BatchCommit::LaneLost,
-        -4 => BatchCommit::SeqMoved,
-        n => BatchCommit::Applied(n as u64),
+fn batch_commit(answer: &[i64]) -> BatchCommit {
+    match answer {
+        [-1] => BatchCommit::Conflict,
+        [-3] => BatchCommit::LaneLost,
+        [-4] => BatchCommit::SeqMoved,
+        [rev, change] => BatchCommit::Applied {
+            rev: *rev as u64,
+            change: (*change).max(0) as u64,
+        },
+        // Not an answer of this script: nothing is taken as written.
+        _ => BatchCommit::SeqMoved,
     }
 }
 

@@ -319,8 +319,7 @@ local function apply_ops(first, maxlen)
       changed[#changed + 1] = key
     end
   end
-  note_changes(changed)
-  return nil
+  return nil, note_changes(changed)
 end
 "#;
 
@@ -330,9 +329,10 @@ end
 /// (`vc-api` `read`); a reader that sees `n` jump has missed entries and reloads everything.
 const CHANGES_LUA: &str = r#"
 local function note_changes(changed)
-  if #changed == 0 then return end
+  if #changed == 0 then return 0 end
   local n = redis.call('INCR', '{vc}:changes-seq')
   redis.call('XADD', '{vc}:changes', 'MAXLEN', '~', 20000, '*', 'n', n, 'k', table.concat(changed, '\n'))
+  return n
 end
 "#;
 

@@ -121,6 +121,21 @@ impl ReadModel {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Read-your-writes for a write whose commit wrote change-log entry `n` (its outcome said so):
+    /// waits until the model has applied it (at most [`CATCH_UP_WITHIN`]), without asking Redis.
+    pub async fn catch_up_to(&self, n: u64) {
+        if !self.is_loaded() || self.applied() >= n {
+            return;
+        }
+        if !self.wait_applied(n, CATCH_UP_WITHIN).await {
+            warn!(
+                n,
+                applied = self.applied(),
+                "Read model behind the change log."
+            );
+        }
+    }
+
     /// Read-your-writes: waits until everything committed so far is in the model (at most
     /// [`CATCH_UP_WITHIN`]). A model not loaded yet has nothing to catch up with (its load will read
     /// the write).

@@ -36,9 +36,14 @@ pub(crate) async fn write(
 ) -> ApiResult<Response> {
     let bytes = build_body(kind, body, ids, state)?;
     let r = submit(state, kind, bytes, idem(headers).as_deref(), actor).await?;
-    // Read-your-writes: a write that succeeded is in this instance's read model before its answer.
+    // Read-your-writes: a write that succeeded is in this instance's read model before its answer. An
+    // outcome sent right after its commit names the change it wrote; otherwise (a replay, an outcome
+    // after a LiteLLM sync) the model catches up with the log's head.
     if r.status().is_success() && r.status() != StatusCode::ACCEPTED {
-        state.read.catch_up(&state.store).await;
+        match r.extensions().get::<crate::submit::Committed>() {
+            Some(c) => state.read.catch_up_to(c.0).await,
+            None => state.read.catch_up(&state.store).await,
+        }
     }
     Ok(r)
 }

@@ -235,7 +235,11 @@ pub(super) async fn prepare(
 /// After the commit (or, for a batch of redeliveries, at once): pushes and events of the whole batch,
 /// then each command's outcome, dead letter and ack. An error leaves the messages unacknowledged: they
 /// come back as redeliveries of applied sequences, whose effects are emitted again.
-pub(super) async fn finish(worker: &Worker, steps: Vec<Step>) -> Result<(), Vec<Step>> {
+pub(super) async fn finish(
+    worker: &Worker,
+    steps: Vec<Step>,
+    change: Option<u64>,
+) -> Result<(), Vec<Step>> {
     let effects: Vec<Option<Cow<'_, Effects>>> = steps.iter().map(Step::effects).collect();
     let emitted = async {
         for e in effects.iter().flatten() {
@@ -279,6 +283,7 @@ pub(super) async fn finish(worker: &Worker, steps: Vec<Step>) -> Result<(), Vec<
                             "Nats-Msg-Id header is required (1-128 printable ASCII characters)"
                                 .into(),
                     }),
+                    change: None,
                 };
                 consumer::reply(worker, reply_to.as_deref(), &outcome).await;
                 consumer::dead_letter(worker, &step.msg, "missing or invalid Nats-Msg-Id").await;
@@ -310,7 +315,8 @@ pub(super) async fn finish(worker: &Worker, steps: Vec<Step>) -> Result<(), Vec<
                 }
                 // With LiteLLM work, the outcome follows its sync job.
                 if !sync {
-                    if let Some(o) = record.outcome() {
+                    if let Some(mut o) = record.outcome() {
+                        o.change = change;
                         consumer::reply(worker, reply_to.as_deref(), &o).await;
                     }
                 }

@@ -31,7 +31,7 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 /// The emitter of one lane holding.
 pub(super) struct Emitter {
     /// `None` once draining.
-    tx: Option<mpsc::Sender<Vec<Step>>>,
+    tx: Option<mpsc::Sender<(Vec<Step>, Option<u64>)>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,9 +44,10 @@ impl Emitter {
     }
 
     /// Hands a committed batch to the emitter, waiting while [`DEPTH`] batches are queued.
-    pub(super) async fn send(&self, steps: Vec<Step>) {
+    /// Hands a committed batch over, with the change-log number its commit wrote (outcomes carry it).
+    pub(super) async fn send(&self, steps: Vec<Step>, change: Option<u64>) {
         let Some(tx) = &self.tx else { return };
-        if let Err(mpsc::error::SendError(steps)) = tx.send(steps).await {
+        if let Err(mpsc::error::SendError((steps, _))) = tx.send((steps, change)).await {
             // The task ended (it only does when the lane is dropped): the commands come back after
             // `ack_wait` and are emitted then.
             debug!(
@@ -73,13 +74,13 @@ impl Drop for Emitter {
     }
 }
 
-async fn emit_all(worker: Worker, mut rx: mpsc::Receiver<Vec<Step>>) {
+async fn emit_all(worker: Worker, mut rx: mpsc::Receiver<(Vec<Step>, Option<u64>)>) {
     let keep_alive = worker.command_ack_wait / 4;
-    while let Some(mut steps) = rx.recv().await {
+    while let Some((mut steps, change)) = rx.recv().await {
         let started = std::time::Instant::now();
         let mut last_progress = tokio::time::Instant::now();
         loop {
-            match batch::finish(&worker, steps).await {
+            match batch::finish(&worker, steps, change).await {
                 Ok(()) => break,
                 Err(back) => steps = back,
             }

@@ -441,7 +441,13 @@ impl Lane<'_> {
                 .await;
             worker.metrics.lane_phase("commit", committing.elapsed());
             match committed {
-                Ok((BatchCommit::Applied(new_rev), read_ahead)) => {
+                Ok((
+                    BatchCommit::Applied {
+                        rev: new_rev,
+                        change,
+                    },
+                    read_ahead,
+                )) => {
                     self.cache.fold(&overlay, new_rev);
                     if let Some(got) = read_ahead {
                         prefetch::absorb_ahead(&self.cache, &ahead, got);
@@ -458,7 +464,9 @@ impl Lane<'_> {
                     worker.metrics.lane_batch_commands.observe(n as f64);
                     // Emitted beside the lane (waiting here only while the emitter is behind).
                     let handing = std::time::Instant::now();
-                    self.emitter.send(steps).await;
+                    self.emitter
+                        .send(steps, (change > 0).then_some(change))
+                        .await;
                     worker.metrics.lane_phase("handoff", handing.elapsed());
                     return Ok(failed.is_none());
                 }
@@ -506,7 +514,7 @@ impl Lane<'_> {
                 }
             }
         }
-        if let Err(steps) = batch::finish(worker, steps).await {
+        if let Err(steps) = batch::finish(worker, steps, None).await {
             rest.extend(steps.into_iter().map(|s| (s.seq, s.msg)));
         }
         if rest.is_empty() {
