@@ -564,9 +564,10 @@ impl Stack {
                 tracing::error!(error = %e, "api exited");
             }
         });
-        // Wait until it answers.
-        let url = format!("http://{}/healthz", addr.expect("addr"));
-        crate::wait::eventually("api up", Duration::from_secs(90), || {
+        // Wait until it is ready: its read model loaded (a test's first read must not race the load;
+        // a read arriving before would wait for it, or answer 503 past 5 s on a busy machine).
+        let url = format!("http://{}/readyz", addr.expect("addr"));
+        crate::wait::eventually("api ready", Duration::from_secs(90), || {
             let url = url.clone();
             async move {
                 reqwest::get(&url)
