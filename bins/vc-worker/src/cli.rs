@@ -19,7 +19,7 @@ pub async fn main() -> ExitCode {
         env.get("RUST_LOG").map(String::as_str),
         "vc_worker=info,vc_shared=info",
     );
-    let sealer = vc_shared::crypto::Sealer::new(settings.secret().expect("validated"));
+    let sealer = settings.sealer(Service::Worker).expect("validated");
     let nats = match vc_shared::bus::connect(&settings.nats_url, "vc-worker").await {
         Ok(c) => c,
         Err(e) => return fail(e),

@@ -44,7 +44,7 @@ pub struct Deps {
     pub nats: async_nats::Client,
     /// Redis store.
     pub store: Store,
-    /// Sealer (from `VC_SECRET_KEY`).
+    /// Sealer of every purpose: `VC_SECRET_KEY` seals, `VC_SECRET_KEY_PREVIOUS` keys open too.
     pub sealer: Sealer,
     /// LiteLLM, when configured.
     pub litellm: Option<LitellmSettings>,

@@ -983,7 +983,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         use crate::crypto::Purpose;
         const CANARY: &str = "vc-secret-key-check";
-        let sealed = sealer.seal(Purpose::Command, CANARY).unwrap_or_default();
+        let sealed = sealer
+            .seal(Purpose::Command, keys::SECRET_CHECK, CANARY)
+            .unwrap_or_default();
         let mut c = self.conn.clone();
         let _: Option<String> = timed(
             redis::cmd("SET")
@@ -994,7 +996,8 @@ impl Store {
         )
         .await?;
         let stored = self.get(keys::SECRET_CHECK).await?.unwrap_or_default();
-        Ok(sealer.open(Purpose::Command, &stored).ok().as_deref() == Some(CANARY))
+        let opened = sealer.open(Purpose::Command, keys::SECRET_CHECK, &stored);
+        Ok(opened.ok().as_deref() == Some(CANARY))
     }
 
     /// Last acknowledged config version of an agent.
