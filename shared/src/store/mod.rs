@@ -52,12 +52,14 @@ mod changes;
 mod lane;
 mod presence;
 mod routing;
+mod sealed;
 mod sessions;
 mod tokens;
 
 pub use changes::{Change, ChangesHead};
 pub use lane::{BatchCommit, BatchWrites, LaneLease, ManyReads, ReadPlan};
 pub use presence::PresenceHold;
+pub use sealed::{ResealCount, ResealPlan, ResealReport, SealedRecord};
 pub use sessions::StoredSession;
 pub use tokens::{token_keys, StoredToken};
 
