@@ -210,10 +210,10 @@ async fn configs_follow_realm_and_model_routing_states() {
     // The id of a deleted realm is never used again (a NATS client may choose ids).
     let nc = s.nats_client().await;
     let js = async_nats::jetstream::new(nc.clone());
-    let mut replies = nc.subscribe("test.routing.>").await.unwrap();
+    let mut replies = nc.subscribe("_INBOX.test.routing.>").await.unwrap();
     let mut h = async_nats::HeaderMap::new();
     h.insert("Nats-Msg-Id", "routing-reuse-1");
-    h.insert("Vc-Reply-To", "test.routing.1");
+    h.insert("Vc-Reply-To", "_INBOX.test.routing.1");
     js.publish_with_headers(
         "vc.cmd.realm.create",
         h,

@@ -248,7 +248,7 @@ async fn no_secret_in_logs_bus_responses_or_redis() {
         logs.len()
     );
     assert!(
-        bus.contains("vc.cmd.model.register") && bus.contains("vc.push."),
+        bus.contains("vc.cmd.api.model.register") && bus.contains("vc.push."),
         "bus traffic was captured"
     );
     assert!(dump.contains("{vc}:model:"), "redis was dumped");
