@@ -12,7 +12,11 @@
 //! | `LITELLM_MASTER_KEY` | `litellm_master_key` | LiteLLM master key (unset: sync skipped) | unset |
 //! | `LITELLM_PUBLIC_URL` | `litellm_public_url` | base URL agents are told to use | `LITELLM_BASE_URL` |
 //! | `VC_ADMIN_TOKEN` | `admin_token` | bootstrap global-admin bearer token (api) | required by `vc-api` |
-//! | `VC_SECRET_KEY` | `secret_key` | 32 bytes, base64: seals secrets | required |
+//! | `VC_SECRET_KEY` | `secret_key` | master key, 32 bytes, base64: every key derives from it (worker) | required by `vc-worker` |
+//! | `VC_SECRET_KEY_PREVIOUS` | `secret_key_previous` | earlier master keys, comma-separated: open only (rotation; worker) | unset |
+//! | `VC_API_SECRET_KEY` | `api_secret_key` | the API's key: seals secrets in commands (`vc-worker keys api`) | required by `vc-api` |
+//! | `VC_EDGE_SECRET_KEY` | `edge_secret_key` | the edge's key: opens the keys of agents' configs (`vc-worker keys edge`) | required by `vc-edge` |
+//! | `VC_EDGE_SECRET_KEY_PREVIOUS` | `edge_secret_key_previous` | the edge keys of earlier master keys, comma-separated (rotation) | unset |
 //! | `VC_LOG_FORMAT` | `log_format` | `text` or `json` | `text` |
 //! | `VC_API_ADDR` | `api_addr` | `vc-api` listen address | `127.0.0.1:8080` |
 //! | `VC_COMMAND_WAIT_MS` | `command_wait_ms` | how long the API waits for an outcome before 202 | `5000` |
@@ -28,6 +32,11 @@
 //! | `VC_NATS_STREAM_REPLICAS` | `nats_stream_replicas` | replicas of the JetStream streams (3 on a cluster) | `1` |
 //! | `VC_RECONCILE_INTERVAL_SECS` | `reconcile_interval_secs` | periodic LiteLLM reconcile (0 = off) | `300` |
 //! | `VC_LITELLM_TIMEOUT_MS` | `litellm_timeout_ms` | timeout of one LiteLLM admin call | `10000` |
+//!
+//! Each service is given only the secrets it uses, and refuses the others (a shared environment file
+//! would hand the edges the master key): `vc-worker` the master key(s) and `LITELLM_MASTER_KEY`;
+//! `vc-api` `VC_ADMIN_TOKEN` and `VC_API_SECRET_KEY`; `vc-edge` `VC_EDGE_SECRET_KEY` (and its previous
+//! keys) only. See [`crate::crypto`] for what each key opens.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +44,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::crypto::SecretKey;
+use crate::crypto::{Purpose, PurposeKey, Sealer, SecretKey};
 
 /// Which service is validating (each needs a different subset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +90,21 @@ pub struct Settings {
     /// Bootstrap admin token.
     #[serde(default)]
     pub admin_token: Option<String>,
-    /// Secret key, base64.
+    /// Master key, base64 (worker).
     #[serde(default)]
     pub secret_key: Option<String>,
+    /// Earlier master keys, base64, comma-separated: they open, never seal (worker).
+    #[serde(default)]
+    pub secret_key_previous: Option<String>,
+    /// The API's purpose key (`command`), as `vc-worker keys api` prints it.
+    #[serde(default)]
+    pub api_secret_key: Option<String>,
+    /// The edge's purpose key (`agent-config-key`), as `vc-worker keys edge` prints it.
+    #[serde(default)]
+    pub edge_secret_key: Option<String>,
+    /// The edge keys of earlier master keys, comma-separated (rotation).
+    #[serde(default)]
+    pub edge_secret_key_previous: Option<String>,
     /// Log format.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -150,6 +171,22 @@ impl std::fmt::Debug for Settings {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "secret_key_previous",
+                &self.secret_key_previous.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "api_secret_key",
+                &self.api_secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "edge_secret_key",
+                &self.edge_secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "edge_secret_key_previous",
+                &self.edge_secret_key_previous.as_ref().map(|_| "<redacted>"),
+            )
             .field("api_addr", &self.api_addr)
             .field("edge_addr", &self.edge_addr)
             .field("edge_id", &self.edge_id)
@@ -205,6 +242,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("LITELLM_PUBLIC_URL", "litellm_public_url"),
     ("VC_ADMIN_TOKEN", "admin_token"),
     ("VC_SECRET_KEY", "secret_key"),
+    ("VC_SECRET_KEY_PREVIOUS", "secret_key_previous"),
+    ("VC_API_SECRET_KEY", "api_secret_key"),
+    ("VC_EDGE_SECRET_KEY", "edge_secret_key"),
+    ("VC_EDGE_SECRET_KEY_PREVIOUS", "edge_secret_key_previous"),
     ("VC_LOG_FORMAT", "log_format"),
     ("VC_API_ADDR", "api_addr"),
     ("VC_COMMAND_WAIT_MS", "command_wait_ms"),
@@ -254,7 +295,7 @@ const NUMERIC_KEYS: &[&str] = &[
 pub struct LitellmSettings {
     /// Admin endpoint, without trailing `/`.
     pub base_url: String,
-    /// Master key.
+    /// Master key (empty in `vc-api`, which never calls LiteLLM: [`Settings::litellm_endpoints`]).
     pub master_key: String,
     /// URL agents use.
     pub public_url: String,
@@ -269,6 +310,27 @@ impl std::fmt::Debug for LitellmSettings {
             .field("public_url", &self.public_url)
             .finish()
     }
+}
+
+/// A service's purpose key from its variable `var`: given, well-formed, and of `purpose`.
+fn purpose_key(
+    var: &str,
+    text: Option<String>,
+    purpose: Purpose,
+    program: &str,
+    keys_arg: &str,
+) -> Result<PurposeKey, String> {
+    let text = text.ok_or_else(|| {
+        format!("{var} is required by {program} (`vc-worker keys {keys_arg}` prints it from VC_SECRET_KEY)")
+    })?;
+    let key = PurposeKey::from_text(&text).map_err(|e| format!("{var}: {e}"))?;
+    if key.purpose() != purpose {
+        return Err(format!(
+            "{var} is a {} key; {program} needs its {purpose} key (`vc-worker keys {keys_arg}`)",
+            key.purpose()
+        ));
+    }
+    Ok(key)
 }
 
 /// `EX_USAGE`: the exit code of a bad command line or configuration.
@@ -344,8 +406,18 @@ impl Settings {
         program: &str,
     ) -> Result<(Settings, HashMap<String, String>), std::process::ExitCode> {
         let args: Vec<String> = std::env::args().skip(1).collect();
+        Self::load_for_main_with_args(service, program, &args)
+    }
+
+    /// [`Settings::load_for_main`] with the arguments left once the program took its own words off the
+    /// command line (`vc-worker reseal`, `vc-worker keys edge`): only `--config FILE` may remain.
+    pub fn load_for_main_with_args(
+        service: Service,
+        program: &str,
+        args: &[String],
+    ) -> Result<(Settings, HashMap<String, String>), std::process::ExitCode> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        let file = match args.as_slice() {
+        let file = match args {
             [] => Ok(None),
             [flag, file] if flag == "--config" => Ok(Some(std::path::PathBuf::from(file))),
             [arg] if arg.starts_with("--config=") => {
@@ -435,14 +507,7 @@ impl Settings {
                 break;
             }
         }
-        match &self.secret_key {
-            None => errors.push("VC_SECRET_KEY is required (32 random bytes, base64)".to_string()),
-            Some(k) => {
-                if let Err(e) = SecretKey::from_base64(k) {
-                    errors.push(format!("VC_SECRET_KEY: {e}"));
-                }
-            }
-        }
+        self.validate_secrets(service, &mut errors);
         if let Some(u) = &self.litellm_base_url {
             if crate::command::validate_url("LITELLM_BASE_URL", u).is_err() {
                 errors.push("LITELLM_BASE_URL must be an http or https URL".to_string());
@@ -539,13 +604,133 @@ impl Settings {
         }
     }
 
-    /// The secret key (call after [`Settings::validate`]).
-    pub fn secret(&self) -> Result<SecretKey, String> {
-        let k = self
-            .secret_key
-            .as_deref()
-            .ok_or("VC_SECRET_KEY is required")?;
-        SecretKey::from_base64(k).map_err(|e| e.to_string())
+    /// The secrets of `service`: each is required and valid, and no other service's secret is given
+    /// (each service gets only its own; see the module docs).
+    fn validate_secrets(&self, service: Service, errors: &mut Vec<String>) {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|t| !t.trim().is_empty());
+        let mut refuse = |var: &str, v: &Option<String>, program: &str| {
+            if given(v) {
+                errors.push(format!(
+                    "{var} must not be given to {program}: each service gets only its own secrets (see docs/configuration.md)"
+                ));
+            }
+        };
+        match service {
+            Service::Worker => {
+                refuse("VC_ADMIN_TOKEN", &self.admin_token, "vc-worker");
+                refuse("VC_API_SECRET_KEY", &self.api_secret_key, "vc-worker");
+                refuse("VC_EDGE_SECRET_KEY", &self.edge_secret_key, "vc-worker");
+                refuse(
+                    "VC_EDGE_SECRET_KEY_PREVIOUS",
+                    &self.edge_secret_key_previous,
+                    "vc-worker",
+                );
+            }
+            Service::Api => {
+                refuse("VC_SECRET_KEY", &self.secret_key, "vc-api");
+                refuse(
+                    "VC_SECRET_KEY_PREVIOUS",
+                    &self.secret_key_previous,
+                    "vc-api",
+                );
+                refuse("VC_EDGE_SECRET_KEY", &self.edge_secret_key, "vc-api");
+                refuse(
+                    "VC_EDGE_SECRET_KEY_PREVIOUS",
+                    &self.edge_secret_key_previous,
+                    "vc-api",
+                );
+                refuse("LITELLM_MASTER_KEY", &self.litellm_master_key, "vc-api");
+            }
+            Service::Edge => {
+                refuse("VC_SECRET_KEY", &self.secret_key, "vc-edge");
+                refuse(
+                    "VC_SECRET_KEY_PREVIOUS",
+                    &self.secret_key_previous,
+                    "vc-edge",
+                );
+                refuse("VC_API_SECRET_KEY", &self.api_secret_key, "vc-edge");
+                refuse("VC_ADMIN_TOKEN", &self.admin_token, "vc-edge");
+                refuse("LITELLM_MASTER_KEY", &self.litellm_master_key, "vc-edge");
+            }
+        }
+        if let Err(e) = self.sealer(service) {
+            errors.push(e);
+        }
+    }
+
+    /// The sealer of `service`, from its keys: the worker's holds the master key(s) (every purpose),
+    /// the API's the `command` key, the edge's the `agent-config-key` key(s).
+    pub fn sealer(&self, service: Service) -> Result<Sealer, String> {
+        let set = |v: &Option<String>| v.clone().filter(|t| !t.trim().is_empty());
+        match service {
+            Service::Worker => {
+                let current = set(&self.secret_key)
+                    .ok_or("VC_SECRET_KEY is required by vc-worker (32 random bytes, base64)")?;
+                let current =
+                    SecretKey::from_base64(&current).map_err(|e| format!("VC_SECRET_KEY: {e}"))?;
+                let previous =
+                    SecretKey::list_from_base64(self.secret_key_previous.as_deref().unwrap_or(""))
+                        .map_err(|e| format!("VC_SECRET_KEY_PREVIOUS: {e}"))?;
+                Sealer::with_previous(current, previous)
+                    .map_err(|e| format!("VC_SECRET_KEY_PREVIOUS: {e}"))
+            }
+            Service::Api => {
+                let key = purpose_key(
+                    "VC_API_SECRET_KEY",
+                    set(&self.api_secret_key),
+                    Purpose::Command,
+                    "vc-api",
+                    "api",
+                )?;
+                Sealer::restricted(key, Vec::new()).map_err(|e| format!("VC_API_SECRET_KEY: {e}"))
+            }
+            Service::Edge => {
+                let key = purpose_key(
+                    "VC_EDGE_SECRET_KEY",
+                    set(&self.edge_secret_key),
+                    Purpose::AgentConfigKey,
+                    "vc-edge",
+                    "edge",
+                )?;
+                let previous = PurposeKey::list_from_text(
+                    self.edge_secret_key_previous.as_deref().unwrap_or(""),
+                )
+                .map_err(|e| format!("VC_EDGE_SECRET_KEY_PREVIOUS: {e}"))?;
+                if let Some(p) = previous
+                    .iter()
+                    .find(|p| p.purpose() != Purpose::AgentConfigKey)
+                {
+                    return Err(format!(
+                        "VC_EDGE_SECRET_KEY_PREVIOUS holds a {} key; the edge's keys are {} keys (`vc-worker keys edge` with the earlier master key)",
+                        p.purpose(),
+                        Purpose::AgentConfigKey
+                    ));
+                }
+                Sealer::restricted(key, previous)
+                    .map_err(|e| format!("VC_EDGE_SECRET_KEY_PREVIOUS: {e}"))
+            }
+        }
+    }
+
+    /// LiteLLM's URLs when `LITELLM_BASE_URL` is set, without the master key (empty): what `vc-api`
+    /// shows, as it never calls LiteLLM.
+    pub fn litellm_endpoints(&self) -> Option<LitellmSettings> {
+        let base = self
+            .litellm_base_url
+            .as_deref()?
+            .trim_end_matches('/')
+            .to_string();
+        Some(LitellmSettings {
+            public_url: self
+                .litellm_public_url
+                .clone()
+                .unwrap_or_else(|| base.clone())
+                .trim_end_matches('/')
+                .to_string(),
+            base_url: base,
+            master_key: String::new(),
+            timeout: std::time::Duration::from_millis(self.litellm_timeout_ms),
+        })
     }
 
     /// LiteLLM settings when both the URL and the master key are set.
@@ -589,7 +774,10 @@ mod tests {
         )
         .unwrap();
         let errs = s.validate(Service::Api).unwrap_err();
-        assert!(errs.iter().any(|e| e.contains("VC_SECRET_KEY")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("VC_API_SECRET_KEY")),
+            "{errs:?}"
+        );
         assert!(
             errs.iter().any(|e| e.contains("VC_ADMIN_TOKEN")),
             "{errs:?}"
@@ -655,7 +843,7 @@ mod tests {
             "VC_COMMAND_WAIT_MS",
             "VC_LOG_FORMAT",
             "VC_API_ADDR",
-            "VC_SECRET_KEY",
+            "VC_API_SECRET_KEY",
             "VC_ADMIN_TOKEN",
         ] {
             assert!(
@@ -675,14 +863,20 @@ mod tests {
         assert!(!format!("{s:?}").contains("secretpw"));
     }
 
+    const MASTER: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    fn purpose_key_text(master: &str, p: Purpose) -> String {
+        SecretKey::from_base64(master)
+            .unwrap()
+            .purpose_key(p)
+            .to_text()
+    }
+
     #[test]
     fn edge_tls_needs_both_files() {
-        let base = [(
-            "VC_SECRET_KEY",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-        )];
+        let edge_key = purpose_key_text(MASTER, Purpose::AgentConfigKey);
         let with = |extra: &[(&'static str, &'static str)]| {
-            let mut pairs = base.to_vec();
+            let mut pairs = vec![("VC_EDGE_SECRET_KEY", edge_key.as_str())];
             pairs.extend_from_slice(extra);
             Settings::load(None, &env(&pairs)).unwrap()
         };
@@ -708,9 +902,135 @@ mod tests {
             "{errs:?}"
         );
         // Other services do not care.
-        assert!(with(&[("VC_EDGE_TLS_CERT", "edge.crt")])
+        let worker = Settings::load(
+            None,
+            &env(&[("VC_SECRET_KEY", MASTER), ("VC_EDGE_TLS_CERT", "edge.crt")]),
+        )
+        .unwrap();
+        assert!(worker.validate(Service::Worker).is_ok());
+    }
+
+    #[test]
+    fn each_service_takes_its_own_secrets_only() {
+        let old = SecretKey::generate();
+        let edge_key = purpose_key_text(MASTER, Purpose::AgentConfigKey);
+        let api_key = purpose_key_text(MASTER, Purpose::Command);
+        let admin = "0123456789abcdef0123456789abcdef";
+        let ok = |service, pairs: &[(&str, &str)]| {
+            let s = Settings::load(None, &env(pairs)).unwrap();
+            assert_eq!(s.validate(service), Ok(()), "{pairs:?}");
+            s.sealer(service).unwrap()
+        };
+        let worker = ok(
+            Service::Worker,
+            &[
+                ("VC_SECRET_KEY", MASTER),
+                ("VC_SECRET_KEY_PREVIOUS", &old.to_base64()),
+                ("LITELLM_MASTER_KEY", "sk-1"),
+            ],
+        );
+        assert!(worker.holds(Purpose::ModelApiKey) && worker.holds_key_id(old.key_id()));
+        let edge = ok(
+            Service::Edge,
+            &[
+                ("VC_EDGE_SECRET_KEY", &edge_key),
+                (
+                    "VC_EDGE_SECRET_KEY_PREVIOUS",
+                    &old.purpose_key(Purpose::AgentConfigKey).to_text(),
+                ),
+            ],
+        );
+        assert!(edge.holds(Purpose::AgentConfigKey) && !edge.holds(Purpose::ModelApiKey));
+        assert_eq!(edge.key_id(), worker.key_id());
+        let api = ok(
+            Service::Api,
+            &[("VC_API_SECRET_KEY", &api_key), ("VC_ADMIN_TOKEN", admin)],
+        );
+        assert!(api.holds(Purpose::Command) && !api.holds(Purpose::AgentConfigKey));
+
+        // Another service's secrets are refused, all of them reported at once.
+        let errs = Settings::load(
+            None,
+            &env(&[
+                ("VC_EDGE_SECRET_KEY", &edge_key),
+                ("VC_SECRET_KEY", MASTER),
+                ("VC_ADMIN_TOKEN", admin),
+                ("LITELLM_MASTER_KEY", "sk-1"),
+                ("VC_API_SECRET_KEY", &api_key),
+            ]),
+        )
+        .unwrap()
+        .validate(Service::Edge)
+        .unwrap_err();
+        for var in [
+            "VC_SECRET_KEY ",
+            "VC_ADMIN_TOKEN ",
+            "LITELLM_MASTER_KEY ",
+            "VC_API_SECRET_KEY ",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(var)), "{var}: {errs:?}");
+        }
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        let errs = Settings::load(
+            None,
+            &env(&[("VC_API_SECRET_KEY", &api_key), ("VC_SECRET_KEY", MASTER)]),
+        )
+        .unwrap()
+        .validate(Service::Api)
+        .unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.starts_with("VC_SECRET_KEY must not")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("VC_ADMIN_TOKEN is required")),
+            "{errs:?}"
+        );
+
+        // The wrong purpose, or a master key where a purpose key belongs, is named.
+        let errs = Settings::load(None, &env(&[("VC_EDGE_SECRET_KEY", &api_key)]))
+            .unwrap()
+            .validate(Service::Edge)
+            .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("is a command key; vc-edge needs its agent-config-key key")),
+            "{errs:?}"
+        );
+        let errs = Settings::load(None, &env(&[("VC_EDGE_SECRET_KEY", MASTER)]))
+            .unwrap()
+            .validate(Service::Edge)
+            .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("VC_EDGE_SECRET_KEY: purpose key must be")),
+            "{errs:?}"
+        );
+        let errs = Settings::load(
+            None,
+            &env(&[
+                ("VC_SECRET_KEY", MASTER),
+                ("VC_SECRET_KEY_PREVIOUS", "AAAA"),
+            ]),
+        )
+        .unwrap()
+        .validate(Service::Worker)
+        .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("VC_SECRET_KEY_PREVIOUS: secret key must be 32 bytes")),
+            "{errs:?}"
+        );
+        let errs = Settings::load(None, &env(&[]))
+            .unwrap()
             .validate(Service::Worker)
-            .is_ok());
+            .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("VC_SECRET_KEY is required by vc-worker")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub struct StoredModel {
     pub model_id: String,
     /// Upstream endpoint.
     pub base_url: Option<String>,
-    /// Upstream API key, sealed with [`crate::crypto::Purpose::ModelApiKey`].
+    /// Upstream API key, sealed with [`crate::crypto::Purpose::ModelApiKey`], bound to the model id.
     pub api_key_sealed: Option<String>,
     /// Name in LiteLLM; fixed at creation.
     pub litellm_model_name: String,
@@ -172,7 +172,7 @@ pub struct StoredModel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RealmKeyRecord {
-    /// The key value, sealed with [`crate::crypto::Purpose::RealmKey`].
+    /// The key value, sealed with [`crate::crypto::Purpose::RealmKey`], bound to the realm id.
     pub key_sealed: String,
     /// At most the first 8 characters of the key.
     pub key_prefix: String,
@@ -250,7 +250,7 @@ pub enum ConfigSource {
         provider: Provider,
         /// Model name.
         model: String,
-        /// Sealed with [`crate::crypto::Purpose::AgentConfigKey`].
+        /// Sealed with [`crate::crypto::Purpose::AgentConfigKey`], bound to the agent's DID.
         api_key_sealed: Option<String>,
         /// Endpoint.
         base_url: Option<String>,

@@ -47,7 +47,8 @@ pub struct RealmRouting {
     /// `LITELLM_PUBLIC_URL` as the worker had it at the change (`None`: LiteLLM not configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
-    /// The realm's virtual key, sealed for [`crate::crypto::Purpose::AgentConfigKey`].
+    /// The realm's virtual key, sealed for [`crate::crypto::Purpose::AgentConfigKey`] and bound to the
+    /// realm id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_sealed: Option<String>,
     /// Active granted models, sorted by name (then id): the key's list, in order.
@@ -67,8 +68,8 @@ pub struct ModelRouting {
     /// The model was deleted (a tombstone: its id is never used again).
     #[serde(default)]
     pub deleted: bool,
-    /// The upstream config (key sealed for [`crate::crypto::Purpose::AgentConfigKey`]); `None` while
-    /// the model is inactive.
+    /// The upstream config (key sealed for [`crate::crypto::Purpose::AgentConfigKey`], bound to the
+    /// model id); `None` while the model is inactive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<SealedLlmConfig>,
 }
@@ -179,6 +180,7 @@ pub fn effective(route: &AgentRoute, dependency: Option<&Routing>) -> ConfigStat
         version,
         mode,
         realm_id,
+        key_owner: None,
     };
     match &route.source {
         None => none(route.version, None, None),
@@ -202,6 +204,7 @@ pub fn effective(route: &AgentRoute, dependency: Option<&Routing>) -> ConfigStat
             version: route.version,
             mode: Some(Mode::Manual),
             realm_id: None,
+            key_owner: None,
         },
         Some(ConfigSource::Realm { realm_id, model_id }) => {
             let realm = match dependency {
@@ -217,6 +220,7 @@ pub fn effective(route: &AgentRoute, dependency: Option<&Routing>) -> ConfigStat
                     version: route.version.max(r.version),
                     mode: Some(Mode::Realm),
                     realm_id: Some(realm_id.clone()),
+                    key_owner: Some(realm_id.clone()),
                 },
             }
         }
@@ -232,6 +236,7 @@ pub fn effective(route: &AgentRoute, dependency: Option<&Routing>) -> ConfigStat
                     version: route.version.max(m.version),
                     mode: Some(Mode::Registry),
                     realm_id: None,
+                    key_owner: Some(model_id.clone()),
                 },
             }
         }
@@ -284,6 +289,11 @@ mod tests {
         assert_eq!(s.version, 9, "the realm's newer version");
         assert_eq!(s.mode, Some(Mode::Realm));
         assert_eq!(s.realm_id.as_deref(), Some("r1"));
+        assert_eq!(
+            s.key_owner.as_deref(),
+            Some("r1"),
+            "the realm's key, bound to it"
+        );
     }
 
     #[test]
@@ -345,6 +355,11 @@ mod tests {
         };
         let s = effective(&route, Some(&Routing::Model(m.clone())));
         assert_eq!(
+            s.key_owner.as_deref(),
+            Some("m"),
+            "the model's key, bound to it"
+        );
+        assert_eq!(
             (s.version, s.mode, s.config.map(|c| c.model)),
             (30, Some(Mode::Registry), Some("gpt".into()))
         );
@@ -364,6 +379,7 @@ mod tests {
             }),
         };
         let s = effective(&manual, None);
+        assert_eq!(s.key_owner, None, "the agent's own key, bound to its DID");
         let c = s.config.expect("manual config");
         assert_eq!((c.provider.as_str(), s.version), ("anthropic", 3));
         assert_eq!(c.max_tokens, Some(10));

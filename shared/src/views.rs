@@ -5,7 +5,7 @@
 
 use std::borrow::Borrow;
 
-use crate::crypto::{key_prefix, Purpose, Sealer};
+use crate::crypto::Sealer;
 use crate::domain::{
     AgentRealmView, AgentView, LlmConfig, Membership, ModelStatus, ModelView, RealmView,
     RouterKeyView, SafeLlmConfig, StoredAgent, StoredModel, StoredRealm, SyncRecord,
@@ -217,18 +217,11 @@ pub fn safe_config(state: &ConfigState) -> Option<SafeLlmConfig> {
     })
 }
 
-/// Opens an effective config, key included (only for sending it to that agent).
+/// Opens the effective config of agent `did`, key included (only for sending it to that agent).
 pub fn open_config(
     sealer: &Sealer,
+    did: &str,
     state: &ConfigState,
 ) -> Result<Option<LlmConfig>, crate::crypto::CryptoError> {
-    state.config.as_ref().map(|c| c.open(sealer)).transpose()
-}
-
-/// The first 8 characters of a sealed realm key (for views built from a freshly minted key).
-pub fn sealed_key_prefix(sealer: &Sealer, sealed: &str) -> Option<String> {
-    sealer
-        .open(Purpose::RealmKey, sealed)
-        .ok()
-        .map(|k| key_prefix(&k))
+    state.open(sealer, did)
 }

@@ -6,7 +6,9 @@ use crate::crypto::{CryptoError, Purpose, Sealer};
 use crate::domain::{LlmConfig, Mode};
 use crate::routing::{AgentRoute, ModelRouting, RealmRouting};
 
-/// An [`LlmConfig`] whose API key is sealed ([`Purpose::AgentConfigKey`]): what crosses the bus.
+/// An [`LlmConfig`] whose API key is sealed ([`Purpose::AgentConfigKey`]): what crosses the bus. The key
+/// is bound to its owner: the realm (realm routing), the registry model (registry mode) or the agent
+/// (a manual config); see [`ConfigState::key_owner`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedLlmConfig {
@@ -32,8 +34,8 @@ pub struct SealedLlmConfig {
 }
 
 impl SealedLlmConfig {
-    /// Seals the key of a config.
-    pub fn seal(sealer: &Sealer, c: &LlmConfig) -> Result<Self, CryptoError> {
+    /// Seals the key of a config, bound to `owner` (the id of the realm, model or agent whose key it is).
+    pub fn seal(sealer: &Sealer, owner: &str, c: &LlmConfig) -> Result<Self, CryptoError> {
         Ok(SealedLlmConfig {
             provider: c.provider.clone(),
             model: c.model.clone(),
@@ -41,7 +43,7 @@ impl SealedLlmConfig {
             api_key_sealed: c
                 .api_key
                 .as_deref()
-                .map(|k| sealer.seal(Purpose::AgentConfigKey, k))
+                .map(|k| sealer.seal(Purpose::AgentConfigKey, owner, k))
                 .transpose()?,
             allowed_models: c.allowed_models.clone(),
             system_prompt: c.system_prompt.clone(),
@@ -49,8 +51,8 @@ impl SealedLlmConfig {
         })
     }
 
-    /// Opens the key.
-    pub fn open(&self, sealer: &Sealer) -> Result<LlmConfig, CryptoError> {
+    /// Opens the key, sealed for `owner`.
+    pub fn open(&self, sealer: &Sealer, owner: &str) -> Result<LlmConfig, CryptoError> {
         Ok(LlmConfig {
             provider: self.provider.clone(),
             model: self.model.clone(),
@@ -58,7 +60,7 @@ impl SealedLlmConfig {
             api_key: self
                 .api_key_sealed
                 .as_deref()
-                .map(|k| sealer.open(Purpose::AgentConfigKey, k))
+                .map(|k| sealer.open(Purpose::AgentConfigKey, owner, k))
                 .transpose()?,
             allowed_models: self.allowed_models.clone(),
             system_prompt: self.system_prompt.clone(),
@@ -80,6 +82,23 @@ pub struct ConfigState {
     /// Realm when routed through one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realm_id: Option<String>,
+    /// Whose key the config carries, when not the agent's own: the realm (realm routing) or the
+    /// registry model (registry mode). `None`: a manual config, whose key is the agent's (bound to its
+    /// DID). The config's sealed key is bound to this id; set by [`crate::routing::effective`] from the
+    /// agent's route, never read from the record that holds the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_owner: Option<String>,
+}
+
+impl ConfigState {
+    /// The config with its key opened, for agent `did` (the only one it may be sent to).
+    pub fn open(&self, sealer: &Sealer, did: &str) -> Result<Option<LlmConfig>, CryptoError> {
+        let owner = self.key_owner.as_deref().unwrap_or(did);
+        self.config
+            .as_ref()
+            .map(|c| c.open(sealer, owner))
+            .transpose()
+    }
 }
 
 /// Pushes published by the worker (and edges, for takeover) to edges.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use vc_shared::config::LitellmSettings;
-use vc_shared::crypto::{Sealer, SecretKey};
+use vc_shared::crypto::{Purpose, Sealer, SecretKey};
 use vc_shared::store::Store;
 
 use crate::servers::{NatsCluster, NatsServer, RedisCluster, RedisOpts, RedisServer};
@@ -123,8 +123,10 @@ pub struct Stack {
     pub emu: Option<litellm_emu::EmulatorHandle>,
     /// External LiteLLM (base URL, master key), when used instead of the emulator.
     pub external: Option<(String, String)>,
-    /// The secret key.
+    /// The master key (`VC_SECRET_KEY` of workers; the API's and the edges' keys derive from it).
     pub secret: SecretKey,
+    /// Earlier master keys (`VC_SECRET_KEY_PREVIOUS`; a rotation in progress), empty by default.
+    pub previous_secrets: Vec<SecretKey>,
     /// API base URL.
     pub api_url: String,
     /// The API service.
@@ -263,6 +265,7 @@ impl StackBuilder {
             emu,
             external: self.external.clone(),
             secret: SecretKey::generate(),
+            previous_secrets: Vec::new(),
             api_url: String::new(),
             api: None,
             workers: Vec::new(),
@@ -315,9 +318,21 @@ impl Stack {
         })
     }
 
-    /// The sealer of this stack.
+    /// The workers' sealer: every purpose, the master key and its previous ones.
     pub fn sealer(&self) -> Sealer {
-        Sealer::new(self.secret.clone())
+        Sealer::with_previous(self.secret.clone(), self.previous_secrets.clone())
+            .expect("distinct keys")
+    }
+
+    /// The edges' sealer: the `agent-config-key` key of the master key (and of the previous ones), as
+    /// `VC_EDGE_SECRET_KEY` gives it.
+    pub fn edge_sealer(&self) -> Sealer {
+        edge_sealer(&self.secret, &self.previous_secrets)
+    }
+
+    /// The API's sealer: the `command` key of the master key, as `VC_API_SECRET_KEY` gives it.
+    pub fn api_sealer(&self) -> Sealer {
+        Sealer::restricted(self.secret.purpose_key(Purpose::Command), Vec::new()).expect("one key")
     }
 
     /// The `NATS_URL` the services use (the cluster's URLs, comma-separated, in cluster mode).
@@ -386,6 +401,7 @@ impl Stack {
     /// [`Stack::spawn_worker_process`] with more environment variables.
     pub fn spawn_worker_process_with(&self, bin: &str, extra: &[(&str, String)]) -> Process {
         let mut env = vec![
+            ("VC_SECRET_KEY", self.secret.to_base64()),
             ("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string()),
             (
                 "VC_RECONCILE_INTERVAL_SECS",
@@ -393,7 +409,15 @@ impl Stack {
             ),
             ("RUST_LOG", "vc_worker=warn,vc_shared=warn".to_string()),
         ];
-        env.extend(self.litellm_env());
+        if !self.previous_secrets.is_empty() {
+            let previous: Vec<String> = self
+                .previous_secrets
+                .iter()
+                .map(SecretKey::to_base64)
+                .collect();
+            env.push(("VC_SECRET_KEY_PREVIOUS", previous.join(",")));
+        }
+        env.extend(self.litellm_env(true));
         env.extend(extra.iter().cloned());
         self.spawn_process(bin, &env)
     }
@@ -420,10 +444,22 @@ impl Stack {
             .parse()
             .expect("addr");
         let mut env = vec![
+            (
+                "VC_EDGE_SECRET_KEY",
+                self.secret.purpose_key(Purpose::AgentConfigKey).to_text(),
+            ),
             ("VC_EDGE_ADDR", addr.to_string()),
             ("VC_EDGE_ID", edge_id.to_string()),
             ("RUST_LOG", "vc_edge=warn,vc_shared=warn".to_string()),
         ];
+        if !self.previous_secrets.is_empty() {
+            let previous: Vec<String> = self
+                .previous_secrets
+                .iter()
+                .map(|k| k.purpose_key(Purpose::AgentConfigKey).to_text())
+                .collect();
+            env.push(("VC_EDGE_SECRET_KEY_PREVIOUS", previous.join(",")));
+        }
         env.extend(extra.iter().cloned());
         let p = self.spawn_process(bin, &env);
         self.wait_ready(
@@ -478,6 +514,10 @@ impl Stack {
             .parse()
             .expect("addr");
         let mut env = vec![
+            (
+                "VC_API_SECRET_KEY",
+                self.secret.purpose_key(Purpose::Command).to_text(),
+            ),
             ("VC_API_ADDR", addr.to_string()),
             ("VC_ADMIN_TOKEN", ADMIN_TOKEN.to_string()),
             ("VC_NATS_STREAM_REPLICAS", self.stream_replicas.to_string()),
@@ -486,7 +526,7 @@ impl Stack {
             ("VC_API_TOKEN_CONCURRENCY", self.api_limits.2.to_string()),
             ("RUST_LOG", "vc_api=warn,vc_shared=warn".to_string()),
         ];
-        env.extend(self.litellm_env());
+        env.extend(self.litellm_env(false));
         env.extend(extra.iter().cloned());
         let p = self.spawn_process(bin, &env);
         self.wait_ready(&p, addr, "api", Duration::from_secs(120))
@@ -494,22 +534,26 @@ impl Stack {
         (p, addr)
     }
 
-    /// The LiteLLM settings of this stack as a service process's environment (none without LiteLLM).
-    fn litellm_env(&self) -> Vec<(&'static str, String)> {
+    /// The LiteLLM settings of this stack as a service process's environment (none without LiteLLM);
+    /// the master key only for the worker (`master_key`), the one service that calls LiteLLM.
+    fn litellm_env(&self, master_key: bool) -> Vec<(&'static str, String)> {
         self.litellm_settings()
             .map(|l| {
-                vec![
+                let mut env = vec![
                     ("LITELLM_BASE_URL", l.base_url),
-                    ("LITELLM_MASTER_KEY", l.master_key),
                     ("LITELLM_PUBLIC_URL", l.public_url),
                     ("VC_LITELLM_TIMEOUT_MS", l.timeout.as_millis().to_string()),
-                ]
+                ];
+                if master_key {
+                    env.push(("LITELLM_MASTER_KEY", l.master_key));
+                }
+                env
             })
             .unwrap_or_default()
     }
 
-    /// Starts `bin` with this stack's NATS, Redis and secret key, plus `env`, in its environment (nothing
-    /// inherited but `PATH`); its output goes to a log file.
+    /// Starts `bin` with this stack's NATS and Redis, plus `env` (the service's own secrets among them),
+    /// in its environment (nothing inherited but `PATH`); its output goes to a log file.
     fn spawn_process(&self, bin: &str, env: &[(&str, String)]) -> Process {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("out.log")).expect("log file");
@@ -518,7 +562,6 @@ impl Stack {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("NATS_URL", &self.nats_url)
             .env("REDIS_URL", &self.redis_url)
-            .env("VC_SECRET_KEY", self.secret.to_base64())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("log file"))
@@ -542,7 +585,7 @@ impl Stack {
             nats,
             store,
             tail,
-            sealer: self.sealer(),
+            sealer: self.api_sealer(),
             admin_token: ADMIN_TOKEN.into(),
             command_wait: self.command_wait,
             litellm: self.litellm_settings(),
@@ -642,6 +685,19 @@ impl Stack {
         self.request(reqwest::Method::DELETE, path, None, None, &[])
             .await
     }
+}
+
+/// An edge's sealer for master key `secret` (and `previous` ones): their `agent-config-key` keys only,
+/// as `VC_EDGE_SECRET_KEY` and `VC_EDGE_SECRET_KEY_PREVIOUS` give them.
+pub fn edge_sealer(secret: &SecretKey, previous: &[SecretKey]) -> Sealer {
+    Sealer::restricted(
+        secret.purpose_key(Purpose::AgentConfigKey),
+        previous
+            .iter()
+            .map(|k| k.purpose_key(Purpose::AgentConfigKey))
+            .collect(),
+    )
+    .expect("keys of one purpose")
 }
 
 /// A fresh agent key and its DID.

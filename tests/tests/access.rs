@@ -549,9 +549,8 @@ async fn realm_admin_manages_only_its_realms_agents() {
         .effective_state(&stored)
         .await
         .unwrap()
-        .config
+        .open(&s.sealer(), &a1)
         .unwrap()
-        .open(&s.sealer())
         .unwrap();
     assert_eq!(cfg.api_key.as_deref(), Some(k1.as_str()));
     assert_ne!(cfg.api_key.as_deref(), Some(k2.as_str()));
@@ -915,7 +914,7 @@ async fn drain_serves_then_finishes_in_flight_requests() {
         tail: vc_shared::store::Store::connect(&s.redis.url())
             .await
             .unwrap(),
-        sealer: s.sealer(),
+        sealer: s.api_sealer(),
         admin_token: ADMIN_TOKEN.into(),
         command_wait: Duration::from_millis(3000),
         litellm: None,
@@ -1324,7 +1323,12 @@ async fn whole_flow_with_per_component_users() {
         timeout: Duration::from_secs(3),
     };
     let secret = vc_shared::crypto::SecretKey::generate();
-    let sealer = vc_shared::crypto::Sealer::new(secret);
+    let sealer = vc_shared::crypto::Sealer::new(secret.clone());
+    let api_sealer = vc_shared::crypto::Sealer::restricted(
+        secret.purpose_key(vc_shared::crypto::Purpose::Command),
+        Vec::new(),
+    )
+    .unwrap();
     let redis_url = redis.url();
     let store = || vc_shared::store::Store::connect(&redis_url);
 
@@ -1352,7 +1356,7 @@ async fn whole_flow_with_per_component_users() {
             nats: ac,
             store: store().await.unwrap(),
             tail: store().await.unwrap(),
-            sealer: sealer.clone(),
+            sealer: api_sealer,
             admin_token: ADMIN_TOKEN.into(),
             command_wait: Duration::from_secs(10),
             litellm: Some(litellm.clone()),
@@ -1371,7 +1375,7 @@ async fn whole_flow_with_per_component_users() {
         vc_edge::Deps {
             nats: ec,
             store: store().await.unwrap(),
-            sealer: sealer.clone(),
+            sealer: vc_tests::stack::edge_sealer(&secret, &[]),
             config: vc_edge::EdgeConfig::new("edge-auth-1"),
             metrics: vc_edge::Metrics::new(),
             probe: vc_edge::Probe::default(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
+use vc_shared::crypto::Purpose;
 use vc_tests::stack::{new_agent, Stack};
 use vc_tests::wait::eventually;
 
@@ -371,4 +372,68 @@ async fn reregistered_did_versions_move_forward() {
     let cfg = s.get(&format!("/api/agents/{did}/llm-config")).await;
     assert_eq!(cfg.body["ackedVersion"], Value::Null);
     assert!(cfg.body["version"].as_u64().unwrap() > v1);
+}
+
+/// Publishes a `model.register` command with id `id` and returns its outcome.
+async fn publish(
+    js: &async_nats::jetstream::Context,
+    replies: &mut async_nats::Subscriber,
+    id: &str,
+    body: &[u8],
+) -> serde_json::Value {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", id);
+    h.insert("Vc-Reply-To", format!("_INBOX.test.bound.{id}").as_str());
+    js.publish_with_headers("vc.cmd.model.register", h, body.to_vec().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(15), replies.next())
+        .await
+        .expect("an outcome")
+        .unwrap();
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+/// A sealed `apiKeySealed` opens only in the command it was sealed for (the command id is bound into
+/// it): copied into another command, that command is refused; in its own, the model gets the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_command_secret_opens_only_in_its_command() {
+    let s = Stack::builder().start().await;
+    let nc = s.nats_client().await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let mut replies = nc.subscribe("_INBOX.test.bound.>").await.unwrap();
+    // Sealed as the API seals it, with the API's key only, for command `bound-1`.
+    let sealed = s
+        .api_sealer()
+        .seal(Purpose::Command, "bound-1", "sk-bound-to-one-command")
+        .unwrap();
+    let body = serde_json::to_vec(&json!({"name": "Bound", "provider": "openai",
+        "modelId": "gpt", "apiKeySealed": sealed}))
+    .unwrap();
+    let copied = publish(&js, &mut replies, "bound-2", &body).await;
+    assert_eq!(copied["status"], "failed", "{copied}");
+    assert_eq!(copied["error"]["code"], "BAD_REQUEST", "{copied}");
+    assert!(
+        copied["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("apiKeySealed could not be opened"),
+        "{copied}"
+    );
+    let own = publish(&js, &mut replies, "bound-1", &body).await;
+    assert_eq!(own["status"], "succeeded", "{own}");
+    let id = own["result"]["model"]["id"].as_str().unwrap().to_string();
+    let stored = s.store.model(&id).await.unwrap().unwrap();
+    assert_eq!(
+        s.sealer()
+            .open(
+                Purpose::ModelApiKey,
+                &id,
+                stored.api_key_sealed.as_deref().unwrap()
+            )
+            .unwrap(),
+        "sk-bound-to-one-command"
+    );
 }

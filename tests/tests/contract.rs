@@ -228,7 +228,7 @@ async fn real_litellm_realm_key_lifecycle() {
     assert_eq!(add.body["llmPushed"], true, "{}", add.text);
     let agent = s.store.agent(&did).await.unwrap().unwrap();
     let state = s.store.effective_state(&agent).await.unwrap();
-    let cfg = vc_shared::views::open_config(&s.sealer(), &state)
+    let cfg = vc_shared::views::open_config(&s.sealer(), &did, &state)
         .unwrap()
         .unwrap();
     let key = cfg.api_key.clone().unwrap();
@@ -359,7 +359,7 @@ async fn real_litellm_wiped_then_reconciled_keeps_the_same_key() {
     let agent = s.store.agent(&did).await.unwrap().unwrap();
     let state = s.store.effective_state(&agent).await.unwrap();
     let version = state.version;
-    let key = vc_shared::views::open_config(&s.sealer(), &state)
+    let key = vc_shared::views::open_config(&s.sealer(), &did, &state)
         .unwrap()
         .unwrap()
         .api_key

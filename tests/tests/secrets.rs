@@ -14,6 +14,7 @@ use edge_support::*;
 use futures::StreamExt;
 use serde_json::json;
 use vc_edge::EdgeConfig;
+use vc_shared::crypto::Purpose;
 use vc_tests::assert_eventually;
 use vc_tests::stack::{Stack, ADMIN_TOKEN};
 
@@ -239,6 +240,11 @@ async fn no_secret_in_logs_bus_responses_or_redis() {
     secrets.push(ADMIN_TOKEN.into());
     secrets.push("sk-emu-master".into());
     secrets.push(s.secret.to_base64());
+    // The keys derived for the edge and the API (the key part of `<purpose>:<key id>:<base64>`).
+    for p in [Purpose::AgentConfigKey, Purpose::Command] {
+        let text = s.secret.purpose_key(p).to_text();
+        secrets.push(text.rsplit(':').next().unwrap().to_string());
+    }
     let dump = redis_dump(&s.redis.url()).await;
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     let bus = String::from_utf8_lossy(&bus.lock().unwrap()).into_owned();
@@ -248,7 +254,7 @@ async fn no_secret_in_logs_bus_responses_or_redis() {
         logs.len()
     );
     assert!(
-        bus.contains("vc.cmd.model.register") && bus.contains("vc.push."),
+        bus.contains("vc.cmd.api.model.register") && bus.contains("vc.push."),
         "bus traffic was captured"
     );
     assert!(dump.contains("{vc}:model:"), "redis was dumped");

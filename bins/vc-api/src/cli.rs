@@ -25,7 +25,8 @@ pub async fn main() -> ExitCode {
         env.get("RUST_LOG").map(String::as_str),
         "vc_api=info,vc_shared=info,tower_http=warn",
     );
-    let sealer = vc_shared::crypto::Sealer::new(settings.secret().expect("validated"));
+    // The API's key seals secrets of commands only (`VC_API_SECRET_KEY`): it opens nothing.
+    let sealer = settings.sealer(Service::Api).expect("validated");
     let connect = async {
         let nats = vc_shared::bus::connect(&settings.nats_url, "vc-api")
             .await
@@ -60,7 +61,7 @@ pub async fn main() -> ExitCode {
         sealer,
         admin_token: settings.admin_token.clone().expect("validated"),
         command_wait: Duration::from_millis(settings.command_wait_ms),
-        litellm: settings.litellm(),
+        litellm: settings.litellm_endpoints(),
         stream_replicas: settings.nats_stream_replicas,
         drain_delay: crate::DEFAULT_DRAIN_DELAY,
         limits: crate::limits::TokenLimits::new(

@@ -61,7 +61,7 @@ pub struct AppState {
     pub js: async_nats::jetstream::Context,
     /// Redis.
     pub store: Store,
-    /// Seals secrets before they go on the bus.
+    /// Seals secrets before they go on the bus (the API's `command` key only: it opens nothing).
     pub sealer: Sealer,
     /// The bootstrap admin token.
     pub admin_token: Arc<str>,
@@ -99,13 +99,14 @@ pub struct Deps {
     pub store: Store,
     /// A second Redis connection, held by the read model's wait on the change log.
     pub tail: Store,
-    /// Sealer.
+    /// Seals the secrets of commands: a sealer of the `command` purpose (`VC_API_SECRET_KEY`).
     pub sealer: Sealer,
     /// Admin token.
     pub admin_token: String,
     /// Outcome wait.
     pub command_wait: Duration,
-    /// LiteLLM settings, when configured.
+    /// LiteLLM's URLs, when configured (shown only; the API never calls LiteLLM, so its master key
+    /// may be empty: [`vc_shared::config::Settings::litellm_endpoints`]).
     pub litellm: Option<vc_shared::config::LitellmSettings>,
     /// Stream replicas (streams are created if missing).
     pub stream_replicas: usize,

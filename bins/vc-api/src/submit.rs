@@ -78,13 +78,12 @@ pub async fn listen_replies(nats: async_nats::Client, inbox: String, waiters: Wa
 }
 
 /// The body of a write, as a JSON object with path ids merged in, validated as `kind` as the client
-/// sent it (clear secrets included, so REST and NATS refuse the same body with the same words), then
-/// with secrets sealed for the bus.
+/// sent it (clear secrets included, so REST and NATS refuse the same body with the same words). Its
+/// secrets are sealed for the bus by [`submit`], once the command id they are bound to is known.
 pub fn build_body(
     kind: CommandKind,
     raw: Option<Value>,
     path_ids: &[(&str, &str)],
-    state: &AppState,
 ) -> ApiResult<Bytes> {
     let mut obj = match raw {
         None => Map::new(),
@@ -97,19 +96,29 @@ pub fn build_body(
     obj.remove("apiKeySealed");
     let clear = serde_json::to_vec(&obj).unwrap_or_default();
     Command::parse(kind, &clear)?;
-    if let Some(Value::String(k)) = obj.get("apiKey").cloned() {
-        if !k.trim().is_empty() {
+    Ok(Bytes::from(clear))
+}
+
+/// `body` with its clear `apiKey` replaced by `apiKeySealed`, sealed as a [`Purpose::Command`] secret
+/// of command `command_id` (so it opens in that command only): no secret crosses the bus in clear.
+fn seal_secrets(state: &AppState, body: Bytes, command_id: &str) -> ApiResult<Bytes> {
+    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(body);
+    };
+    match obj.get("apiKey") {
+        Some(Value::String(k)) if !k.trim().is_empty() => {
             let sealed = state
                 .sealer
-                .seal(Purpose::Command, k.trim())
+                .seal(Purpose::Command, command_id, k.trim())
                 .map_err(|_| ApiError::new(ErrorCode::Internal, "seal"))?;
             obj.remove("apiKey");
             obj.insert("apiKeySealed".into(), Value::String(sealed));
+            Ok(Bytes::from(
+                serde_json::to_vec(&Value::Object(obj)).unwrap_or_default(),
+            ))
         }
+        _ => Ok(body),
     }
-    Ok(Bytes::from(
-        serde_json::to_vec(&Value::Object(obj)).unwrap_or_default(),
-    ))
 }
 
 /// Status of a successful command of this kind.
@@ -239,6 +248,7 @@ pub async fn submit(
             .put_command_issuer(&command_id, &actor.name)
             .await?;
     }
+    let body = seal_secrets(state, body, &command_id)?;
     let rx = state.waiters.register(&command_id);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(HDR_MSG_ID, command_id.as_str());

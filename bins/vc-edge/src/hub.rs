@@ -395,18 +395,14 @@ impl Hub {
 
     // ----- delivery -------------------------------------------------------------------------------
 
-    /// The `llm_config` frame of a state (API key opened), or `None` if the sealed key cannot be opened
-    /// (wrong `VC_SECRET_KEY`): an operator must act, and the agent keeps what it has.
-    fn encode(&self, state: &ConfigState, agent_id: Option<&str>) -> Option<Utf8Bytes> {
-        let config = match state
-            .config
-            .as_ref()
-            .map(|c| c.open(&self.sealer))
-            .transpose()
-        {
+    /// The `llm_config` frame of agent `did`'s state (API key opened), or `None` if the sealed key
+    /// cannot be opened (a `VC_EDGE_SECRET_KEY` of another master key, a previous key missing during a
+    /// rotation, a `v1` value not re-sealed yet): an operator must act, and the agent keeps what it has.
+    fn encode(&self, state: &ConfigState, did: &str, agent_id: Option<&str>) -> Option<Utf8Bytes> {
+        let config = match state.open(&self.sealer, did) {
             Ok(c) => c,
             Err(e) => {
-                error!(error = %e, version = state.version, "Cannot open a config's API key; is VC_SECRET_KEY the worker's?");
+                error!(error = %e, version = state.version, "Cannot open a config's API key; is VC_EDGE_SECRET_KEY derived from the worker's VC_SECRET_KEY?");
                 return None;
             }
         };
@@ -428,13 +424,14 @@ impl Hub {
         s: &mut Slot,
         state: &ConfigState,
         frame: &mut Option<Option<Utf8Bytes>>,
+        did: &str,
         agent_id: Option<&str>,
     ) {
         if s.known.is_some_and(|k| state.version <= k) {
             return;
         }
         let Some(bytes) = frame
-            .get_or_insert_with(|| self.encode(state, agent_id))
+            .get_or_insert_with(|| self.encode(state, did, agent_id))
             .clone()
         else {
             return;
@@ -524,14 +521,14 @@ impl Hub {
                 continue;
             };
             let mut frame = None;
-            self.queue(s, &state, &mut frame, Some(did));
+            self.queue(s, &state, &mut frame, did, Some(did));
         }
         out
     }
 
     /// A realm's or model's new routing state: cached (if newer), then the frames of every local
     /// session depending on it are derived again; each distinct frame is encoded once (without
-    /// `agentId`).
+    /// `agentId`; the key is the realm's or the model's, bound to its id, whichever agent gets it).
     fn deliver_routing(&self, routing: Routing) {
         let dep = routing.dependency();
         let mut st = lock(&self.state);
@@ -541,7 +538,7 @@ impl Hub {
             return;
         };
         let mut frames: HashMap<(u64, Option<String>), Option<Option<Utf8Bytes>>> = HashMap::new();
-        for slots in st.sessions.values_mut() {
+        for (did, slots) in st.sessions.iter_mut() {
             for s in slots.iter_mut().filter(|s| s.dep.as_ref() == Some(&dep)) {
                 let Some(route) = s.route.as_ref() else {
                     continue;
@@ -552,7 +549,7 @@ impl Hub {
                     state.config.as_ref().map(|c| c.model.clone()),
                 );
                 let frame = frames.entry(key).or_default();
-                self.queue(s, &state, frame, None);
+                self.queue(s, &state, frame, did, None);
             }
         }
     }

@@ -61,10 +61,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 use vc_shared::bus::{self, BusError};
-use vc_shared::config::Settings;
-use vc_shared::crypto::Sealer;
+use vc_shared::config::{Service, Settings};
+use vc_shared::crypto::{self, Sealer};
 use vc_shared::ops::{self, Ops, Readiness};
-use vc_shared::store::{Store, StoreError};
+use vc_shared::store::{keys, Store, StoreError};
 
 pub mod cli;
 mod config;
@@ -86,7 +86,7 @@ use listen::Route;
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Settings unusable (e.g. `VC_SECRET_KEY`).
+    /// Settings unusable (e.g. `VC_EDGE_SECRET_KEY`, or a key of another master key).
     #[error("configuration: {0}")]
     Config(String),
     /// NATS.
@@ -109,7 +109,9 @@ pub struct Deps {
     pub nats: async_nats::Client,
     /// Redis.
     pub store: Store,
-    /// Opens the sealed API keys of configs before they go to their agent.
+    /// Opens the sealed API keys of configs before they go to their agent: a sealer of the
+    /// `agent-config-key` purpose only (`VC_EDGE_SECRET_KEY`), which cannot open a registry's provider
+    /// keys, a realm's key at rest or a command's secret.
     pub sealer: Sealer,
     /// Identity, limits, timings.
     pub config: EdgeConfig,
@@ -123,7 +125,7 @@ impl Deps {
     /// Connects NATS and Redis per validated settings, for an edge with `config` (see
     /// [`EdgeConfig::from_settings`]).
     pub async fn connect(settings: &Settings, config: EdgeConfig) -> Result<Deps, Error> {
-        let sealer = Sealer::new(settings.secret().map_err(Error::Config)?);
+        let sealer = settings.sealer(Service::Edge).map_err(Error::Config)?;
         let nats = bus::connect(&settings.nats_url, &format!("vc-edge-{}", config.edge_id)).await?;
         let store = Store::connect(&settings.redis_url).await?;
         Ok(Deps {
@@ -183,6 +185,29 @@ const CONN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// How long the HTTP side gets to finish in-flight requests at shutdown.
 const HTTP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Checks that the edge holds the key this deployment's secrets are sealed under. The worker's key canary
+/// (`{vc}:secret-check`) names it: the master key of every sealed value, or the oldest one while a
+/// rotation is under way (the canary moves to the new key when `vc-worker reseal` has rewritten every
+/// value). The canary is a `command` secret, which the edge cannot open: only its key id is read. No
+/// canary yet (no worker has started): nothing to check.
+async fn check_keys(store: &Store, sealer: &Sealer) -> Result<(), Error> {
+    let Some(canary) = store.raw_get(keys::SECRET_CHECK).await? else {
+        return Ok(());
+    };
+    if crypto::is_v1(&canary) {
+        return Err(Error::Config(
+            "this deployment's secrets are in the v1 format, which only the master key opens: run `vc-worker reseal` before starting edges of this version".into(),
+        ));
+    }
+    match crypto::sealed_key_id(&canary) {
+        Some(kid) if !sealer.holds_key_id(kid) => Err(Error::Config(format!(
+            "this deployment's secrets are sealed under key id {kid}, but VC_EDGE_SECRET_KEY is of key id {} and VC_EDGE_SECRET_KEY_PREVIOUS has none of key id {kid}: derive the edge's key with `vc-worker keys edge` from that master key",
+            sealer.key_id()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Serves agents and the operational endpoints on `listener` until `shutdown` resolves, then drains:
 /// `/readyz` turns 503, new upgrades get 503, every session is closed 1012, and `run` returns once they
 /// are gone or `config.drain_timeout` has passed. Dropping the returned future stops everything at once
@@ -200,6 +225,7 @@ pub async fn run(
         metrics,
         probe,
     } = deps;
+    check_keys(&store, &sealer).await?;
     let local: SocketAddr = listener.local_addr()?;
     let tls = config.tls.is_some();
     if !tls && !local.ip().is_loopback() {

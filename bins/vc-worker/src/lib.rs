@@ -9,6 +9,8 @@
 //! - [`sync`], [`queue`], [`reconcile`]: LiteLLM sync (command jobs right after the commit, entity jobs
 //!   retried with backoff, periodic repair).
 //! - [`litellm`]: the LiteLLM admin client.
+//! - [`reseal`]: `vc-worker reseal` (every sealed value under the current key, holding the lane) and
+//!   `vc-worker keys` (the purpose keys of the API and the edges).
 //!
 //! ## Flow
 //! `vc.cmd.<kind>` → (lane holder) validate → apply on the batch's view → commit the batch (one Lua
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod push;
 pub mod queue;
 pub mod reconcile;
+pub mod reseal;
 pub mod stuck;
 pub mod sync;
 
@@ -44,7 +47,7 @@ pub struct Deps {
     pub nats: async_nats::Client,
     /// Redis store.
     pub store: Store,
-    /// Sealer (from `VC_SECRET_KEY`).
+    /// Sealer of every purpose: `VC_SECRET_KEY` seals, `VC_SECRET_KEY_PREVIOUS` keys open too.
     pub sealer: Sealer,
     /// LiteLLM, when configured.
     pub litellm: Option<LitellmSettings>,
@@ -164,8 +167,7 @@ pub async fn run_tuned(
         Ok(true) => {}
         Ok(false) => {
             return Err(Error::Setup(
-                "VC_SECRET_KEY does not match the key this deployment's secrets were sealed with"
-                    .into(),
+                reseal::wrong_key_message(&deps.store, &deps.sealer).await,
             ))
         }
         Err(e) => return Err(Error::Setup(format!("redis: {e}"))),

@@ -197,7 +197,7 @@ impl Syncer {
                 let api_key = m
                     .api_key_sealed
                     .as_deref()
-                    .map(|k| self.sealer.open(Purpose::ModelApiKey, k))
+                    .map(|k| self.sealer.open(Purpose::ModelApiKey, &m.id, k))
                     .transpose()?;
                 let hash = deployment_hash(m, api_key.as_deref());
                 let existed = actual.is_some();
@@ -262,7 +262,9 @@ impl Syncer {
                 Action::None
             });
         };
-        let key = self.sealer.open(Purpose::RealmKey, &rk.key_sealed)?;
+        let key = self
+            .sealer
+            .open(Purpose::RealmKey, realm_id, &rk.key_sealed)?;
         let granted = views::load_realm_models(&self.store, realm_id).await?;
         let allowed = views::allowed_models(&granted);
         let blocked = allowed.is_empty();

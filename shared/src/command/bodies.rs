@@ -255,7 +255,7 @@ crate::redacted_debug!(LlmConfigSetBody { did, realm_id, realm_model_id, registr
 pub enum SecretInput {
     /// Given in clear (by another service).
     Clear(String),
-    /// Sealed with [`crate::crypto::Purpose::Command`].
+    /// Sealed with [`crate::crypto::Purpose::Command`], bound to the command id.
     Sealed(String),
 }
 

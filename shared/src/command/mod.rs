@@ -7,8 +7,9 @@
 //! so a bad command published straight on NATS is refused with the same words as a bad REST request.
 //!
 //! Secrets in bodies: `apiKey` may be given in clear by other services; the API always sends
-//! `apiKeySealed` instead (sealed with [`crate::crypto::Purpose::Command`]), so no secret crosses the bus
-//! in clear from our own services.
+//! `apiKeySealed` instead (sealed with [`crate::crypto::Purpose::Command`] and bound to the command id,
+//! its `Nats-Msg-Id`, so it opens in no other command), so no secret crosses the bus in clear from our
+//! own services.
 //!
 //! | file | concern |
 //! |---|---|

@@ -52,12 +52,14 @@ mod changes;
 mod lane;
 mod presence;
 mod routing;
+mod sealed;
 mod sessions;
 mod tokens;
 
 pub use changes::{Change, ChangesHead};
 pub use lane::{BatchCommit, BatchWrites, LaneLease, ManyReads, ReadPlan};
 pub use presence::PresenceHold;
+pub use sealed::{ResealCount, ResealPlan, ResealReport, SealedRecord};
 pub use sessions::StoredSession;
 pub use tokens::{token_keys, StoredToken};
 
@@ -983,7 +985,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         use crate::crypto::Purpose;
         const CANARY: &str = "vc-secret-key-check";
-        let sealed = sealer.seal(Purpose::Command, CANARY).unwrap_or_default();
+        let sealed = sealer
+            .seal(Purpose::Command, keys::SECRET_CHECK, CANARY)
+            .unwrap_or_default();
         let mut c = self.conn.clone();
         let _: Option<String> = timed(
             redis::cmd("SET")
@@ -994,7 +998,8 @@ impl Store {
         )
         .await?;
         let stored = self.get(keys::SECRET_CHECK).await?.unwrap_or_default();
-        Ok(sealer.open(Purpose::Command, &stored).ok().as_deref() == Some(CANARY))
+        let opened = sealer.open(Purpose::Command, keys::SECRET_CHECK, &stored);
+        Ok(opened.ok().as_deref() == Some(CANARY))
     }
 
     /// Last acknowledged config version of an agent.

@@ -5,6 +5,10 @@
 //! Scenarios describe what an agent should receive as a [`ConfigState`]; [`Env::route_of`] turns it
 //! into what the worker stores (the agent's route, and for realm routing the realm's routing state)
 //! so that the edge's derivation gives that state back.
+//!
+//! Keys are sealed as the worker seals them (bound to the realm, or for a manual config to the agent's
+//! DID, which [`Env::route_of`] knows), and edges get only the `agent-config-key` key, as
+//! `VC_EDGE_SECRET_KEY` gives it.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -19,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vc_agent::{AgentClient, AgentHandle, AgentOptions};
 use vc_edge::{Deps, EdgeConfig, Metrics, Probe};
-use vc_shared::crypto::{Sealer, SecretKey};
+use vc_shared::crypto::{Purpose, Sealer, SecretKey};
 use vc_shared::domain::{ConfigSource, LlmConfig, Mode, Provider, StoredAgent};
 use vc_shared::routing::{AgentRoute, RealmRouting, RoutedModel};
 use vc_shared::store::{keys, Store};
@@ -27,10 +31,14 @@ use vc_shared::wire::{ConfigState, Push, SealedLlmConfig};
 use vc_shared::ws::{AuthResponse, ClientMsg, ServerMsg};
 use vc_tests::servers::{NatsServer, RedisServer};
 
+/// What [`Env::state`] binds a manual config's key to until [`Env::route_of`] gives it to an agent.
+pub const MANUAL_OWNER: &str = "manual-config-not-given-yet";
+
 /// NATS, Redis, the secret key, and clients to play the worker.
 pub struct Env {
     pub nats: NatsServer,
     pub redis: RedisServer,
+    /// The worker's sealer (every purpose).
     pub sealer: Sealer,
     pub store: Store,
     /// The "worker's" NATS client.
@@ -65,7 +73,9 @@ impl Env {
         }
     }
 
-    /// A config state: realm routing through `realm`, or a manual config when `realm` is `None`.
+    /// A config state: realm routing through `realm`, or a manual config when `realm` is `None`. A
+    /// manual config's key is sealed for [`MANUAL_OWNER`] here, and for the agent's DID once the state
+    /// is given to an agent ([`Env::route_of`]).
     pub fn state(&self, version: u64, realm: Option<&str>, model: &str) -> ConfigState {
         let cfg = LlmConfig {
             provider: "openai-compatible".into(),
@@ -76,8 +86,9 @@ impl Env {
             system_prompt: None,
             max_tokens: None,
         };
+        let owner = realm.unwrap_or(MANUAL_OWNER);
         ConfigState {
-            config: Some(SealedLlmConfig::seal(&self.sealer, &cfg).expect("seal")),
+            config: Some(SealedLlmConfig::seal(&self.sealer, owner, &cfg).expect("seal")),
             version,
             mode: Some(if realm.is_some() {
                 Mode::Realm
@@ -85,12 +96,14 @@ impl Env {
                 Mode::Manual
             }),
             realm_id: realm.map(str::to_string),
+            key_owner: realm.map(str::to_string),
         }
     }
 
-    /// The agent route (and, for realm routing, the realm's routing state) from which the edge
-    /// derives `state`. A realm's state lists the config's allowed models, the chosen one among them.
-    pub fn route_of(&self, state: &ConfigState) -> (AgentRoute, Option<RealmRouting>) {
+    /// The route of agent `did` (and, for realm routing, the realm's routing state) from which the
+    /// edge derives `state`. A realm's state lists the config's allowed models, the chosen one among
+    /// them. A manual config's key is sealed again for the agent, as the worker seals it.
+    pub fn route_of(&self, did: &str, state: &ConfigState) -> (AgentRoute, Option<RealmRouting>) {
         let route = |source| AgentRoute {
             version: state.version,
             source,
@@ -124,10 +137,19 @@ impl Env {
                 (route(Some(source)), Some(routing))
             }
             _ => {
+                let api_key_sealed = c.api_key_sealed.as_deref().map(|k| {
+                    let key = self
+                        .sealer
+                        .open(Purpose::AgentConfigKey, MANUAL_OWNER, k)
+                        .expect("a key sealed by Env::state");
+                    self.sealer
+                        .seal(Purpose::AgentConfigKey, did, &key)
+                        .expect("seal")
+                });
                 let source = ConfigSource::Manual {
                     provider: Provider::parse(&c.provider).expect("a known provider"),
                     model: c.model.clone(),
-                    api_key_sealed: c.api_key_sealed.clone(),
+                    api_key_sealed,
                     base_url: c.base_url.clone(),
                     system_prompt: c.system_prompt.clone(),
                     max_tokens: c.max_tokens,
@@ -139,7 +161,7 @@ impl Env {
 
     /// The push the worker sends when an agent's own route changes to give it `state`.
     pub fn agent_push(&self, did: &str, state: &ConfigState) -> Push {
-        let (route, realm) = self.route_of(state);
+        let (route, realm) = self.route_of(did, state);
         Push::AgentRoute {
             did: did.to_string(),
             route,
@@ -149,7 +171,7 @@ impl Env {
     }
 
     fn agent_record(&self, did: &str, name: String, state: &ConfigState) -> StoredAgent {
-        let (route, _) = self.route_of(state);
+        let (route, _) = self.route_of(did, state);
         StoredAgent {
             did: did.to_string(),
             name,
@@ -176,7 +198,7 @@ impl Env {
                     .arg(serde_json::to_string(&rec).unwrap())
                     .ignore();
                 p.cmd("SADD").arg(keys::AGENTS).arg(did).ignore();
-                if let (_, Some(routing)) = self.route_of(state) {
+                if let (_, Some(routing)) = self.route_of(did, state) {
                     p.cmd("SET")
                         .arg(keys::routing_realm(&routing.realm_id))
                         .arg(serde_json::to_string(&routing).unwrap())
@@ -218,10 +240,10 @@ impl Env {
     /// `realm`), written once, then one push; the agents' records are not touched. `dids` are the
     /// agents expected to follow it (they are routed through the realm already).
     pub async fn update_realm(&self, realm: &str, dids: &[String], state: ConfigState) {
-        let (_, routing) = self.route_of(&state);
+        assert!(!dids.is_empty());
+        let (_, routing) = self.route_of(&dids[0], &state);
         let routing = routing.expect("a realm-routed state");
         assert_eq!(routing.realm_id, realm);
-        assert!(!dids.is_empty());
         let mut c = self.store.conn();
         let _: () = redis::cmd("SET")
             .arg(keys::routing_realm(realm))
@@ -272,12 +294,24 @@ impl Env {
 }
 
 /// Starts an edge over the given servers (its own NATS client and Redis connection) on 127.0.0.1:0,
+/// with the edge's key of master key `secret` (the `agent-config-key` key only),
 /// and waits until it answers `/healthz` (over TLS when `config.tls` is set; the certificate is not
 /// checked here, the TLS scenarios check it).
 pub async fn spawn_edge(
     nats_url: &str,
     redis_url: &str,
     secret: &SecretKey,
+    config: EdgeConfig,
+) -> Edge {
+    let sealer = vc_tests::stack::edge_sealer(secret, &[]);
+    spawn_edge_sealed(nats_url, redis_url, sealer, config).await
+}
+
+/// [`spawn_edge`] with the edge's sealer given (e.g. with previous keys during a rotation).
+pub async fn spawn_edge_sealed(
+    nats_url: &str,
+    redis_url: &str,
+    sealer: Sealer,
     config: EdgeConfig,
 ) -> Edge {
     let nats = vc_shared::bus::connect(nats_url, &format!("vc-edge-{}", config.edge_id))
@@ -298,7 +332,7 @@ pub async fn spawn_edge(
     let deps = Deps {
         nats,
         store,
-        sealer: Sealer::new(secret.clone()),
+        sealer,
         config,
         metrics: metrics.clone(),
         probe: probe.clone(),

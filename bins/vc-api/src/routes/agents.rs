@@ -212,7 +212,6 @@ pub async fn put_llm_config(
             CommandKind::AgentLlmConfigSet,
             body.clone(),
             &[("did", &did)],
-            &s,
         )?;
         match command::Command::parse(CommandKind::AgentLlmConfigSet, &bytes)? {
             command::Command::AgentLlmConfigSet {

@@ -34,7 +34,7 @@ pub(crate) async fn write(
     body: Option<Value>,
     ids: &[(&str, &str)],
 ) -> ApiResult<Response> {
-    let bytes = build_body(kind, body, ids, state)?;
+    let bytes = build_body(kind, body, ids)?;
     let r = submit(state, kind, bytes, idem(headers).as_deref(), actor).await?;
     // Read-your-writes: a write that succeeded is in this instance's read model before its answer. An
     // outcome sent right after its commit names the change it wrote; otherwise (a replay, an outcome

@@ -251,7 +251,7 @@ impl Tx<'_> {
             } => {
                 let api_key_sealed = match api_key {
                     Some(input) => match self.open_input(input)? {
-                        Ok(k) => Some(self.ctx.sealer.seal(Purpose::AgentConfigKey, &k)?),
+                        Ok(k) => Some(self.ctx.sealer.seal(Purpose::AgentConfigKey, did, &k)?),
                         Err(e) => refuse!(e),
                     },
                     // A manual update that omits the key keeps the stored one.

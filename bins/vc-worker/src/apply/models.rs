@@ -34,7 +34,7 @@ impl Tx<'_> {
         let api_key_sealed = match m.api_key {
             None => None,
             Some(input) => match self.open_input(input)? {
-                Ok(k) => Some(self.ctx.sealer.seal(Purpose::ModelApiKey, &k)?),
+                Ok(k) => Some(self.ctx.sealer.seal(Purpose::ModelApiKey, &id, &k)?),
                 Err(e) => refuse!(e),
             },
         };
@@ -112,7 +112,10 @@ impl Tx<'_> {
             None => {}
             Some(None) => m.api_key_sealed = None,
             Some(Some(input)) => match self.open_input(input)? {
-                Ok(k) => m.api_key_sealed = Some(self.ctx.sealer.seal(Purpose::ModelApiKey, &k)?),
+                Ok(k) => {
+                    m.api_key_sealed =
+                        Some(self.ctx.sealer.seal(Purpose::ModelApiKey, &m.id, &k)?)
+                }
                 Err(e) => refuse!(e),
             },
         }

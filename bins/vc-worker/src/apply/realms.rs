@@ -204,7 +204,7 @@ impl Tx<'_> {
         if realm.key.is_none() && self.ctx.litellm.is_some() {
             let key = generate_virtual_key();
             realm.key = Some(RealmKeyRecord {
-                key_sealed: self.ctx.sealer.seal(Purpose::RealmKey, &key)?,
+                key_sealed: self.ctx.sealer.seal(Purpose::RealmKey, realm_id, &key)?,
                 key_prefix: key_prefix(&key),
                 monthly_budget_usd: None,
                 created_at: self.now.clone(),

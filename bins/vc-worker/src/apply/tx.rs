@@ -325,8 +325,17 @@ impl<'a> Tx<'a> {
             Some(realm) => {
                 let key_sealed = match &realm.key {
                     Some(k) => {
-                        let key = self.ctx.sealer.open(Purpose::RealmKey, &k.key_sealed)?;
-                        Some(self.ctx.sealer.seal(Purpose::AgentConfigKey, &key)?)
+                        // Re-sealed for the edges, which hold the `agent-config-key` key only,
+                        // bound to the realm whose agents it goes to.
+                        let key =
+                            self.ctx
+                                .sealer
+                                .open(Purpose::RealmKey, realm_id, &k.key_sealed)?;
+                        Some(
+                            self.ctx
+                                .sealer
+                                .seal(Purpose::AgentConfigKey, realm_id, &key)?,
+                        )
                     }
                     None => None,
                 };
@@ -382,8 +391,9 @@ impl<'a> Tx<'a> {
                 let config = if m.status == ModelStatus::Active {
                     let api_key_sealed = match &m.api_key_sealed {
                         Some(k) => {
-                            let key = self.ctx.sealer.open(Purpose::ModelApiKey, k)?;
-                            Some(self.ctx.sealer.seal(Purpose::AgentConfigKey, &key)?)
+                            // Re-sealed for the edges, bound to the model.
+                            let key = self.ctx.sealer.open(Purpose::ModelApiKey, &m.id, k)?;
+                            Some(self.ctx.sealer.seal(Purpose::AgentConfigKey, &m.id, &key)?)
                         }
                         None => None,
                     };
@@ -543,12 +553,18 @@ impl<'a> Tx<'a> {
     ) -> Result<Result<String, DomainError>, ApplyError> {
         Ok(match input {
             SecretInput::Clear(s) => Ok(s),
-            SecretInput::Sealed(s) => match self.ctx.sealer.open(Purpose::Command, &s) {
-                Ok(p) => Ok(p),
-                Err(_) => Err(DomainError::bad_request(
-                    "apiKeySealed could not be opened with this deployment's secret key",
-                )),
-            },
+            SecretInput::Sealed(s) => {
+                // Bound to this command: a sealed key copied from another command does not open.
+                let opened = self
+                    .ctx
+                    .sealer
+                    .open(Purpose::Command, self.ctx.command_id, &s);
+                opened.map_err(|e| {
+                    DomainError::bad_request(format!(
+                        "apiKeySealed could not be opened as a secret of this command: {e}"
+                    ))
+                })
+            }
         })
     }
 }
