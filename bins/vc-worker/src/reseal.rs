@@ -136,7 +136,7 @@ async fn write_all(
                 ops: chunk,
             };
             match store.commit_batch(&batch).await? {
-                BatchCommit::Applied(n) => {
+                BatchCommit::Applied { rev: n, .. } => {
                     rev = n;
                     written += chunk.len();
                     break;
