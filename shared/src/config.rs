@@ -154,38 +154,22 @@ pub struct Settings {
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A secret shows only whether it is set.
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| crate::redact::Redacted);
         f.debug_struct("Settings")
             .field("nats_url", &redact_url_credentials(&self.nats_url))
             .field("redis_url", &"<redacted>")
             .field("litellm_base_url", &self.litellm_base_url)
-            .field(
-                "litellm_master_key",
-                &self.litellm_master_key.as_ref().map(|_| "<redacted>"),
-            )
+            .field("litellm_master_key", &hidden(&self.litellm_master_key))
             .field("litellm_public_url", &self.litellm_public_url)
-            .field(
-                "admin_token",
-                &self.admin_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "secret_key",
-                &self.secret_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "secret_key_previous",
-                &self.secret_key_previous.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "api_secret_key",
-                &self.api_secret_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "edge_secret_key",
-                &self.edge_secret_key.as_ref().map(|_| "<redacted>"),
-            )
+            .field("admin_token", &hidden(&self.admin_token))
+            .field("secret_key", &hidden(&self.secret_key))
+            .field("secret_key_previous", &hidden(&self.secret_key_previous))
+            .field("api_secret_key", &hidden(&self.api_secret_key))
+            .field("edge_secret_key", &hidden(&self.edge_secret_key))
             .field(
                 "edge_secret_key_previous",
-                &self.edge_secret_key_previous.as_ref().map(|_| "<redacted>"),
+                &hidden(&self.edge_secret_key_previous),
             )
             .field("api_addr", &self.api_addr)
             .field("edge_addr", &self.edge_addr)
