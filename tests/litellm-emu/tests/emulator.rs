@@ -1,107 +1,11 @@
 //! The emulator over real HTTP: every ⚠ edge of `litellm-admin-api.md`, plus the test controls.
 
+mod support;
+
 use std::time::Duration;
 
-use litellm_emu::{Emulator, EmulatorConfig, EmulatorHandle};
 use serde_json::{json, Value};
-
-const MASTER: &str = "sk-test-master";
-
-/// A started emulator plus a small JSON client.
-struct Env {
-    handle: EmulatorHandle,
-    http: reqwest::Client,
-}
-
-async fn start() -> Env {
-    start_with(EmulatorConfig {
-        master_key: MASTER.into(),
-        ..EmulatorConfig::default()
-    })
-    .await
-}
-
-async fn start_with(cfg: EmulatorConfig) -> Env {
-    Env {
-        handle: Emulator::spawn(cfg).await,
-        http: reqwest::Client::new(),
-    }
-}
-
-impl Env {
-    fn emu(&self) -> &Emulator {
-        &self.handle.emu
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value, reqwest::header::HeaderMap) {
-        let resp = req
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body, headers)
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.handle.base_url);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, url);
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let (s, b, _) = self.send(req).await;
-        (s, b)
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call("POST", path, Some(MASTER), Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call("GET", path, Some(MASTER), None).await
-    }
-
-    async fn chat(&self, key: &str, model: &str) -> (u16, Value) {
-        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
-        self.call("POST", "/chat/completions", Some(key), Some(body))
-            .await
-    }
-
-    async fn new_model(&self, name: &str, id: &str, upstream: &str) -> (u16, Value) {
-        self.post(
-            "/model/new",
-            json!({
-                "model_name": name,
-                "litellm_params": {"model": upstream, "api_base": "http://up.invalid/v1", "api_key": "sk-upstream-secret"},
-                "model_info": {"id": id},
-            }),
-        )
-        .await
-    }
-
-    async fn new_key(&self, body: Value) -> String {
-        let (s, b) = self.post("/key/generate", body).await;
-        assert_eq!(s, 200, "{b}");
-        b["key"].as_str().expect("key").to_owned()
-    }
-}
-
-fn error_type(body: &Value) -> &str {
-    body["error"]["type"].as_str().unwrap_or("")
-}
+use support::{error_type, start, MASTER};
 
 /// A second `/model/new` with the same name adds a deployment, and chat load-balances over both.
 #[tokio::test]
