@@ -2,14 +2,15 @@
 //!
 //! Order of checks (as `user_api_key_auth` does them): no key → 401; malformed `Authorization`
 //! → 401; master key → admin; not `sk-...` → 401; unknown key → 401 `token_not_found_in_db`;
-//! blocked → 401; expired → 400 `expired_key`. Route-specific checks follow in the handlers.
+//! blocked → 401; expired → 400 `expired_key`. Route-specific checks follow in the handlers; the
+//! key's team is checked by [`check_team`] (`common_checks`, after the key's own checks).
 
 use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use crate::error::{py_error_dict, py_float, ApiError};
 use crate::pytime;
-use crate::state::{hash_key, key_name, VirtualKey};
+use crate::state::{hash_key, key_name, Team, VirtualKey};
 use crate::Emulator;
 
 /// The authenticated caller of a request.
@@ -170,5 +171,52 @@ pub(crate) fn check_budget(vk: &VirtualKey) -> Result<(), ApiError> {
             Value::Null,
         )),
         _ => Ok(()),
+    }
+}
+
+/// The team checks of `common_checks`, run on every route a virtual key of an existing team
+/// calls: blocked team → 401; `model` (when the route names one) outside the team's `models` →
+/// 401 `team_model_access_denied`; team spend over `max_budget` → 400 `budget_exceeded`.
+///
+/// The real proxy compares the team's spend with `>` (`_team_max_budget_check`), where the key
+/// check uses `>=`: a team at exactly its budget may still call.
+pub(crate) fn check_team(team: Option<&Team>, model: Option<&str>) -> Result<(), ApiError> {
+    let Some(team) = team else {
+        return Ok(());
+    };
+    if team.blocked {
+        return Err(ApiError::auth(
+            401,
+            format!(
+                "Authentication Error, Team={} is blocked. Update via `/team/unblock` if your admin.",
+                team.team_id
+            ),
+        ));
+    }
+    if let Some(m) = model.filter(|m| !team.allows(m)) {
+        return Err(crate::teams::team_model_denied(team, m));
+    }
+    match team.max_budget {
+        Some(max) if team.spend > max => Err(ApiError::proxy(
+            400,
+            format!(
+                "Budget has been exceeded! Team={} Current cost: {}, Max budget: {}",
+                team.team_id,
+                py_float(team.spend),
+                py_float(max)
+            ),
+            json!("budget_exceeded"),
+            Value::Null,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_team`] for a route that names no model (`/key/info`, `/model/info`, `/team/*`):
+/// the master key passes; a virtual key of a blocked or over-budget team does not.
+pub(crate) fn check_caller_team(emu: &Emulator, caller: &Caller) -> Result<(), ApiError> {
+    match caller {
+        Caller::Master => Ok(()),
+        Caller::Key(vk) => check_team(emu.db().team_of(vk), None),
     }
 }

@@ -146,6 +146,30 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A required `List[str]` (`missing` when absent, `list_type` when `null`).
+    pub(crate) fn require_str_list(&mut self, name: &str) -> Option<Vec<String>> {
+        match self.get(name) {
+            Field::Absent => {
+                let input = Value::Object(self.obj.clone());
+                self.push("missing", &[json!(name)], "Field required", &input);
+                None
+            }
+            Field::Null => {
+                self.reject_null(name, "list_type", "Input should be a valid list");
+                None
+            }
+            Field::Set(_) => self.str_list(name).value(),
+        }
+    }
+
+    /// Report a `null` given for a field that has a default but is not `Optional` (`models: list
+    /// = []`, `blocked: bool = False`): Pydantic validates the `null` against the type and fails.
+    pub(crate) fn reject_null(&mut self, name: &str, kind: &str, msg: &str) {
+        if self.get(name) == Field::Null {
+            self.push(kind, &[json!(name)], msg, &Value::Null);
+        }
+    }
+
     /// An optional `str`.
     pub(crate) fn str(&mut self, name: &str) -> Field<String> {
         match self.get(name) {

@@ -2,9 +2,12 @@
 //!
 //! Checks, in the real proxy's order: unknown key 401 `token_not_found_in_db` → blocked 401 →
 //! expired 400 `expired_key` (all in `auth`) → model not in the key's `models` 401
-//! `key_model_access_denied` → spend ≥ `max_budget` 400 `budget_exceeded` → `rpm_limit` reached
-//! 429 → no deployment named `model` 400. Then a canned completion from one of the deployments
-//! with that name (round-robin), and [`crate::EmulatorConfig::spend_per_request`] is charged.
+//! `key_model_access_denied` → spend ≥ `max_budget` 400 `budget_exceeded` → the key's team
+//! ([`auth::check_team`]: blocked 401, model not in the team's `models` 401
+//! `team_model_access_denied`, team spend > team `max_budget` 400 `budget_exceeded`) →
+//! `rpm_limit` reached 429 → no deployment named `model` 400. Then a canned completion from one of
+//! the deployments with that name (round-robin), and [`crate::EmulatorConfig::spend_per_request`]
+//! is charged to the key and to its team.
 
 use std::time::Instant;
 
@@ -91,6 +94,7 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
             }
         }
         auth::check_budget(vk)?;
+        auth::check_team(db.team_of(vk), model)?;
         if let Some(limit) = vk.rpm_limit {
             let token = vk.token.clone();
             let window = db.rate.entry(token.clone()).or_insert(RateWindow {
@@ -142,6 +146,10 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
         let vk = &mut db.keys[idx];
         vk.spend += charge;
         served.key_spend = vk.spend;
+        let team = vk.team_id.clone();
+        if let Some(t) = team.and_then(|id| db.team_index(&id)) {
+            db.teams[t].spend += charge;
+        }
     }
     Ok(served)
 }
@@ -256,7 +264,8 @@ pub(crate) async fn completions(
     Ok(response)
 }
 
-/// `GET /models` and `/v1/models`: the caller's models (`[]` on a key = every model name).
+/// `GET /models` and `/v1/models`: the caller's models. A key's own `models` win; `[]` defers to
+/// its team's `models`, and `[]` there means every model name.
 pub(crate) async fn models(
     State(emu): State<Emulator>,
     headers: HeaderMap,
@@ -272,11 +281,17 @@ pub(crate) async fn models(
                 .map(|i| db.keys[i].clone())
                 .unwrap_or_else(|| (**snapshot).clone());
             auth::check_budget(&vk)?;
-            if vk.grants_all() {
+            let team = db.team_of(&vk);
+            auth::check_team(team, None)?;
+            let listed = match team {
+                Some(t) if vk.models.is_empty() => t.models.clone(),
+                _ => vk.models,
+            };
+            if listed.is_empty() || listed.iter().any(|m| m == "all-proxy-models") {
                 db.routed_names()
             } else {
                 let mut names: Vec<String> = Vec::new();
-                for m in vk.models {
+                for m in listed {
                     if !names.contains(&m) {
                         names.push(m);
                     }

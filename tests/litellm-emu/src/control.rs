@@ -122,7 +122,7 @@ fn ok() -> Json<Value> {
     Json(json!({"ok": true}))
 }
 
-/// `POST /emu/reset`: wipe deployments and keys.
+/// `POST /emu/reset`: wipe deployments, keys and teams.
 pub(crate) async fn emu_reset(
     State(emu): State<Emulator>,
     headers: HeaderMap,
@@ -208,7 +208,7 @@ pub(crate) async fn emu_reload_delay(
     Ok(ok())
 }
 
-/// `GET /emu/state`: every deployment and key, with plaintext secrets.
+/// `GET /emu/state`: every deployment, key and team, with plaintext secrets.
 pub(crate) async fn emu_state(
     State(emu): State<Emulator>,
     headers: HeaderMap,
@@ -216,7 +216,10 @@ pub(crate) async fn emu_state(
     require_master(&emu, &headers)?;
     let deployments = serde_json::to_value(emu.deployments()).unwrap_or(Value::Null);
     let keys = serde_json::to_value(emu.keys()).unwrap_or(Value::Null);
-    Ok(Json(json!({"deployments": deployments, "keys": keys})))
+    let teams = serde_json::to_value(emu.teams()).unwrap_or(Value::Null);
+    Ok(Json(
+        json!({"deployments": deployments, "keys": keys, "teams": teams}),
+    ))
 }
 
 /// `POST /emu/spend {"key", "spend"}` (key in plaintext or as its token); unknown key → 404.
@@ -248,5 +251,35 @@ pub(crate) async fn emu_spend(
         ));
     }
     emu.set_spend(&key, spend);
+    Ok(ok())
+}
+
+/// `POST /emu/team-spend {"team_id", "spend"}`; unknown team → 404.
+pub(crate) async fn emu_team_spend(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_master(&emu, &headers)?;
+    let obj = json_object(&headers, &body)?;
+    let mut f = Fields::body(&obj);
+    let team_id = f.require_str("team_id");
+    let spend = f.f64("spend").value();
+    f.finish()?;
+    let (Some(team_id), Some(spend)) = (team_id, spend) else {
+        return Err(ApiError::validation(
+            "missing",
+            vec![json!("body"), json!("spend")],
+            "Field required",
+            Value::Object(obj.clone()),
+        ));
+    };
+    if emu.db().team_index(&team_id).is_none() {
+        return Err(ApiError::internal(
+            404,
+            crate::error::py_error_dict(&format!("Team not found, passed team_id={team_id}")),
+        ));
+    }
+    emu.set_team_spend(&team_id, spend);
     Ok(ok())
 }

@@ -8,8 +8,12 @@
 //! - update: unknown key → **401**; a bad `duration` is a 400 here; `null` **clears** `max_budget`,
 //!   `key_alias`, `metadata` (to `{}`), `blocked`, `tpm_limit`, `rpm_limit`, `team_id`, is
 //!   **ignored** for `duration` and `budget_duration`, and is a 400 for `models` and `spend`;
-//!   `metadata` is replaced, not merged; a `team_id` other than the key's own → 404 (no teams exist).
-//! - delete: 404 only when *none* of the given keys exists; the answer echoes the request list.
+//!   `metadata` is replaced, not merged; a `team_id` naming no team → 404, even the key's own
+//!   dangling one; moving a key to another team requires the team to allow every model of the key
+//!   (401 `team_model_access_denied`) and a `tpm_limit`/`rpm_limit` no higher than the team's (403).
+//! - generate: a `team_id` naming no team is stored as given (only `/key/update` checks it).
+//! - delete: keys by plaintext or by token (sha256), or by alias; 404 only when *none* of the given
+//!   keys exists; the answer echoes the request list.
 //! - info: any valid virtual key may read any key's info; the `info` object has no `token`.
 //! - list: newest first; `size` 1..=100; virtual keys get 403.
 //! - regenerate: Enterprise-only, 500.
@@ -30,7 +34,7 @@ use crate::auth::{self, Caller};
 use crate::body::{json_object, Field, Fields};
 use crate::error::{py_error_dict, py_float, ApiError};
 use crate::pytime::{self, iso_offset, iso_z};
-use crate::state::{hash_key, key_name, token_of, VirtualKey, ADMIN_USER_ID};
+use crate::state::{hash_key, key_name, token_of, Team, VirtualKey, ADMIN_USER_ID};
 use crate::Emulator;
 
 /// Random bytes in a generated key (`secrets.token_urlsafe(16)` → 22 characters after `sk-`).
@@ -40,7 +44,7 @@ fn iso_offset_opt(t: Option<OffsetDateTime>) -> Value {
     t.map_or(Value::Null, |t| Value::String(iso_offset(t)))
 }
 
-fn iso_z_opt(t: Option<OffsetDateTime>) -> Value {
+pub(crate) fn iso_z_opt(t: Option<OffsetDateTime>) -> Value {
     t.map_or(Value::Null, |t| Value::String(iso_z(t)))
 }
 
@@ -250,7 +254,7 @@ fn alias_taken(alias: &str) -> ApiError {
     )
 }
 
-fn negative_budget(max_budget: f64) -> String {
+pub(crate) fn negative_budget(max_budget: f64) -> String {
     py_error_dict(&format!(
         "max_budget cannot be negative. Received: {}",
         py_float(max_budget)
@@ -359,7 +363,7 @@ pub(crate) async fn generate(
 }
 
 /// The items of a JSON list if they are all strings.
-fn string_items(items: Vec<Value>) -> Option<Vec<String>> {
+pub(crate) fn string_items(items: Vec<Value>) -> Option<Vec<String>> {
     items
         .into_iter()
         .map(|v| match v {
@@ -369,17 +373,53 @@ fn string_items(items: Vec<Value>) -> Option<Vec<String>> {
         .collect()
 }
 
-/// The Prisma error a `null` on a non-nullable column produces (`models`, `spend`).
-fn prisma_null_error(field: &str) -> ApiError {
+/// Prisma's message for a `null` on a non-nullable column (`models`, `spend`, a team's `blocked`).
+pub(crate) fn prisma_null_message(field: &str) -> String {
     let inner = format!(
         "Unable to match input value to any allowed input type for the field. Parse errors: [`data.{field}`: A value is required but not set, `data.{field}`: A value is required but not set]"
     );
+    format!(
+        "Unable to match input value to any allowed input type for the field. Parse errors: [{inner}, {inner}]"
+    )
+}
+
+/// The Prisma error as `/key/update` reports it.
+fn prisma_null_error(field: &str) -> ApiError {
     ApiError::auth(
         400,
-        format!(
-            "Authentication Error, Unable to match input value to any allowed input type for the field. Parse errors: [{inner}, {inner}]"
-        ),
+        format!("Authentication Error, {}", prisma_null_message(field)),
     )
+}
+
+/// `validate_key_team_change`: what moving a key (its stored row) into `team` requires.
+fn validate_team_change(vk: &VirtualKey, team: &Team) -> Result<(), ApiError> {
+    if let Some(m) = vk.models.iter().find(|m| !team.allows(m)) {
+        return Err(crate::teams::team_model_denied(team, m));
+    }
+    let over = |what: &str, key_limit: i64, team_limit: i64| {
+        ApiError::auth(
+            403,
+            format!(
+                "Key={} has a {what}={key_limit} which is greater than the team's {what}={team_limit}.",
+                vk.token
+            ),
+        )
+    };
+    // As in the proxy: a team limit of 0 counts as none, and the rpm comparison is only reached
+    // for a key with a `tpm_limit`.
+    let exceeds = |key: Option<i64>, team: Option<i64>| match (key, team) {
+        (Some(k), Some(t)) if t != 0 && k > t => Some((k, t)),
+        _ => None,
+    };
+    if vk.tpm_limit.is_some() {
+        if let Some((k, t)) = exceeds(vk.tpm_limit, team.tpm_limit) {
+            return Err(over("tpm_limit", k, t));
+        }
+        if let Some((k, t)) = exceeds(vk.rpm_limit, team.rpm_limit) {
+            return Err(over("rpm_limit", k, t));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /key/update`.
@@ -425,13 +465,16 @@ pub(crate) async fn update(
         }
     }
     if let Field::Set(t) = &team_id {
-        if db.keys[idx].team_id.as_deref() != Some(t.as_str()) {
+        let Some(team) = db.team_index(t).map(|i| &db.teams[i]) else {
             return Err(ApiError::auth(
                 404,
                 py_error_dict(&format!(
                     "Team doesn't exist in db. Team={t}. Create team via `/team/new` call."
                 )),
             ));
+        };
+        if db.keys[idx].team_id.as_deref() != Some(t.as_str()) {
+            validate_team_change(&db.keys[idx], team)?;
         }
     }
     if let Field::Set(alias) = &key_alias {
@@ -513,7 +556,7 @@ pub(crate) async fn update(
 }
 
 /// `Set` overwrites, `Null` clears, `Absent` leaves the field alone.
-fn apply_nullable<T>(slot: &mut Option<T>, field: Field<T>) {
+pub(crate) fn apply_nullable<T>(slot: &mut Option<T>, field: Field<T>) {
     match field {
         Field::Set(v) => *slot = Some(v),
         Field::Null => *slot = None,
@@ -579,6 +622,7 @@ pub(crate) async fn info(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::authenticate(&emu, &headers)?;
+    auth::check_caller_team(&emu, &caller)?;
     let given = match (query.get("key"), &caller) {
         (Some(k), _) => Some(k.clone()),
         // Without `?key=`, a virtual key reads its own row (echoed as its token); the master

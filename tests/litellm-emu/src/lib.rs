@@ -9,15 +9,24 @@
 //! `/key/update` is a 401, `null` clears some fields on `/key/update` and not others, error
 //! messages are stringified Python dicts, and so on.
 //!
+//! Teams hold a budget across key rotations: every call adds its cost to the key's spend and to
+//! its team's, and the team's spend outlives the key. `/team/delete` deletes the team's keys too;
+//! `/key/generate` accepts a `team_id` naming no team (such a key is constrained by no team), while
+//! `/key/update` insists the team exists. A key of a blocked team is refused (401), as is a call
+//! to a model outside the team's `models` (401; `[]` = all models), and once the team has spent
+//! *more* than its `max_budget` every call is a 400 `budget_exceeded` (the key's own budget is
+//! checked first, with `>=`).
+//!
 //! # Layout
 //!
 //! - [`Emulator`] (this file): the shared state handle, its test controls (fault injection,
 //!   inspection, drift), [`run`] and [`Emulator::spawn`].
-//! - `state`: LiteLLM's "database" (deployments, virtual keys) and the router's view of it;
-//!   the public snapshot types [`Deployment`] and [`VirtualKey`].
-//! - `auth`: master key / virtual key authentication with the real messages.
-//! - `models`, `keys`, `chat`: the `/model/*`, `/key/*` and `/chat/completions` + `/v1/models`
-//!   routes.
+//! - `state`: LiteLLM's "database" (deployments, virtual keys, teams) and the router's view of
+//!   it; the public snapshot types [`Deployment`], [`VirtualKey`] and [`Team`].
+//! - `auth`: master key / virtual key authentication with the real messages, and the checks a
+//!   key's team imposes.
+//! - `models`, `keys`, `teams`, `chat`: the `/model/*`, `/key/*`, `/team/*` and
+//!   `/chat/completions` + `/v1/models` routes.
 //! - `control`: fault-injection middleware, `/emu/*` control routes, health and fallbacks.
 //! - `body`, `error`, `pytime`: FastAPI-style validation, the wire error shapes, and LiteLLM's
 //!   duration and datetime arithmetic.
@@ -62,8 +71,9 @@ mod keys;
 mod models;
 mod pytime;
 mod state;
+mod teams;
 
-pub use state::{Deployment, VirtualKey};
+pub use state::{Deployment, Team, VirtualKey};
 
 use state::{lock, Db, FailRule, Faults};
 
@@ -73,7 +83,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Master key used by [`EmulatorConfig::default`].
 pub const DEFAULT_MASTER_KEY: &str = "sk-emu-master";
 
-/// USD added to a key's spend per successful chat completion by default.
+/// USD added to a key's spend (and its team's) per successful chat completion by default.
 pub const DEFAULT_SPEND_PER_REQUEST: f64 = 0.0001;
 
 /// Emulator settings.
@@ -84,7 +94,7 @@ pub struct EmulatorConfig {
     /// Delay before a `POST /model/update` reaches routing and `/model/info` (the real proxy's
     /// periodic reload: 3–30 s). Zero (the default) makes updates visible at once.
     pub update_reload_delay: Duration,
-    /// USD charged to a virtual key for each successful chat completion.
+    /// USD charged to a virtual key (and to its team) for each successful chat completion.
     pub spend_per_request: f64,
 }
 
@@ -185,6 +195,11 @@ impl Emulator {
             .route("/key/list", get(keys::list))
             .route("/key/regenerate", post(keys::regenerate))
             .route("/key/{key}/regenerate", post(keys::regenerate))
+            .route("/team/new", post(teams::new_team))
+            .route("/team/update", post(teams::update_team))
+            .route("/team/delete", post(teams::delete_team))
+            .route("/team/info", get(teams::team_info))
+            .route("/team/list", get(teams::list_teams))
             .route("/chat/completions", post(chat::completions))
             .route("/v1/chat/completions", post(chat::completions))
             .route("/models", get(chat::models))
@@ -196,6 +211,7 @@ impl Emulator {
             .route("/emu/reload-delay", post(control::emu_reload_delay))
             .route("/emu/state", get(control::emu_state))
             .route("/emu/spend", post(control::emu_spend))
+            .route("/emu/team-spend", post(control::emu_team_spend))
             .fallback(control::not_found)
             .method_not_allowed_fallback(control::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
@@ -280,7 +296,7 @@ impl Emulator {
         self.db().reload_delay = d;
     }
 
-    /// Wipe every deployment and key, as a lost LiteLLM database would.
+    /// Wipe every deployment, key and team, as a lost LiteLLM database would.
     pub fn reset(&self) {
         self.db().wipe();
     }
@@ -302,6 +318,19 @@ impl Emulator {
         let mut db = self.db();
         if let Some(i) = db.key_index(key) {
             db.keys[i].spend = spend;
+        }
+    }
+
+    /// Every stored team, in creation order.
+    pub fn teams(&self) -> Vec<Team> {
+        self.db().teams.clone()
+    }
+
+    /// Set a team's spend (`/team/update` cannot); unknown teams are ignored.
+    pub fn set_team_spend(&self, team_id: &str, spend: f64) {
+        let mut db = self.db();
+        if let Some(i) = db.team_index(team_id) {
+            db.teams[i].spend = spend;
         }
     }
 

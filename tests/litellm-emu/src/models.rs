@@ -268,6 +268,7 @@ pub(crate) async fn model_info(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = auth::authenticate(&emu, &headers)?;
+    auth::check_caller_team(&emu, &caller)?;
     let mut db = emu.db();
     db.reload_router(Instant::now());
     if let Some(id) = query.get("litellm_model_id") {

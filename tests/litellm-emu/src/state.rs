@@ -1,5 +1,5 @@
-//! The emulator's state: LiteLLM's database (deployments and virtual keys), the router's view of
-//! the deployments, rate-limit windows, and the fault-injection switches.
+//! The emulator's state: LiteLLM's database (deployments, virtual keys and teams), the router's view
+//! of the deployments, rate-limit windows, and the fault-injection switches.
 //!
 //! Everything sits behind `std::sync::Mutex`es held only for short, synchronous sections; no
 //! handler awaits while holding one (`clippy::await_holding_lock` is denied workspace-wide).
@@ -95,6 +95,7 @@ pub struct VirtualKey {
     /// `Some(true)` blocks every call with the key.
     pub blocked: Option<bool>,
     /// Team id, if any (not validated on generate, validated on update, like the real proxy).
+    /// A `team_id` naming no team constrains nothing.
     pub team_id: Option<String>,
     /// Tokens-per-minute limit (stored, not enforced).
     pub tpm_limit: Option<i64>,
@@ -122,6 +123,54 @@ impl VirtualKey {
     /// Whether the key has expired at `now`.
     pub(crate) fn expired(&self, now: OffsetDateTime) -> bool {
         self.expires.is_some_and(|e| e < now)
+    }
+}
+
+/// A team as stored in LiteLLM's database (a snapshot for tests).
+///
+/// A team caps every key whose `team_id` names it: its `models`, `blocked` and `max_budget` are
+/// checked on each call, and its `spend` grows with theirs and outlives them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Team {
+    /// The primary key (a uuid unless given to `/team/new`).
+    pub team_id: String,
+    /// Display name; not unique.
+    pub team_alias: Option<String>,
+    /// Model names the team's keys may call; empty means **all** models.
+    pub models: Vec<String>,
+    /// Spend cap in USD for all the team's keys together; `None` = unlimited.
+    pub max_budget: Option<f64>,
+    /// Budget period as given (garbage is stored silently, as for keys).
+    pub budget_duration: Option<String>,
+    /// Computed from `budget_duration` when it is set; left stale when it is cleared.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub budget_reset_at: Option<OffsetDateTime>,
+    /// Spend so far in USD: the sum of its keys' calls, deleted keys included.
+    pub spend: f64,
+    /// `true` refuses every call made with the team's keys.
+    pub blocked: bool,
+    /// Free-form metadata: a JSON object, or `null` after a `/team/update` with `"metadata": null`.
+    pub metadata: Value,
+    /// Tokens-per-minute limit (stored, not enforced).
+    pub tpm_limit: Option<i64>,
+    /// Requests-per-minute limit (stored, not enforced).
+    pub rpm_limit: Option<i64>,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last update time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Team {
+    /// Whether the team's keys may call `model` (`[]`, `*` and `all-proxy-models` grant everything).
+    pub(crate) fn allows(&self, model: &str) -> bool {
+        self.models.is_empty()
+            || self
+                .models
+                .iter()
+                .any(|m| m == model || m == "*" || m == "all-proxy-models")
     }
 }
 
@@ -286,6 +335,8 @@ pub(crate) struct Db {
     pub(crate) deployments: Vec<DeploymentRow>,
     /// Keys in creation order (the `token` is unique).
     pub(crate) keys: Vec<VirtualKey>,
+    /// Teams in creation order (the `team_id` is unique).
+    pub(crate) teams: Vec<Team>,
     /// Request windows by key token.
     pub(crate) rate: HashMap<String, RateWindow>,
     /// Round-robin cursor per model name.
@@ -345,6 +396,18 @@ impl Db {
     pub(crate) fn key_index(&self, key_or_token: &str) -> Option<usize> {
         let token = token_of(key_or_token);
         self.keys.iter().position(|k| k.token == token)
+    }
+
+    /// Index of the team with this `team_id`.
+    pub(crate) fn team_index(&self, team_id: &str) -> Option<usize> {
+        self.teams.iter().position(|t| t.team_id == team_id)
+    }
+
+    /// The team a key belongs to, if its `team_id` names an existing team (a dangling
+    /// `team_id`, accepted by `/key/generate`, constrains nothing).
+    pub(crate) fn team_of(&self, vk: &VirtualKey) -> Option<&Team> {
+        let id = vk.team_id.as_deref()?;
+        self.teams.iter().find(|t| t.team_id == id)
     }
 
     /// Snapshots of every deployment.
