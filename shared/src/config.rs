@@ -32,6 +32,7 @@
 //! | `VC_NATS_STREAM_REPLICAS` | `nats_stream_replicas` | replicas of the JetStream streams (3 on a cluster) | `1` |
 //! | `VC_RECONCILE_INTERVAL_SECS` | `reconcile_interval_secs` | periodic LiteLLM reconcile (0 = off) | `300` |
 //! | `VC_LITELLM_TIMEOUT_MS` | `litellm_timeout_ms` | timeout of one LiteLLM admin call | `10000` |
+//! | `VC_KEY_ROTATION_GRACE_SECS` | `key_rotation_grace_secs` | how long a replaced realm key keeps working (0 = retired at once) | `30` |
 //!
 //! Each service is given only the secrets it uses, and refuses the others (a shared environment file
 //! would hand the edges the master key): `vc-worker` the master key(s) and `LITELLM_MASTER_KEY`;
@@ -150,6 +151,9 @@ pub struct Settings {
     /// Timeout of one LiteLLM call (ms).
     #[serde(default = "default_litellm_timeout_ms")]
     pub litellm_timeout_ms: u64,
+    /// Default grace period of a replaced realm key (s).
+    #[serde(default = "default_key_rotation_grace")]
+    pub key_rotation_grace_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -216,6 +220,9 @@ fn default_reconcile_interval() -> u64 {
 fn default_litellm_timeout_ms() -> u64 {
     10_000
 }
+fn default_key_rotation_grace() -> u64 {
+    30
+}
 
 /// Environment variable → TOML key.
 pub const ENV_KEYS: &[(&str, &str)] = &[
@@ -245,6 +252,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VC_NATS_STREAM_REPLICAS", "nats_stream_replicas"),
     ("VC_RECONCILE_INTERVAL_SECS", "reconcile_interval_secs"),
     ("VC_LITELLM_TIMEOUT_MS", "litellm_timeout_ms"),
+    ("VC_KEY_ROTATION_GRACE_SECS", "key_rotation_grace_secs"),
 ];
 
 /// `scheme://user:password@host` → `scheme://user:***@host`, for logs and errors.
@@ -272,6 +280,7 @@ const NUMERIC_KEYS: &[&str] = &[
     "nats_stream_replicas",
     "reconcile_interval_secs",
     "litellm_timeout_ms",
+    "key_rotation_grace_secs",
 ];
 
 /// Where LiteLLM is, when configured.
@@ -578,6 +587,12 @@ impl Settings {
                 }
                 if !(100..=300_000).contains(&self.litellm_timeout_ms) {
                     errors.push("VC_LITELLM_TIMEOUT_MS must be from 100 to 300000".to_string());
+                }
+                if self.key_rotation_grace_secs > crate::rotation::MAX_GRACE_SECS {
+                    errors.push(format!(
+                        "VC_KEY_ROTATION_GRACE_SECS must be from 0 to {}",
+                        crate::rotation::MAX_GRACE_SECS
+                    ));
                 }
             }
         }

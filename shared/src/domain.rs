@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::rotation::{KeyRotation, RotationView};
+
 /// Current time as RFC 3339 (UTC, millisecond precision).
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -182,6 +184,9 @@ pub struct RealmKeyRecord {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// Rotation state: a new value waiting for LiteLLM, replaced values still working.
+    #[serde(default, skip_serializing_if = "KeyRotation::is_empty")]
+    pub rotation: KeyRotation,
 }
 
 /// A realm as stored.
@@ -465,6 +470,10 @@ pub struct RouterKeyView {
     pub litellm: SyncView,
     /// RFC 3339.
     pub updated_at: String,
+    /// Key rotation: `stable`, `pending` (a new key is being created) or `retiring` (members have the
+    /// new key; replaced keys work until retired). Absent from results stored before rotation existed.
+    #[serde(default)]
+    pub rotation: RotationView,
 }
 
 /// `Realm` of the contract.

@@ -5,6 +5,7 @@
 //! - [`domain`]: stored records and the contract's JSON views.
 //! - [`store`]: the Redis keyspace, reads, and the atomic commit of a command's writes.
 //! - [`subjects`]: NATS subjects and streams, with who publishes and who subscribes.
+//! - [`rotation`]: realm key rotation states and their view.
 //! - [`routing`]: realm and model routing states, and the effective config derived from them.
 //! - [`wire`]: messages between services on the bus (pushes to edges, events).
 //! - [`ws`]: the agent WebSocket protocol frames.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod ops;
 pub mod pem;
 pub mod redact;
+pub mod rotation;
 pub mod routing;
 pub mod shutdown;
 pub mod store;

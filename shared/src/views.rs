@@ -60,6 +60,7 @@ pub fn router_key_view<M: Borrow<StoredModel>>(
         monthly_budget_usd: k.monthly_budget_usd,
         litellm: sync.view(r.gen),
         updated_at: k.updated_at.clone(),
+        rotation: k.rotation.view(),
     })
 }
 

@@ -206,6 +206,15 @@ fn minimal_valid_bodies() {
         ),
         (CommandKind::AgentLlmConfigClear, json!({"did": did})),
         (CommandKind::LitellmReconcile, json!({"anything": [1, 2]})),
+        (CommandKind::RealmKeyRotate, json!({"realmId": "r"})),
+        (
+            CommandKind::RealmKeyActivate,
+            json!({"realmId": "r", "keyId": "0123456789abcdef"}),
+        ),
+        (
+            CommandKind::RealmKeyRetire,
+            json!({"realmId": "r", "keyId": "0123456789abcdef"}),
+        ),
     ];
     assert_eq!(bodies.len(), CommandKind::ALL.len());
     for (k, b) in bodies {

@@ -218,6 +218,19 @@ run(async () => {
   await page.getByRole('row').filter({ hasText: 'Agent Smith' }).getByText('online', { exact: true }).waitFor();
   await snap(page, '08-realm');
 
+  step('router key: rotated from the realm page, the agent keeps its config');
+  const realmKey = page.locator('section', { has: page.getByRole('heading', { name: 'Router key' }) });
+  await realmKey.getByText('never rotated').waitFor();
+  await realmKey.getByRole('button', { name: 'Rotate key' }).click();
+  const rotate = page.getByRole('dialog', { name: /^Rotate the key/ });
+  await rotate.getByLabel('Grace period (seconds)').fill('0');
+  await rotate.getByRole('button', { name: 'Rotate key' }).click();
+  await rotate.waitFor({ state: 'detached' });
+  await realmKey.getByText(/rotated 1×/).waitFor();
+  await realmKey.getByText('stable', { exact: true }).waitFor();
+  await noKeysShown(page, 'realm page after a rotation');
+  await rust('agent-config', alpha.litellmModelName);
+
   step('agent config: Realm Routing to Llama, the violet banner, delivered');
   await page.goto(`${API}/#/agents/${encodeURIComponent(DID)}`);
   await page.getByRole('heading', { name: 'Agent Smith', level: 1 }).waitFor();

@@ -99,6 +99,7 @@ pub struct StackBuilder {
     redis_opts: Option<RedisOpts>,
     stream_replicas: Option<usize>,
     reconcile_every: Option<Duration>,
+    key_rotation_grace: Option<Duration>,
     api_limits: Option<(u32, u32, u32)>,
 }
 
@@ -148,6 +149,7 @@ pub struct Stack {
     redis_url: String,
     stream_replicas: usize,
     reconcile_every: Duration,
+    key_rotation_grace: Duration,
     api_limits: (u32, u32, u32),
 }
 
@@ -201,6 +203,11 @@ impl StackBuilder {
     /// Workers reconcile LiteLLM every `d` (default: never; the production default is 300 s).
     pub fn reconcile_every(mut self, d: Duration) -> Self {
         self.reconcile_every = Some(d);
+        self
+    }
+    /// Default grace period of a replaced realm key (default: the production 30 s).
+    pub fn key_rotation_grace(mut self, d: Duration) -> Self {
+        self.key_rotation_grace = Some(d);
         self
     }
     /// The API's per-token limits: requests per second, burst, requests in flight (default: none, as
@@ -281,6 +288,7 @@ impl StackBuilder {
             redis_url,
             stream_replicas,
             reconcile_every: self.reconcile_every.unwrap_or(Duration::ZERO),
+            key_rotation_grace: self.key_rotation_grace.unwrap_or(Duration::from_secs(30)),
             api_limits: self.api_limits.unwrap_or((0, 0, 0)),
         };
         for _ in 0..self.workers.unwrap_or(1) {
@@ -367,6 +375,7 @@ impl Stack {
             litellm: self.litellm_settings(),
             stream_replicas: self.stream_replicas,
             reconcile_every: self.reconcile_every,
+            key_rotation_grace: self.key_rotation_grace,
         };
         // Tests publish unreadable commands on purpose (fuzz_nats): find them in a quarter second
         // rather than the production 2 s, so each costs the suite well under a second.
@@ -406,6 +415,10 @@ impl Stack {
             (
                 "VC_RECONCILE_INTERVAL_SECS",
                 self.reconcile_every.as_secs().to_string(),
+            ),
+            (
+                "VC_KEY_ROTATION_GRACE_SECS",
+                self.key_rotation_grace.as_secs().to_string(),
             ),
             ("RUST_LOG", "vc_worker=warn,vc_shared=warn".to_string()),
         ];

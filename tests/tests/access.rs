@@ -1343,6 +1343,7 @@ async fn whole_flow_with_per_component_users() {
             litellm: Some(litellm.clone()),
             stream_replicas: 1,
             reconcile_every: Duration::ZERO,
+            key_rotation_grace: Duration::from_secs(30),
         },
         std::future::pending::<()>(),
     ));

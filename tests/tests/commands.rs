@@ -326,6 +326,7 @@ async fn wrong_secret_key_is_refused_at_start() {
         litellm: None,
         stream_replicas: 1,
         reconcile_every: Duration::ZERO,
+        key_rotation_grace: Duration::from_secs(30),
     };
     let err = tokio::time::timeout(
         Duration::from_secs(30),

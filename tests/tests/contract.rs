@@ -1,7 +1,11 @@
 //! Contract tier: the same sync scenarios against the REAL LiteLLM proxy (`../shared/litellm/real-litellm`,
 //! started by `scripts/test`). Skipped, with a message, when `VC_CONTRACT_LITELLM_URL` is not set.
 
-use std::time::Duration;
+mod edge_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vc_tests::stack::Stack;
@@ -450,5 +454,188 @@ async fn real_litellm_wiped_then_reconciled_keeps_the_same_key() {
         realm_view.text
     );
     s.delete(&format!("/api/realms/{realm_id}")).await;
+    s.delete(&format!("/api/models/{model_id}")).await;
+}
+
+/// The LiteLLM key an agent holds.
+fn held_key(agent: &vc_agent::AgentHandle) -> Option<String> {
+    agent.status().current()?.config.as_ref()?.api_key.clone()
+}
+
+/// Issue "Trust" item 1 against the real proxy: removing a member rotates the realm key. The removed
+/// member's key gets 401 within the grace period; the remaining member chats before, during and after
+/// the rotation without one failed call; the budget is the realm team's, so what the old key spent this
+/// month still counts against the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_litellm_key_rotation() {
+    let Some(real) = real() else { return };
+    let Some(fake) = real.fake_openai.clone() else {
+        eprintln!("contract tier: rotation scenario SKIPPED (VC_CONTRACT_FAKE_OPENAI_URL not set)");
+        return;
+    };
+    let grace = Duration::from_secs(10);
+    let s = Stack::builder()
+        .litellm_external(&real.url, &real.key)
+        .key_rotation_grace(grace)
+        .start()
+        .await;
+    // A model LiteLLM has a price for (its cost map), served by the fake upstream: calls cost money.
+    let m = s.post("/api/models", json!({"name": unique("Rotation Model"), "provider": "openai-compatible", "modelId": "gpt-4o-mini", "baseUrl": format!("{fake}/v1"), "apiKey": "sk-up-rot"})).await;
+    assert_eq!(m.status, 201, "{}", m.text);
+    let model_id = m.body["model"]["id"].as_str().unwrap().to_string();
+    let model_name = m.body["model"]["litellmModelName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let realm = s
+        .post("/api/realms", json!({"name": unique("Rotation Realm")}))
+        .await;
+    let realm_id = realm.body["realm"]["id"].as_str().unwrap().to_string();
+    let g = s
+        .post(
+            &format!("/api/models/{model_id}/realms"),
+            json!({"realmId": realm_id, "monthlyBudgetUsd": 25.0}),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let edge = edge_support::spawn_edge(
+        &s.nats_url(),
+        &s.redis_url(),
+        &s.secret,
+        vc_edge::EdgeConfig::new("edge-contract-rotation"),
+    )
+    .await;
+    let mut members = Vec::new();
+    for name in ["stays", "leaves"] {
+        let (key, did) = vc_tests::stack::new_agent();
+        let r = s
+            .post("/api/agents", json!({"did": did, "name": name}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let add = s
+            .post(
+                &format!("/api/realms/{realm_id}/agents"),
+                json!({"agentDid": did}),
+            )
+            .await;
+        assert_eq!(add.body["llmPushed"], true, "{}", add.text);
+        let agent = edge_support::spawn_agent(&key, edge_support::agent_opts(&[&edge]));
+        eventually("the member's config", Duration::from_secs(15), || async {
+            held_key(&agent).map(|_| ())
+        })
+        .await;
+        members.push((agent, did));
+    }
+    let (leaves, leaver) = members.pop().unwrap();
+    let (stays, _) = members.pop().unwrap();
+    let old = held_key(&stays).unwrap();
+    assert_eq!(held_key(&leaves).as_deref(), Some(old.as_str()));
+    let team = format!("vc-realm-{realm_id}");
+    let (st, info) = real.get(&format!("/key/info?key={old}")).await;
+    assert_eq!(st, 200, "{info}");
+    assert_eq!(info["info"]["team_id"], team.as_str(), "{info}");
+
+    // The remaining member chats throughout: before, during and after the rotation.
+    let stays = Arc::new(stays);
+    let stop = Arc::new(AtomicBool::new(false));
+    let chatting = {
+        let (stays, stop, http) = (stays.clone(), stop.clone(), real.http.clone());
+        let (url, model) = (format!("{}/chat/completions", real.url), model_name.clone());
+        tokio::spawn(async move {
+            let (mut calls, mut failures) = (0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let key = held_key(&stays).unwrap_or_default();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await;
+                calls += 1;
+                match r {
+                    Ok(r) if r.status().as_u16() == 200 => {}
+                    Ok(r) => failures.push(format!(
+                        "{} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (calls, failures)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t0 = Instant::now();
+    let r = s
+        .delete(&format!("/api/realms/{realm_id}/agents/{leaver}"))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    eventually(
+        "the new key at the remaining member",
+        Duration::from_secs(30),
+        || async { held_key(&stays).filter(|k| k != &old).map(|_| ()) },
+    )
+    .await;
+    let pushed = t0.elapsed();
+    eventually(
+        "the removed member's key refused",
+        grace + Duration::from_secs(10),
+        || async { (real.chat(&old, &model_name).await.0 == 401).then_some(()) },
+    )
+    .await;
+    let revoked = t0.elapsed();
+    assert!(
+        revoked < grace + Duration::from_secs(5),
+        "401 after {revoked:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (calls, failures) = chatting.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "the remaining member's failed calls: {failures:?}"
+    );
+    assert!(calls >= 20, "{calls} calls");
+    let new = held_key(&stays).unwrap();
+    let (st, info) = real.get(&format!("/key/info?key={new}")).await;
+    assert_eq!(st, 200, "{info}");
+    assert_eq!(info["info"]["team_id"], team.as_str(), "{info}");
+    assert_eq!(info["info"]["max_budget"], 25.0);
+
+    // The team's spend holds the old key's calls (LiteLLM writes spend in batches: wait until the team
+    // has more than the new key alone).
+    let (team_spend, new_spend) = eventually("spend recorded", Duration::from_secs(90), || async {
+        let (_, t) = real.get(&format!("/team/info?team_id={team}")).await;
+        let (_, k) = real.get(&format!("/key/info?key={new}")).await;
+        let team_spend = t["team_info"]["spend"].as_f64().unwrap_or(0.0);
+        let new_spend = k["info"]["spend"].as_f64().unwrap_or(0.0);
+        (new_spend > 0.0 && team_spend > 2.0 * new_spend).then_some((team_spend, new_spend))
+    })
+    .await;
+    // A budget between what the new key spent and what the realm spent this month: the new key is
+    // refused, because the month's spend made with the old key counts.
+    let budget = (team_spend + new_spend) / 2.0;
+    let g = s
+        .post(
+            &format!("/api/models/{model_id}/realms"),
+            json!({"realmId": realm_id, "monthlyBudgetUsd": budget}),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let (st, body) = real.chat(&new, &model_name).await;
+    assert_eq!(st, 400, "over the realm's budget: {body}");
+    assert_eq!(body["error"]["type"], "budget_exceeded", "{body}");
+    let rk = s.get(&format!("/api/realms/{realm_id}")).await.body["realm"]["routerKey"].clone();
+    assert_eq!(rk["rotation"]["rotations"], 1, "{rk}");
+    eprintln!(
+        "contract tier: rotation on member removal: new key pushed after {pushed:?}, removed member's key \
+         401 after {revoked:?} (grace {grace:?}); {calls} calls of the remaining member, none failed; \
+         team spend {team_spend:.7} USD vs new key {new_spend:.7} USD, budget {budget:.7} refuses the new key"
+    );
+    s.delete(&format!("/api/realms/{realm_id}")).await;
+    let (st, _) = real.get(&format!("/team/info?team_id={team}")).await;
+    assert_eq!(st, 404, "the realm's team is deleted with it");
     s.delete(&format!("/api/models/{model_id}")).await;
 }

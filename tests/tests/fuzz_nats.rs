@@ -168,6 +168,10 @@ fn valid_payload(kind: CommandKind) -> BoxedStrategy<Vec<u8>> {
                 }
                 CommandKind::AgentLlmConfigSet => json!({"did": did, "registryModelId": id}),
                 CommandKind::LitellmReconcile => json!({}),
+                CommandKind::RealmKeyRotate => json!({"realmId": id, "graceSeconds": 0}),
+                CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire => {
+                    json!({"realmId": id, "keyId": "0123456789abcdef"})
+                }
             };
             serde_json::to_vec(&v).unwrap()
         })

@@ -163,6 +163,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes::realms::delete_realm
         ))
         .routes(routes!(routes::realms::get_realm_models))
+        .routes(routes!(routes::realms::rotate_key))
         .routes(routes!(routes::realms::list_realm_agents))
         .routes(routes!(routes::realms::add_agent))
         .routes(routes!(routes::realms::remove_agent))

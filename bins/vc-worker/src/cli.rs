@@ -109,6 +109,7 @@ pub async fn main() -> ExitCode {
         litellm: settings.litellm(),
         stream_replicas: settings.nats_stream_replicas,
         reconcile_every: Duration::from_secs(settings.reconcile_interval_secs),
+        key_rotation_grace: Duration::from_secs(settings.key_rotation_grace_secs),
     };
     match crate::run(metrics, deps, vc_shared::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,7 @@ pub mod push;
 pub mod queue;
 pub mod reconcile;
 pub mod reseal;
+pub mod rotation;
 pub mod stuck;
 pub mod sync;
 
@@ -55,6 +56,8 @@ pub struct Deps {
     pub stream_replicas: usize,
     /// Periodic reconcile interval (zero disables).
     pub reconcile_every: Duration,
+    /// Default grace period of a replaced realm key (`VC_KEY_ROTATION_GRACE_SECS`).
+    pub key_rotation_grace: Duration,
 }
 
 /// Settings the worker's tasks share.
@@ -62,6 +65,8 @@ pub struct Deps {
 pub struct WorkerSettings {
     /// LiteLLM, when configured.
     pub litellm: Option<LitellmSettings>,
+    /// Default grace period of a replaced realm key.
+    pub key_rotation_grace: Duration,
 }
 
 /// The running worker's shared state. Cheap to clone.
@@ -185,6 +190,7 @@ pub async fn run_tuned(
         sealer: deps.sealer.clone(),
         settings: WorkerSettings {
             litellm: deps.litellm.clone(),
+            key_rotation_grace: deps.key_rotation_grace,
         },
         syncer: sync::Syncer {
             litellm,
@@ -226,6 +232,7 @@ pub async fn run_tuned(
         tuning.stuck_check_every,
         stop_rx.clone(),
     ));
+    let rotations = tokio::spawn(rotation::run(worker.clone(), stop_rx.clone()));
     let periodic = tokio::spawn(reconcile::run_periodic(
         worker.clone(),
         deps.reconcile_every,
@@ -241,6 +248,7 @@ pub async fn run_tuned(
             Some(syncs.abort_handle()),
             Some(watch.abort_handle()),
             Some(periodic.abort_handle()),
+            Some(rotations.abort_handle()),
             ops_task.as_ref().map(|t| t.abort_handle()),
         ]
         .into_iter()
@@ -258,6 +266,7 @@ pub async fn run_tuned(
         let _ = syncs.await;
         let _ = watch.await;
         let _ = periodic.await;
+        let _ = rotations.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), drain)
         .await

@@ -57,9 +57,13 @@ pub struct Deployment {
     pub vc_managed: bool,
 }
 
-/// A key as `/key/info` shows it.
+/// A key as `/key/info` (or a key row of `/team/info`) shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyInfo {
+    /// `token`: the key's SHA-256 (hex), when the row carries it.
+    pub token: Option<String>,
+    /// `team_id`.
+    pub team_id: Option<String>,
     /// `models`.
     pub models: Vec<String>,
     /// `max_budget`.
@@ -72,6 +76,21 @@ pub struct KeyInfo {
     pub blocked: bool,
     /// `metadata`.
     pub metadata: Value,
+}
+
+/// A team as `/team/info` shows it, with its keys (the default: a team that does not exist yet).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TeamInfo {
+    /// `max_budget`.
+    pub max_budget: Option<f64>,
+    /// `budget_duration`.
+    pub budget_duration: Option<String>,
+    /// `metadata`.
+    pub metadata: Value,
+    /// `spend` (USD, this budget period).
+    pub spend: f64,
+    /// The team's keys.
+    pub keys: Vec<KeyInfo>,
 }
 
 /// The client.
@@ -266,32 +285,7 @@ impl Litellm {
             return Err(Self::fail(s, route, &b));
         }
         let info = b.get("info").ok_or(LitellmError::Body(route))?;
-        Ok(Some(KeyInfo {
-            models: info
-                .get("models")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            max_budget: info.get("max_budget").and_then(Value::as_f64),
-            budget_duration: info
-                .get("budget_duration")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            key_alias: info
-                .get("key_alias")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            blocked: info
-                .get("blocked")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            metadata: info.get("metadata").cloned().unwrap_or(Value::Null),
-        }))
+        Ok(Some(parse_key(info)))
     }
 
     /// `POST /key/generate` (with our chosen `key` value).
@@ -342,7 +336,7 @@ impl Litellm {
         Err(Self::fail(s, route, &b))
     }
 
-    /// `POST /key/delete` by key value; `Ok(false)` when there was none.
+    /// `POST /key/delete` by key value or its token (SHA-256 hex); `Ok(false)` when there was none.
     pub async fn delete_key(&self, key: &str) -> Result<bool, LitellmError> {
         let route = "/key/delete";
         let (s, b) = self
@@ -351,6 +345,81 @@ impl Litellm {
                 route,
                 &[],
                 Some(json!({"keys": [key]})),
+            )
+            .await?;
+        if s.is_success() {
+            return Ok(true);
+        }
+        if s == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Err(Self::fail(s, route, &b))
+    }
+
+    /// `GET /team/info`: the team and its keys; `None` when there is no such team.
+    pub async fn team_info(&self, team_id: &str) -> Result<Option<TeamInfo>, LitellmError> {
+        let route = "/team/info";
+        let (s, b) = self
+            .call(reqwest::Method::GET, route, &[("team_id", team_id)], None)
+            .await?;
+        if s == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !s.is_success() {
+            return Err(Self::fail(s, route, &b));
+        }
+        let info = b.get("team_info").ok_or(LitellmError::Body(route))?;
+        Ok(Some(TeamInfo {
+            max_budget: info.get("max_budget").and_then(Value::as_f64),
+            budget_duration: string(info.get("budget_duration")),
+            metadata: info.get("metadata").cloned().unwrap_or(Value::Null),
+            spend: info.get("spend").and_then(Value::as_f64).unwrap_or(0.0),
+            keys: b
+                .get("keys")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(parse_key).collect())
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// `POST /team/new` (with our chosen `team_id`).
+    pub async fn create_team(&self, body: Value) -> Result<(), LitellmError> {
+        let route = "/team/new";
+        let (s, b) = self
+            .call(reqwest::Method::POST, route, &[], Some(body))
+            .await?;
+        if s.is_success() {
+            Ok(())
+        } else {
+            Err(Self::fail(s, route, &b))
+        }
+    }
+
+    /// `POST /team/update`; `Ok(false)` when there is no such team.
+    pub async fn update_team(&self, body: Value) -> Result<bool, LitellmError> {
+        let route = "/team/update";
+        let (s, b) = self
+            .call(reqwest::Method::POST, route, &[], Some(body))
+            .await?;
+        if s.is_success() {
+            return Ok(true);
+        }
+        if s == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Err(Self::fail(s, route, &b))
+    }
+
+    /// `POST /team/delete` (the proxy deletes the team's keys with it); `Ok(false)` when there was
+    /// none.
+    pub async fn delete_team(&self, team_id: &str) -> Result<bool, LitellmError> {
+        let route = "/team/delete";
+        let (s, b) = self
+            .call(
+                reqwest::Method::POST,
+                route,
+                &[],
+                Some(json!({"team_ids": [team_id]})),
             )
             .await?;
         if s.is_success() {
@@ -400,6 +469,38 @@ impl Litellm {
             }
         }
         Ok(out)
+    }
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn string(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_string)
+}
+
+fn parse_key(info: &Value) -> KeyInfo {
+    KeyInfo {
+        token: string(info.get("token")),
+        team_id: string(info.get("team_id")),
+        models: strings(info.get("models")),
+        max_budget: info.get("max_budget").and_then(Value::as_f64),
+        budget_duration: string(info.get("budget_duration")),
+        key_alias: string(info.get("key_alias")),
+        // The proxy answers `null` for a key never blocked.
+        blocked: info
+            .get("blocked")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        metadata: info.get("metadata").cloned().unwrap_or(Value::Null),
     }
 }
 

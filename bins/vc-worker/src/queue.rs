@@ -252,6 +252,10 @@ pub async fn sync(worker: &Worker, e: &Entity) -> Result<Action, SyncError> {
     };
     match &r {
         Ok(_) => {
+            if let Entity::Realm(id) = e {
+                // A pending key LiteLLM now holds is activated at once, not at the driver's next pass.
+                crate::rotation::advance(worker, id).await;
+            }
             worker.litellm_healthy.store(true, Ordering::Relaxed);
             worker
                 .metrics

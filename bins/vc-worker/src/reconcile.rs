@@ -138,7 +138,13 @@ async fn reconcile_locked(worker: &Worker) {
             match ll.key_aliases(KEY_ALIAS_PREFIX).await {
                 Ok(aliases) => {
                     for alias in aliases {
-                        let id = alias.trim_start_matches(KEY_ALIAS_PREFIX);
+                        // `vc-realm-<id>` (current key) or `vc-realm-<id>.<keyId>` (a rotation's
+                        // pending or replaced key): realm ids never hold a '.'.
+                        let id = alias
+                            .trim_start_matches(KEY_ALIAS_PREFIX)
+                            .split('.')
+                            .next()
+                            .unwrap_or_default();
                         if !realms.iter().any(|r| r.id == id && r.key.is_some()) {
                             if ll.delete_key_alias(&alias).await.is_ok() {
                                 drift.orphan_keys += 1;

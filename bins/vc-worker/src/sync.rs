@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vc_shared::crypto::{sha256_hex, Purpose, Sealer};
 use vc_shared::domain::{now_rfc3339, ModelStatus, StoredModel, SyncRecord, SyncStateKind};
+use vc_shared::rotation::is_due;
 use vc_shared::store::{keys, Store, StoreError};
 use vc_shared::views;
 
-use crate::litellm::{Litellm, LitellmError};
+use crate::litellm::{KeyInfo, Litellm, LitellmError, TeamInfo};
 
 /// Model name a realm key gets when it reaches no model: LiteLLM reads `[]` as *all* models.
 pub const NO_MODELS: &str = "vc-no-models";
@@ -89,6 +90,25 @@ pub enum Action {
     Deleted,
     /// LiteLLM is not configured.
     Skipped,
+}
+
+/// What one realm key must look like in LiteLLM.
+struct KeyWant<'a> {
+    key: &'a str,
+    alias: &'a str,
+    team_id: &'a str,
+    models: &'a [String],
+    blocked: bool,
+    budget: Option<f64>,
+    metadata: &'a Value,
+}
+
+fn same_budget(want: Option<f64>, have: Option<f64>) -> bool {
+    match (want, have) {
+        (None, None) => true,
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        _ => false,
+    }
 }
 
 /// The sync engine.
@@ -253,18 +273,19 @@ impl Syncer {
         let Some(ll) = &self.litellm else {
             return Ok(Action::Skipped);
         };
-        let alias = format!("{KEY_ALIAS_PREFIX}{realm_id}");
+        // The team holds the budget (spend survives key rotations); its id is the realm's alias.
+        let team_id = format!("{KEY_ALIAS_PREFIX}{realm_id}");
         let realm = self.store.realm(realm_id).await?;
         let Some((realm, rk)) = realm.and_then(|r| r.key.clone().map(|k| (r, k))) else {
-            return Ok(if ll.delete_key_alias(&alias).await? {
+            // Deleting the team deletes its keys; a key from before teams goes by its alias.
+            let team = ll.delete_team(&team_id).await?;
+            let legacy = ll.delete_key_alias(&team_id).await?;
+            return Ok(if team || legacy {
                 Action::Deleted
             } else {
                 Action::None
             });
         };
-        let key = self
-            .sealer
-            .open(Purpose::RealmKey, realm_id, &rk.key_sealed)?;
         let granted = views::load_realm_models(&self.store, realm_id).await?;
         let allowed = views::allowed_models(&granted);
         let blocked = allowed.is_empty();
@@ -275,55 +296,169 @@ impl Syncer {
         };
         let metadata =
             json!({"vc_managed": true, "vc_realm_id": realm.id, "vc_realm_name": realm.name});
+        let mut changed = false;
+        let team = match ll.team_info(&team_id).await? {
+            Some(t) => {
+                let budget_same = same_budget(rk.monthly_budget_usd, t.max_budget)
+                    && (rk.monthly_budget_usd.is_none()
+                        || t.budget_duration.as_deref() == Some("1mo"));
+                if !budget_same || t.metadata.get("vc_realm_name") != metadata.get("vc_realm_name")
+                {
+                    let mut body = json!({
+                        "team_id": team_id,
+                        "team_alias": team_id,
+                        "metadata": metadata,
+                        "max_budget": rk.monthly_budget_usd,
+                    });
+                    if rk.monthly_budget_usd.is_some() {
+                        body["budget_duration"] = json!("1mo");
+                    }
+                    ll.update_team(body).await?;
+                    changed = true;
+                }
+                t
+            }
+            None => {
+                let mut body = json!({
+                    "team_id": team_id,
+                    "team_alias": team_id,
+                    "metadata": metadata,
+                    "models": [],
+                });
+                if let Some(b) = rk.monthly_budget_usd {
+                    body["max_budget"] = json!(b);
+                    body["budget_duration"] = json!("1mo");
+                }
+                ll.create_team(body).await?;
+                changed = true;
+                TeamInfo::default()
+            }
+        };
+        // The keys that must work: replaced keys not yet due and a pending one, then the current key
+        // (last, so that the alias naming the realm is free when it moves to a new current key).
+        let mut desired: Vec<(String, String)> = Vec::new();
+        for r in rk
+            .rotation
+            .retiring
+            .iter()
+            .filter(|r| !is_due(&r.retire_at))
+        {
+            let key = self
+                .sealer
+                .open(Purpose::RealmKey, realm_id, &r.key_sealed)?;
+            desired.push((key, format!("{team_id}.{}", r.key_id)));
+        }
+        if let Some(p) = &rk.rotation.pending {
+            let key = self
+                .sealer
+                .open(Purpose::RealmKey, realm_id, &p.key_sealed)?;
+            desired.push((key, format!("{team_id}.{}", p.key_id)));
+        }
+        let current = self
+            .sealer
+            .open(Purpose::RealmKey, realm_id, &rk.key_sealed)?;
+        desired.push((current, team_id.clone()));
+        // Keys of the team that must not work (retired, replaced beyond the bound, or a pending key
+        // that was superseded) go first: one of them may hold the alias the current key must take.
+        let tokens: Vec<String> = desired.iter().map(|(k, _)| sha256_hex(k)).collect();
+        for k in &team.keys {
+            if let Some(t) = k
+                .token
+                .as_deref()
+                .filter(|t| !tokens.iter().any(|d| d == t))
+            {
+                ll.delete_key(t).await?;
+                changed = true;
+            }
+        }
+        let mut current_created = false;
+        for (i, (key, alias)) in desired.iter().enumerate() {
+            let token = sha256_hex(key);
+            let row = team
+                .keys
+                .iter()
+                .find(|k| k.token.as_deref() == Some(token.as_str()))
+                .cloned();
+            let want = KeyWant {
+                key,
+                alias,
+                team_id: &team_id,
+                models: &models,
+                blocked,
+                budget: rk.monthly_budget_usd,
+                metadata: &metadata,
+            };
+            match self.sync_key(ll, &want, row).await? {
+                Action::Created if i + 1 == desired.len() => {
+                    current_created = true;
+                    changed = true;
+                }
+                Action::None => {}
+                _ => changed = true,
+            }
+        }
+        Ok(if current_created {
+            Action::Created
+        } else if changed {
+            Action::Updated
+        } else {
+            Action::None
+        })
+    }
+
+    /// Makes one key match `want`, given its row in the team (`None`: not in the team, maybe not in
+    /// LiteLLM at all, or a key from before teams).
+    async fn sync_key(
+        &self,
+        ll: &Litellm,
+        want: &KeyWant<'_>,
+        row: Option<KeyInfo>,
+    ) -> Result<Action, SyncError> {
         let mut body = json!({
-            "key": key,
-            "models": models,
-            "key_alias": alias,
-            "metadata": metadata,
-            "blocked": blocked,
+            "key": want.key,
+            "models": want.models,
+            "key_alias": want.alias,
+            "team_id": want.team_id,
+            "metadata": want.metadata,
+            "blocked": want.blocked,
         });
-        if let Some(b) = rk.monthly_budget_usd {
+        if let Some(b) = want.budget {
             body["max_budget"] = json!(b);
             body["budget_duration"] = json!("1mo");
         }
-        match ll.key_info(&key).await? {
-            None => {
-                self.generate(ll, &alias, body).await?;
-                Ok(Action::Created)
-            }
-            Some(info) => {
-                let mut want: Vec<&str> = models.iter().map(String::as_str).collect();
-                let mut have: Vec<&str> = info.models.iter().map(String::as_str).collect();
-                want.sort_unstable();
-                have.sort_unstable();
-                let budget_same = match (rk.monthly_budget_usd, info.max_budget) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => {
-                        (a - b).abs() < 1e-9 && info.budget_duration.as_deref() == Some("1mo")
-                    }
-                    _ => false,
-                };
-                let same = want == have
-                    && info.blocked == blocked
-                    && budget_same
-                    && info.key_alias.as_deref() == Some(alias.as_str())
-                    && info.metadata.get("vc_realm_name").and_then(Value::as_str)
-                        == Some(realm.name.as_str());
-                if same {
-                    return Ok(Action::None);
-                }
-                if rk.monthly_budget_usd.is_none() && info.max_budget.is_some() {
-                    // `null` does not clear a field on /key/update: re-create the key with the same value.
-                    ll.delete_key(&key).await?;
-                    self.generate(ll, &alias, body).await?;
-                    return Ok(Action::Updated);
-                }
-                if !ll.update_key(body.clone()).await? {
-                    self.generate(ll, &alias, body).await?;
-                }
-                Ok(Action::Updated)
-            }
+        let info = match row {
+            Some(r) => Some(r),
+            None => ll.key_info(want.key).await?,
+        };
+        let Some(info) = info else {
+            self.generate(ll, want.alias, body).await?;
+            return Ok(Action::Created);
+        };
+        let mut have: Vec<&str> = info.models.iter().map(String::as_str).collect();
+        let mut wanted: Vec<&str> = want.models.iter().map(String::as_str).collect();
+        have.sort_unstable();
+        wanted.sort_unstable();
+        let budget_same = same_budget(want.budget, info.max_budget)
+            && (want.budget.is_none() || info.budget_duration.as_deref() == Some("1mo"));
+        let same = wanted == have
+            && info.blocked == want.blocked
+            && budget_same
+            && info.key_alias.as_deref() == Some(want.alias)
+            && info.team_id.as_deref() == Some(want.team_id)
+            && info.metadata.get("vc_realm_name") == want.metadata.get("vc_realm_name");
+        if same {
+            return Ok(Action::None);
         }
+        if want.budget.is_none() && info.max_budget.is_some() {
+            // `null` does not clear a field on /key/update: re-create the key with the same value.
+            ll.delete_key(want.key).await?;
+            self.generate(ll, want.alias, body).await?;
+            return Ok(Action::Updated);
+        }
+        if !ll.update_key(body.clone()).await? {
+            self.generate(ll, want.alias, body).await?;
+        }
+        Ok(Action::Updated)
     }
 
     async fn generate(&self, ll: &Litellm, alias: &str, body: Value) -> Result<(), SyncError> {

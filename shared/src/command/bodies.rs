@@ -115,6 +115,33 @@ pub struct IdBody {
     pub did: Option<String>,
 }
 
+/// `Rotate a realm's key` body (`realm.key.rotate`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRotateBody {
+    /// Realm id (from the path on REST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm_id: Option<String>,
+    /// How long the replaced key keeps working after the members were sent the new one, in seconds
+    /// (0 = retired at once, for a leaked key; at most 604800). Default: the worker's
+    /// `VC_KEY_ROTATION_GRACE_SECS` (30). The replaced key goes earlier once every online member has
+    /// acknowledged the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<serde_json::Value>,
+}
+
+/// Body of the worker's own rotation steps (`realm.key.activate`, `realm.key.retire`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStepBody {
+    /// Realm id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm_id: Option<String>,
+    /// Public id of the key (16 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
 /// `Create a realm` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -32,14 +32,15 @@ mod result;
 mod validate;
 
 pub use bodies::{
-    AgentRegisterBody, GrantBody, IdBody, LlmConfigForm, LlmConfigSetBody, MembershipBody,
-    ModelRegister, ModelRegisterBody, ModelUpdate, ModelUpdateBody, RealmCreate, RealmCreateBody,
-    RealmUpdate, RealmUpdateBody, SecretInput,
+    AgentRegisterBody, GrantBody, IdBody, KeyRotateBody, KeyStepBody, LlmConfigForm,
+    LlmConfigSetBody, MembershipBody, ModelRegister, ModelRegisterBody, ModelUpdate,
+    ModelUpdateBody, RealmCreate, RealmCreateBody, RealmUpdate, RealmUpdateBody, SecretInput,
 };
 pub use record::{derived_id, CommandRecord, CommandStatus, Outcome, OutcomeError};
 pub use result::{
-    AgentAddResult, AgentResult, CommandResult, GrantResult, GrantView, LlmConfigClearResult,
-    LlmConfigSetResult, ModelResult, RealmResult, ReconcileResult, ReconcileState,
+    AgentAddResult, AgentResult, CommandResult, GrantResult, GrantView, KeyResult,
+    LlmConfigClearResult, LlmConfigSetResult, ModelResult, RealmResult, ReconcileResult,
+    ReconcileState,
 };
 pub use validate::{validate_command_id, validate_did, validate_id, validate_url};
 
@@ -126,11 +127,20 @@ pub enum CommandKind {
     /// Reconcile LiteLLM with our state (internal; `POST /api/litellm/reconcile`).
     #[serde(rename = "litellm.reconcile")]
     LitellmReconcile,
+    /// Rotate a realm's key (`POST /api/realms/{id}/key/rotate`).
+    #[serde(rename = "realm.key.rotate")]
+    RealmKeyRotate,
+    /// Make a rotation's new key current once LiteLLM holds it (`vc-worker` only).
+    #[serde(rename = "realm.key.activate")]
+    RealmKeyActivate,
+    /// Drop a replaced key (`vc-worker` only).
+    #[serde(rename = "realm.key.retire")]
+    RealmKeyRetire,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 15] = [
+    pub const ALL: [CommandKind; 18] = [
         CommandKind::ModelRegister,
         CommandKind::ModelUpdate,
         CommandKind::ModelDelete,
@@ -146,6 +156,9 @@ impl CommandKind {
         CommandKind::AgentLlmConfigSet,
         CommandKind::AgentLlmConfigClear,
         CommandKind::LitellmReconcile,
+        CommandKind::RealmKeyRotate,
+        CommandKind::RealmKeyActivate,
+        CommandKind::RealmKeyRetire,
     ];
 
     /// The kind's name (`"model.register"`), also the subject suffix.
@@ -166,7 +179,19 @@ impl CommandKind {
             CommandKind::AgentLlmConfigSet => "agent.llm_config.set",
             CommandKind::AgentLlmConfigClear => "agent.llm_config.clear",
             CommandKind::LitellmReconcile => "litellm.reconcile",
+            CommandKind::RealmKeyRotate => "realm.key.rotate",
+            CommandKind::RealmKeyActivate => "realm.key.activate",
+            CommandKind::RealmKeyRetire => "realm.key.retire",
         }
+    }
+
+    /// Whether only `vc-worker` may issue it (on `vc.cmd.worker.<kind>`): the steps of a rotation, which
+    /// must follow the worker's LiteLLM sync.
+    pub fn worker_only(self) -> bool {
+        matches!(
+            self,
+            CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire
+        )
     }
 
     /// Parses a kind name.
@@ -254,6 +279,27 @@ pub enum Command {
     },
     /// `litellm.reconcile`.
     LitellmReconcile,
+    /// `realm.key.rotate`.
+    RealmKeyRotate {
+        /// Realm id.
+        realm_id: String,
+        /// Grace period of the replaced key (`None`: the worker's `VC_KEY_ROTATION_GRACE_SECS`).
+        grace_secs: Option<u64>,
+    },
+    /// `realm.key.activate`.
+    RealmKeyActivate {
+        /// Realm id.
+        realm_id: String,
+        /// Public id of the pending key.
+        key_id: String,
+    },
+    /// `realm.key.retire`.
+    RealmKeyRetire {
+        /// Realm id.
+        realm_id: String,
+        /// Public id of the replaced key.
+        key_id: String,
+    },
 }
 
 /// Why a command body was refused.

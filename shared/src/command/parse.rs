@@ -7,13 +7,14 @@ use super::validate::{
     validate_url,
 };
 use super::{
-    AgentRegisterBody, Command, CommandKind, GrantBody, IdBody, LlmConfigForm, LlmConfigSetBody,
-    MembershipBody, ModelRegister, ModelRegisterBody, ModelUpdate, ModelUpdateBody, ParseError,
-    RealmCreate, RealmCreateBody, RealmUpdate, RealmUpdateBody, SecretInput, MAX_DESCRIPTION_LEN,
-    MAX_NAME_LEN, MAX_PROMPT_LEN, MAX_URL_LEN,
+    AgentRegisterBody, Command, CommandKind, GrantBody, IdBody, KeyRotateBody, KeyStepBody,
+    LlmConfigForm, LlmConfigSetBody, MembershipBody, ModelRegister, ModelRegisterBody, ModelUpdate,
+    ModelUpdateBody, ParseError, RealmCreate, RealmCreateBody, RealmUpdate, RealmUpdateBody,
+    SecretInput, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, MAX_PROMPT_LEN, MAX_URL_LEN,
 };
 use crate::domain::{slug, ModelStatus};
 use crate::error::{DomainError, DomainResult};
+use crate::rotation::MAX_GRACE_SECS;
 
 fn undecodable(msg: impl Into<String>) -> ParseError {
     ParseError::Undecodable(DomainError::bad_request(msg))
@@ -315,6 +316,39 @@ impl Command {
                 Command::AgentLlmConfigSet { did, form }
             }
             CommandKind::LitellmReconcile => Command::LitellmReconcile,
+            CommandKind::RealmKeyRotate => {
+                let b: KeyRotateBody = decode(body)?;
+                let realm_id = validate_id("realmId", b.realm_id)?;
+                let grace_secs = match b.grace_seconds {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(v) => match v.as_u64() {
+                        Some(n) if n <= MAX_GRACE_SECS => Some(n),
+                        _ => {
+                            return Err(DomainError::bad_request(format!(
+                                "graceSeconds must be a whole number of seconds from 0 to {MAX_GRACE_SECS}"
+                            ))
+                            .into())
+                        }
+                    },
+                };
+                Command::RealmKeyRotate {
+                    realm_id,
+                    grace_secs,
+                }
+            }
+            CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire => {
+                let b: KeyStepBody = decode(body)?;
+                let realm_id = validate_id("realmId", b.realm_id)?;
+                let key_id = b.key_id.unwrap_or_default();
+                if key_id.len() != 16 || !key_id.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(DomainError::bad_request("keyId must be 16 hex digits").into());
+                }
+                if kind == CommandKind::RealmKeyActivate {
+                    Command::RealmKeyActivate { realm_id, key_id }
+                } else {
+                    Command::RealmKeyRetire { realm_id, key_id }
+                }
+            }
         })
     }
 }

@@ -51,6 +51,17 @@ pub struct GrantResult {
     pub router_key: Option<RouterKeyView>,
 }
 
+/// `{realmId, routerKey}`: what `realm.key.rotate` (and the worker's `realm.key.activate` and
+/// `realm.key.retire`) return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyResult {
+    /// Realm id.
+    pub realm_id: String,
+    /// The realm's key after the command (`rotation` shows where the rotation stands).
+    pub router_key: Option<RouterKeyView>,
+}
+
 /// `{ok: true, llmPushed}`: what `realm.agent.add` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -135,6 +146,8 @@ pub enum CommandResult {
     LlmConfigClear(LlmConfigClearResult),
     /// `litellm.reconcile`.
     Reconcile(ReconcileResult),
+    /// `realm.key.rotate`, `realm.key.activate`, `realm.key.retire`.
+    Key(KeyResult),
 }
 
 impl CommandResult {
@@ -154,6 +167,9 @@ impl CommandResult {
             K::AgentLlmConfigSet => Self::LlmConfigSet(Deserialize::deserialize(value)?),
             K::AgentLlmConfigClear => Self::LlmConfigClear(Deserialize::deserialize(value)?),
             K::LitellmReconcile => Self::Reconcile(Deserialize::deserialize(value)?),
+            K::RealmKeyRotate | K::RealmKeyActivate | K::RealmKeyRetire => {
+                Self::Key(Deserialize::deserialize(value)?)
+            }
             K::ModelDelete
             | K::RealmDelete
             | K::RealmRevoke
@@ -189,6 +205,7 @@ from_result!(
     LlmConfigSetResult => LlmConfigSet,
     LlmConfigClearResult => LlmConfigClear,
     ReconcileResult => Reconcile,
+    KeyResult => Key,
 );
 
 #[cfg(test)]
@@ -213,6 +230,8 @@ mod tests {
             "monthlyBudgetUsd": 50.0,
             "litellm": {"state": "error", "lastError": "boom", "syncedAt": "2026-01-01T00:00:01.000Z"},
             "updatedAt": "2026-01-01T00:00:00.000Z",
+            "rotation": {"state": "stable", "keyId": null, "rotatedAt": null, "rotations": 0,
+                         "pending": null, "retiring": []},
         });
         let realm = |key: Value| {
             json!({
@@ -268,6 +287,18 @@ mod tests {
             (
                 CommandKind::LitellmReconcile,
                 json!({"reconcile": "started"}),
+            ),
+            (
+                CommandKind::RealmKeyRotate,
+                json!({"realmId": "r1", "routerKey": router_key}),
+            ),
+            (
+                CommandKind::RealmKeyActivate,
+                json!({"realmId": "r1", "routerKey": router_key}),
+            ),
+            (
+                CommandKind::RealmKeyRetire,
+                json!({"realmId": "r1", "routerKey": null}),
             ),
         ]
     }

@@ -23,6 +23,7 @@
 //! | `{vc}:routing:realm:<id>` | string | [`crate::routing::RealmRouting`] JSON (a tombstone after delete) |
 //! | `{vc}:realm:<id>` | string | [`StoredRealm`] JSON (with the sealed key) |
 //! | `{vc}:realms` | set | realm ids |
+//! | `{vc}:rotating` | set | realm ids whose key is being rotated (pending or retiring keys) |
 //! | `{vc}:realm-slugs` | hash | slug → realm id |
 //! | `{vc}:realm:<id>:grants` | hash | model id → grantedAt |
 //! | `{vc}:realm:<id>:members` | hash | DID → [`Membership`] JSON |
@@ -51,6 +52,7 @@ use crate::domain::{Membership, StoredAgent, StoredModel, StoredRealm, SyncRecor
 mod changes;
 mod lane;
 mod presence;
+mod rotation;
 mod routing;
 mod sealed;
 mod sessions;
@@ -82,6 +84,8 @@ pub mod keys {
     pub const MODEL_NAMES: &str = "{vc}:model-names";
     /// Realm ids.
     pub const REALMS: &str = "{vc}:realms";
+    /// Realms whose key is being rotated (a pending or retiring key).
+    pub const ROTATING: &str = "{vc}:rotating";
     /// Slug → realm id.
     pub const REALM_SLUGS: &str = "{vc}:realm-slugs";
     /// DIDs.

@@ -4,7 +4,7 @@
 //! | record | field | purpose | entity |
 //! |---|---|---|---|
 //! | `{vc}:model:<id>` | `apiKeySealed` | model API key | model id |
-//! | `{vc}:realm:<id>` | `key.keySealed` | realm key | realm id |
+//! | `{vc}:realm:<id>` | `key.keySealed`, and a rotation's `key.rotation.pending.keySealed` and `key.rotation.retiring[*].keySealed` | realm key | realm id |
 //! | `{vc}:agent:<did>` | `source.apiKeySealed` (manual configs) | agent config key | DID |
 //! | `{vc}:routing:realm:<id>` | `keySealed` | agent config key | realm id |
 //! | `{vc}:routing:model:<id>` | `config.apiKeySealed` | agent config key | model id |
@@ -159,23 +159,38 @@ fn reseal_record(kind: SealedRecord, id: &str, raw: &str, sealer: &Sealer) -> Ou
     let Ok(mut record) = serde_json::from_str::<Value>(raw) else {
         return Outcome::Failed(CryptoError::Malformed);
     };
-    let mut field = &mut record;
-    for p in path {
-        match field.get_mut(*p) {
-            Some(f) => field = f,
-            None => return Outcome::None,
+    let mut pointers = vec![format!("/{}", path.join("/"))];
+    if kind == SealedRecord::Realm {
+        // A rotation's keys (see `crate::rotation`), sealed like the current one.
+        pointers.push("/key/rotation/pending/keySealed".into());
+        let retiring = record
+            .pointer("/key/rotation/retiring")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        pointers.extend((0..retiring).map(|i| format!("/key/rotation/retiring/{i}/keySealed")));
+    }
+    let (mut found, mut rewritten) = (false, false);
+    for pointer in &pointers {
+        let Some(field) = record.pointer_mut(pointer) else {
+            continue;
+        };
+        let Some(sealed) = field.as_str() else {
+            continue;
+        };
+        found = true;
+        match sealer.reseal(purpose, entity, sealed) {
+            Ok(None) => {}
+            Ok(Some(v)) => {
+                *field = Value::String(v);
+                rewritten = true;
+            }
+            Err(e) => return Outcome::Failed(e),
         }
     }
-    let Some(sealed) = field.as_str() else {
-        return Outcome::None;
-    };
-    match sealer.reseal(purpose, entity, sealed) {
-        Ok(None) => Outcome::Current,
-        Ok(Some(v)) => {
-            *field = Value::String(v);
-            Outcome::Rewritten(record.to_string())
-        }
-        Err(e) => Outcome::Failed(e),
+    match (found, rewritten) {
+        (false, _) => Outcome::None,
+        (true, false) => Outcome::Current,
+        (true, true) => Outcome::Rewritten(record.to_string()),
     }
 }
 
@@ -259,6 +274,32 @@ mod tests {
             reseal_record(SealedRecord::Realm, "r1", &new, &rotated),
             Outcome::Current
         );
+        // A rotation's pending and replaced keys are re-sealed with the current one.
+        let seal = |k: &str| old.seal(Purpose::RealmKey, "r1", k).unwrap();
+        let rotating =
+            serde_json::json!({"id": "r1", "key": {"keySealed": seal("sk-a"), "rotation": {
+            "pending": {"keySealed": seal("sk-b"), "keyId": "b"},
+            "retiring": [{"keySealed": seal("sk-c")}, {"keySealed": seal("sk-d")}]}}})
+            .to_string();
+        let Outcome::Rewritten(new) = reseal_record(SealedRecord::Realm, "r1", &rotating, &rotated)
+        else {
+            panic!("rewritten");
+        };
+        let v: Value = serde_json::from_str(&new).unwrap();
+        for (pointer, plain) in [
+            ("/key/keySealed", "sk-a"),
+            ("/key/rotation/pending/keySealed", "sk-b"),
+            ("/key/rotation/retiring/0/keySealed", "sk-c"),
+            ("/key/rotation/retiring/1/keySealed", "sk-d"),
+        ] {
+            let sealed = v.pointer(pointer).and_then(Value::as_str).unwrap();
+            assert!(rotated.is_current(sealed), "{pointer}");
+            assert_eq!(
+                rotated.open(Purpose::RealmKey, "r1", sealed).unwrap(),
+                plain
+            );
+        }
+        assert_eq!(v.pointer("/key/rotation/pending/keyId").unwrap(), "b");
         // Bound to its entity: the value of another realm's record does not open here.
         assert!(matches!(
             reseal_record(SealedRecord::Realm, "r2", &raw, &rotated),

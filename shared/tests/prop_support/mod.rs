@@ -396,6 +396,8 @@ pub fn fields_of(kind: CommandKind) -> &'static [&'static str] {
             "maxTokens",
         ],
         CommandKind::LitellmReconcile => &[],
+        CommandKind::RealmKeyRotate => &["realmId", "graceSeconds"],
+        CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire => &["realmId", "keyId"],
     }
 }
 

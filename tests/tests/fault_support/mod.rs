@@ -99,14 +99,15 @@ pub fn events_per_command(events: &[(String, Value)]) -> BTreeMap<String, usize>
     per
 }
 
-/// Removes volatile fields (timestamps, key prefixes) recursively.
+/// Removes volatile fields (timestamps, key prefixes and ids: key values are random) recursively.
 pub fn normalize(v: &mut Value) {
-    const VOLATILE: [&str; 10] = [
+    const VOLATILE: [&str; 11] = [
         "createdAt",
         "updatedAt",
         "syncedAt",
         "lastSeen",
         "keyPrefix",
+        "keyId",
         "grantedAt",
         "submittedAt",
         "completedAt",

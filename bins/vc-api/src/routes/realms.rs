@@ -194,6 +194,41 @@ pub async fn delete_realm(
     .await
 }
 
+/// Rotate the realm's LiteLLM key without downtime: a new key (same models, limits and team budget)
+/// is created in LiteLLM, then pushed to every member routed through the realm; the replaced key keeps
+/// working until every online member has acknowledged the new one, or for `graceSeconds` at most
+/// (default `VC_KEY_ROTATION_GRACE_SECS`, 30; `0` retires it at once, for a leaked key). Answers once
+/// the new key exists in LiteLLM: `routerKey.rotation.state` is `pending` until the members were sent
+/// it, then `retiring`, then `stable`. A realm admin may rotate its own realms' keys.
+#[utoipa::path(post, path = "/api/realms/{id}/key/rotate", tag = "realms",
+    params(("id" = String, Path)),
+    request_body(content = command::KeyRotateBody, description = "Optional: `{graceSeconds}`"),
+    responses(
+        (status = 200, body = command::KeyResult),
+        (status = 400, description = "graceSeconds is not 0–604800"),
+        (status = 404, description = "No such realm"),
+        (status = 409, description = "The realm has no key yet (no grant with LiteLLM configured)"),
+    ))]
+pub async fn rotate_key(
+    State(s): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    actor.require_realm(&id)?;
+    check_id("id", &id)?;
+    write(
+        &s,
+        &actor,
+        &headers,
+        CommandKind::RealmKeyRotate,
+        body,
+        &[("realmId", &id)],
+    )
+    .await
+}
+
 /// `{models, routerKey, next}` of a realm.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

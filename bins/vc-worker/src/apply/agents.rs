@@ -8,6 +8,7 @@ use vc_shared::command::{
 use vc_shared::crypto::Purpose;
 use vc_shared::domain::{ConfigSource, Membership, ModelStatus, StoredAgent};
 use vc_shared::error::DomainError;
+use vc_shared::rotation::RotationReason;
 use vc_shared::store::{keys, Op};
 use vc_shared::views;
 
@@ -114,6 +115,9 @@ impl Tx<'_> {
         if matches!(&agent.source, Some(ConfigSource::Realm { realm_id: r, .. }) if r == realm_id) {
             self.set_route(did, None).await?;
         }
+        // The agent may still hold the realm's key: it is rotated, so the old value stops working.
+        self.rotate_after_removal(realm_id, RotationReason::MemberRemoved)
+            .await?;
         self.event(
             "realm.agent.removed",
             format!("realm:{realm_id}"),
@@ -173,6 +177,8 @@ impl Tx<'_> {
                 key: keys::realm_members(&m.realm_id),
                 field: did.into(),
             });
+            self.rotate_after_removal(&m.realm_id, RotationReason::AgentDeleted)
+                .await?;
         }
         for key in [keys::agent(did), keys::agent_realms(did)] {
             self.op(Op::Del { key });

@@ -16,8 +16,10 @@
 //! | `models.rs` | `model.register`, `model.update`, `model.delete` |
 //! | `realms.rs` | `realm.create`, `realm.update`, `realm.delete`, `realm.grant`, `realm.revoke` |
 //! | `agents.rs` | `agent.register`, `agent.delete`, realm membership, `agent.llm_config.*` |
+//! | `keys.rs` | `realm.key.rotate`, `realm.key.activate`, `realm.key.retire`, rotation on a member's removal |
 
 mod agents;
+mod keys;
 mod models;
 mod realms;
 mod tx;
@@ -93,6 +95,8 @@ pub struct Ctx<'a> {
     pub command_id: &'a str,
     /// Who issued it.
     pub actor: &'a str,
+    /// Default grace period of a replaced realm key (s).
+    pub rotation_grace_secs: u64,
 }
 
 /// A command's answer: `Ok(Ok(result))`, a domain refusal `Ok(Err(..))`, or a retryable failure.
@@ -147,6 +151,16 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Applied, ApplyErro
         Command::LitellmReconcile => Ok(some(ReconcileResult {
             reconcile: ReconcileState::Started,
         })),
+        Command::RealmKeyRotate {
+            realm_id,
+            grace_secs,
+        } => tx.realm_key_rotate(&realm_id, grace_secs).await?.map(some),
+        Command::RealmKeyActivate { realm_id, key_id } => {
+            tx.realm_key_activate(&realm_id, &key_id).await?.map(some)
+        }
+        Command::RealmKeyRetire { realm_id, key_id } => {
+            tx.realm_key_retire(&realm_id, &key_id).await?.map(some)
+        }
     };
     let (ops, effects) = match &result {
         Ok(_) => tx.into_parts(),
@@ -216,6 +230,7 @@ mod tests {
                 monthly_budget_usd: Some(50.0),
                 created_at: "2026-01-01T00:00:00.000Z".into(),
                 updated_at: "2026-01-01T00:00:00.000Z".into(),
+                rotation: Default::default(),
             }),
             gen: 1,
         }

@@ -8,6 +8,7 @@ use vc_shared::command::{GrantResult, GrantView, RealmCreate, RealmResult, Realm
 use vc_shared::crypto::{generate_virtual_key, key_prefix, Purpose};
 use vc_shared::domain::{ModelStatus, RealmKeyRecord, StoredRealm, DEFAULT_REALM_COLOR};
 use vc_shared::error::DomainError;
+use vc_shared::rotation::{key_id, KeyRotation};
 use vc_shared::routing::Dependency;
 use vc_shared::store::{keys, Op};
 use vc_shared::views;
@@ -141,10 +142,12 @@ impl Tx<'_> {
         for key in [keys::realm_members(realm_id), keys::realm_routed(realm_id)] {
             self.op(Op::Unlink { key });
         }
-        self.op(Op::Srem {
-            key: keys::REALMS.into(),
-            member: realm_id.into(),
-        });
+        for set in [keys::REALMS, keys::ROTATING] {
+            self.op(Op::Srem {
+                key: set.into(),
+                member: realm_id.into(),
+            });
+        }
         self.op(Op::Hdel {
             key: keys::REALM_SLUGS.into(),
             field: realm.slug.clone(),
@@ -209,6 +212,10 @@ impl Tx<'_> {
                 monthly_budget_usd: None,
                 created_at: self.now.clone(),
                 updated_at: self.now.clone(),
+                rotation: KeyRotation {
+                    key_id: Some(key_id(&key)),
+                    ..KeyRotation::default()
+                },
             });
             minted = true;
             key_changed = true;

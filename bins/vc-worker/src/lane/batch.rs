@@ -196,6 +196,24 @@ pub(super) async fn prepare(
             return Ok((step(kind), ops));
         }
     };
+    if kind.worker_only() && source != subjects::CommandSource::Worker {
+        // The steps of a rotation follow the worker's LiteLLM sync: from anyone else, an activation
+        // could push a key LiteLLM does not hold yet.
+        let error = DomainError::forbidden(format!(
+            "{} is issued by vc-worker only (on vc.cmd.worker.{})",
+            kind.as_str(),
+            kind.as_str()
+        ));
+        let record = failed_record(&id, kind.as_str(), submitted_at, error);
+        let ops = vec![record_op(&record)];
+        let kind = StepKind::Recorded {
+            record,
+            effects: Effects::default(),
+            dead_letter: None,
+            reconcile: false,
+        };
+        return Ok((step(kind), ops));
+    }
     let reconcile = matches!(command, Command::LitellmReconcile);
     // The actor is the subject's to say (NATS permissions), not the header's: see `CommandSource`.
     let actor = source.actor(header(&msg, HDR_ACTOR));
@@ -205,6 +223,7 @@ pub(super) async fn prepare(
         litellm: worker.settings.litellm.as_ref(),
         command_id: &id,
         actor: &actor,
+        rotation_grace_secs: worker.settings.key_rotation_grace.as_secs(),
     };
     let applied = apply::apply(&ctx, command).await?;
     let (status, result, error) = match applied.result {

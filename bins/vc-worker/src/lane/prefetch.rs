@@ -116,6 +116,9 @@ fn reads(command: &Command, command_id: &str) -> Vec<Read> {
             v
         }
         Command::LitellmReconcile => Vec::new(),
+        Command::RealmKeyRotate { realm_id, .. }
+        | Command::RealmKeyActivate { realm_id, .. }
+        | Command::RealmKeyRetire { realm_id, .. } => realm(realm_id),
     }
 }
 
