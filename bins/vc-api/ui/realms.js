@@ -114,6 +114,38 @@ function addAgentDialog(realm, done) {
   });
 }
 
+function rotateKeyDialog(realm, done) {
+  const grace = field(
+    "Grace period (seconds)",
+    input("graceSeconds", { type: "number", min: "0", max: "604800", step: "1", placeholder: "server default (30)" }),
+    "How long the current key keeps working after the members were sent the new one (earlier once every online member has acknowledged it). 0 = retire it at once, for a leaked key.",
+  );
+  formDialog({
+    title: `Rotate the key of ${realm.name}`,
+    fields: { graceSeconds: grace },
+    submitLabel: "Rotate key",
+    danger: true,
+    submit: async () => {
+      const raw = grace.control.value.trim();
+      const body = raw === "" ? {} : { graceSeconds: Number(raw) };
+      await api.post(`/api/realms/${api.enc(realm.id)}/key/rotate`, body);
+      toast("Key rotation started: the members are sent the new key once LiteLLM holds it.");
+      done();
+    },
+  });
+}
+
+/** `routerKey.rotation` as a badge and a line of detail. */
+function rotationCell(rot) {
+  if (!rot) return "—";
+  const tone = { stable: "ok", pending: "warn", retiring: "warn" }[rot.state] || "muted";
+  const parts = [];
+  if (rot.state === "pending" && rot.pending) parts.push(` new key ${rot.pending.keyPrefix}… being created in LiteLLM`);
+  for (const r of rot.retiring || []) parts.push(` ${r.keyPrefix}… works until ${new Date(r.retireAt).toLocaleTimeString()} at the latest`);
+  if (rot.state === "stable") parts.push(rot.rotations ? ` rotated ${rot.rotations}×, last ${new Date(rot.rotatedAt).toLocaleString()}` : " never rotated");
+  return h("span", {}, badge(rot.state, tone), h("span", { class: "sub" }, parts.join(";")));
+}
+
 function removeAgentDialog(realm, done) {
   const did = field("Agent DID", input("agentDid", { required: true, class: "mono" }));
   formDialog({
@@ -169,9 +201,10 @@ export async function detail(main, route, ctx) {
       h("div", { class: "actions" }, edit, remove),
     );
     const k = realm.routerKey;
+    const rotate = k ? h("button", { type: "button", class: "btn", on: { click: () => rotateKeyDialog(realm, () => load(true)) } }, "Rotate key") : null;
     fill(
       keyCard,
-      h("div", { class: "card-head" }, h("h2", { id: "key-title" }, "Router key"), keyBadge(realm)),
+      h("div", { class: "card-head" }, h("h2", { id: "key-title" }, "Router key"), h("div", { class: "actions" }, keyBadge(realm), rotate)),
       k
         ? h(
             "dl",
@@ -180,6 +213,7 @@ export async function detail(main, route, ctx) {
               ["Key prefix", h("code", {}, `${k.keyPrefix || ""}…`)],
               ["Allowed models", k.allowedModels.length ? h("span", { class: "pills" }, k.allowedModels.map((m) => h("code", {}, m))) : "none"],
               ["Monthly budget", usd(k.monthlyBudgetUsd)],
+              ["Rotation", rotationCell(k.rotation)],
               ["LiteLLM sync", h("span", {}, syncBadge(k.litellm), k.litellm?.lastError ? h("span", { class: "sub" }, ` ${k.litellm.lastError}`) : null)],
               ["Updated", time(k.updatedAt)],
             ].map(([a, b]) => [h("dt", {}, a), h("dd", {}, b)]),
