@@ -4,7 +4,8 @@
 //!   realm's current generation: LiteLLM holds the new key, so members can be sent it.
 //! - A **replaced** key is retired (`realm.key.retire`) once its grace period has passed, or earlier,
 //!   once every online agent routed through the realm has acknowledged the version that carried the
-//!   new key.
+//!   new key and [`ACKED_HOLD_SECS`] has passed since the replacement (a request an agent sent with the old
+//!   key just before it switched still reaches LiteLLM while the key works).
 //!
 //! Both are commands on `vc.cmd.worker.<kind>`, so they apply in order with every other command, and
 //! their `Nats-Msg-Id` is derived from the realm and the key: workers that see the same step at once
@@ -16,13 +17,17 @@ use std::time::Duration;
 use tracing::{debug, warn};
 use vc_shared::command::{CommandKind, HDR_ACTOR, HDR_MSG_ID};
 use vc_shared::domain::SyncStateKind;
-use vc_shared::rotation::is_due;
+use vc_shared::rotation::{is_due, rfc3339_after};
 use vc_shared::subjects;
 
 use crate::Worker;
 
 /// How often the driver looks at the realms being rotated.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a replaced key keeps working at least, even once every online member acknowledged the
+/// new one (unless its grace period is shorter).
+pub const ACKED_HOLD_SECS: u64 = 2;
 
 /// The driver's lease (renewed while a pass runs).
 const LEASE: Duration = Duration::from_secs(10);
@@ -87,11 +92,12 @@ async fn try_advance(worker: &Worker, realm_id: &str) -> Result<(), String> {
     }
     for r in &key.rotation.retiring {
         let done = is_due(&r.retire_at)
-            || store
-                .first_unacked_online(realm_id, r.replaced_by_version)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_none();
+            || (is_due(&rfc3339_after(&r.replaced_at, ACKED_HOLD_SECS))
+                && store
+                    .first_unacked_online(realm_id, r.replaced_by_version)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none());
         if done {
             publish(worker, CommandKind::RealmKeyRetire, realm_id, &r.key_id).await?;
         }
