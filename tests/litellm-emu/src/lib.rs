@@ -26,7 +26,7 @@
 //! - `auth`: master key / virtual key authentication with the real messages, and the checks a
 //!   key's team imposes.
 //! - `models`, `keys`, `teams`, `chat`: the `/model/*`, `/key/*`, `/team/*` and
-//!   `/chat/completions` + `/v1/models` routes.
+//!   `/chat/completions` + `/v1/models` routes; `key_rows`: the JSON shapes of a key's row.
 //! - `control`: fault-injection middleware, `/emu/*` control routes, health and fallbacks.
 //! - `body`, `error`, `pytime`: FastAPI-style validation, the wire error shapes, and LiteLLM's
 //!   duration and datetime arithmetic.
@@ -67,6 +67,7 @@ mod body;
 mod chat;
 mod control;
 mod error;
+mod key_rows;
 mod keys;
 mod models;
 mod pytime;
