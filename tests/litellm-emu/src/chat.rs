@@ -6,8 +6,9 @@
 //! ([`auth::check_team`]: blocked 401, model not in the team's `models` 401
 //! `team_model_access_denied`, team spend > team `max_budget` 400 `budget_exceeded`) →
 //! `rpm_limit` reached 429 → no deployment named `model` 400. Then a canned completion from one of
-//! the deployments with that name (round-robin), and [`crate::EmulatorConfig::spend_per_request`]
-//! is charged to the key and to its team.
+//! the deployments with that name (round-robin), whose cost (the deployment's prices times the
+//! reported usage, or [`crate::EmulatorConfig::spend_per_request`] without prices: see `spend`) is
+//! charged to the key and to its team and reported in `x-litellm-response-cost`.
 
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ use time::Duration;
 use crate::auth::{self, Caller};
 use crate::error::{py_error_dict, py_list, ApiError};
 use crate::pytime;
+use crate::spend::{self, Usage, CANNED_USAGE};
 use crate::state::{RateWindow, VirtualKey};
 use crate::Emulator;
 
@@ -31,9 +33,6 @@ const MODEL_CREATED: i64 = 1_677_610_602;
 const LITELLM_VERSION: &str = "1.80.17";
 /// Length of a rate-limit window.
 const RATE_WINDOW: Duration = Duration::minutes(1);
-/// Canned token usage of every emulated completion.
-const PROMPT_TOKENS: u64 = 10;
-const COMPLETION_TOKENS: u64 = 5;
 
 /// The deployment that served a call, and what the caller's key has spent since.
 struct Served {
@@ -41,6 +40,9 @@ struct Served {
     model_group: String,
     upstream_model: String,
     api_base: Option<String>,
+    usage: Usage,
+    /// USD charged for the call.
+    cost: f64,
     key_spend: f64,
 }
 
@@ -127,6 +129,7 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
     *cursor = cursor.wrapping_add(1);
     let row = &db.deployments[pick];
     let params = &row.router.params;
+    let usage = CANNED_USAGE;
     let mut served = Served {
         model_id: row.id.clone(),
         model_group: row.router.model_name.clone(),
@@ -139,16 +142,17 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
             .get("api_base")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        usage,
+        cost: spend::priced_cost(params, usage).unwrap_or(emu.inner.cfg.spend_per_request),
         key_spend: 0.0,
     };
     if let Some(idx) = key_idx {
-        let charge = emu.inner.cfg.spend_per_request;
         let vk = &mut db.keys[idx];
-        vk.spend += charge;
+        vk.spend += served.cost;
         served.key_spend = vk.spend;
         let team = vk.team_id.clone();
         if let Some(t) = team.and_then(|id| db.team_index(&id)) {
-            db.teams[t].spend += charge;
+            db.teams[t].spend += served.cost;
         }
     }
     Ok(served)
@@ -238,9 +242,9 @@ pub(crate) async fn completions(
                 "message": {"content": content, "role": "assistant"},
             }],
             "usage": {
-                "completion_tokens": COMPLETION_TOKENS,
-                "prompt_tokens": PROMPT_TOKENS,
-                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+                "completion_tokens": served.usage.completion_tokens,
+                "prompt_tokens": served.usage.prompt_tokens,
+                "total_tokens": served.usage.total_tokens(),
             },
         }))
         .into_response()
@@ -257,6 +261,10 @@ pub(crate) async fn completions(
     put(
         "x-litellm-key-spend",
         &crate::error::py_float(served.key_spend),
+    );
+    put(
+        "x-litellm-response-cost",
+        &crate::error::py_float(served.cost),
     );
     if let Some(base) = &served.api_base {
         put("x-litellm-model-api-base", base);

@@ -27,6 +27,7 @@
 //!   key's team imposes.
 //! - `models`, `keys`, `teams`, `chat`: the `/model/*`, `/key/*`, `/team/*` and
 //!   `/chat/completions` + `/v1/models` routes; `key_rows`: the JSON shapes of a key's row.
+//! - `spend`: what a call costs (a deployment's prices, or the configured default).
 //! - `control`: fault-injection middleware, `/emu/*` control routes, health and fallbacks.
 //! - `body`, `error`, `pytime`: FastAPI-style validation, the wire error shapes, and LiteLLM's
 //!   duration and datetime arithmetic.
@@ -71,6 +72,7 @@ mod key_rows;
 mod keys;
 mod models;
 mod pytime;
+mod spend;
 mod state;
 mod teams;
 
@@ -84,7 +86,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Master key used by [`EmulatorConfig::default`].
 pub const DEFAULT_MASTER_KEY: &str = "sk-emu-master";
 
-/// USD added to a key's spend (and its team's) per successful chat completion by default.
+/// USD added to a key's spend (and its team's) per successful chat completion with a deployment
+/// that has no prices, by default.
 pub const DEFAULT_SPEND_PER_REQUEST: f64 = 0.0001;
 
 /// Emulator settings.
@@ -95,7 +98,9 @@ pub struct EmulatorConfig {
     /// Delay before a `POST /model/update` reaches routing and `/model/info` (the real proxy's
     /// periodic reload: 3–30 s). Zero (the default) makes updates visible at once.
     pub update_reload_delay: Duration,
-    /// USD charged to a virtual key (and to its team) for each successful chat completion.
+    /// USD charged to a virtual key (and to its team) for each successful chat completion with a
+    /// deployment that has no `input_cost_per_token` / `output_cost_per_token`; a priced
+    /// deployment charges its prices times the usage the completion reports.
     pub spend_per_request: f64,
 }
 

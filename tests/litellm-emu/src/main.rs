@@ -27,7 +27,7 @@ struct Args {
     /// Delay before a `POST /model/update` reaches routing (the real proxy's reload period).
     #[arg(long, default_value_t = 0)]
     update_reload_delay_ms: u64,
-    /// USD charged to a virtual key per successful chat completion.
+    /// USD charged to a virtual key per successful chat completion with an unpriced deployment.
     #[arg(long, default_value_t = DEFAULT_SPEND_PER_REQUEST)]
     spend_per_request: f64,
 }

@@ -7,7 +7,8 @@
 //! - `PATCH /model/{id}/update` merges `model_name`, `litellm_params` and `model_info`, and reloads
 //!   the router at once (flushing any pending update). A `model_info` without `id` makes the
 //!   stored `model_info.id` a fresh uuid (the `model_id` column, used for routing, is unchanged).
-//! - `/model/info` never shows `api_key` and reports `db_model: true`.
+//! - `/model/info` never shows `api_key` and reports `db_model: true`; a priced deployment shows
+//!   its `input_cost_per_token` / `output_cost_per_token` in `model_info` too (see `spend`).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -35,11 +36,13 @@ struct DeploymentBody {
 fn parse_deployment(obj: &Map<String, Value>) -> Result<DeploymentBody, ApiError> {
     let mut f = Fields::body(obj);
     let model_name = f.str("model_name").value();
-    let litellm_params = f.model("litellm_params", "LiteLLM_Params");
+    let mut litellm_params = f.model("litellm_params", "LiteLLM_Params");
     let model_info = f.model("model_info", "ModelInfo");
     f.finish()?;
     let mut nested = Vec::new();
-    if let Field::Set(p) = &litellm_params {
+    if let Field::Set(p) = &mut litellm_params {
+        // `LiteLLM_Params` declares the prices before `model` (its own field).
+        nested.extend(crate::spend::coerce_prices(p));
         if let Some(v) = p.get("model").filter(|v| !v.is_string() && !v.is_null()) {
             nested.push(crate::error::detail(
                 "string_type",

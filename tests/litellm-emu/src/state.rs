@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::pytime;
+use crate::spend::PRICE_PARAMS;
 
 /// Lock a mutex, recovering the data if a panicking thread poisoned it (state stays usable in tests).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -274,6 +275,12 @@ impl DeploymentRow {
         let mut info = self.router.model_info.clone();
         info.insert("id".into(), Value::String(self.id.clone()));
         info.insert("db_model".into(), Value::Bool(true));
+        // The proxy registers a priced deployment's costs and reports them with its info.
+        for k in PRICE_PARAMS {
+            if let Some(price) = params.get(k) {
+                info.insert(k.into(), price.clone());
+            }
+        }
         json!({
             "model_name": self.router.model_name,
             "litellm_params": params,

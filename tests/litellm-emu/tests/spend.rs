@@ -1,0 +1,172 @@
+//! Spend, prices, blocking and limits over real HTTP: what a call costs, `/key/block`,
+//! rpm/tpm limits of keys and teams, and the end of a budget period.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{start, Env};
+
+impl Env {
+    async fn new_team(&self, body: Value) -> Value {
+        let (s, b) = self.post("/team/new", body).await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
+    /// A deployment `name` (id `id`) priced at `input` / `output` USD per token.
+    async fn new_priced_model(&self, name: &str, id: &str, input: Value, output: Value) -> Value {
+        let (s, b) = self
+            .post(
+                "/model/new",
+                json!({
+                    "model_name": name,
+                    "litellm_params": {
+                        "model": format!("openai/{name}"), "api_key": "sk-upstream",
+                        "input_cost_per_token": input, "output_cost_per_token": output,
+                    },
+                    "model_info": {"id": id},
+                }),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+/// A priced deployment charges `prompt_tokens * input + completion_tokens * output` to the key
+/// and its team, with the usage the completion reports; without prices, the default per request.
+#[tokio::test]
+async fn prices_are_charged() {
+    let env = start().await;
+    let b = env
+        .new_priced_model("priced", "id-p", json!(0.001), json!(0.001))
+        .await;
+    assert_eq!(b["litellm_params"]["input_cost_per_token"], 0.001);
+    env.new_model("free", "id-f", "openai/free").await;
+    env.new_team(json!({"team_id": "t1"})).await;
+    let key = env.new_key(json!({"team_id": "t1"})).await;
+
+    let url = format!("{}/chat/completions", env.handle.base_url);
+    let req = env
+        .http
+        .post(url)
+        .bearer_auth(&key)
+        .json(&json!({"model": "priced", "messages": [{"role": "user", "content": "hi"}]}));
+    let (s, b, headers) = env.send(req).await;
+    assert_eq!(s, 200, "{b}");
+    let usage = &b["usage"];
+    assert_eq!(
+        (
+            usage["prompt_tokens"].as_f64(),
+            usage["completion_tokens"].as_f64()
+        ),
+        (Some(10.0), Some(5.0))
+    );
+    assert_eq!(usage["total_tokens"], 15);
+    let cost = 10.0 * 0.001 + 5.0 * 0.001;
+    assert!(close(cost, 0.015));
+    assert!(close(env.emu().keys()[0].spend, cost));
+    assert!(close(env.emu().teams()[0].spend, cost));
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    assert_eq!(header("x-litellm-response-cost"), "0.015");
+    assert_eq!(header("x-litellm-key-spend"), "0.015");
+
+    // Without prices: the configured default per request.
+    assert_eq!(env.chat(&key, "free").await.0, 200);
+    let default = litellm_emu::DEFAULT_SPEND_PER_REQUEST;
+    assert!(close(env.emu().keys()[0].spend, cost + default));
+    assert!(close(env.emu().teams()[0].spend, cost + default));
+
+    // The master key's calls are priced too (nothing to charge them to).
+    let (s, _) = env
+        .call(
+            "POST",
+            "/chat/completions",
+            Some(support::MASTER),
+            Some(json!({"model": "priced", "messages": []})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(close(env.emu().keys()[0].spend, cost + default));
+}
+
+/// `/model/info` shows the prices in `litellm_params` and in `model_info`; an update that
+/// changes them applies after the reload delay, as for any `litellm_params`.
+#[tokio::test]
+async fn price_updates_follow_the_reload_rule() {
+    let env = start().await;
+    env.new_priced_model("m", "id-m", json!(0.001), json!(0.002))
+        .await;
+    let (_, info) = env.get("/model/info").await;
+    let row = &info["data"][0];
+    assert_eq!(row["litellm_params"]["input_cost_per_token"], 0.001);
+    assert_eq!(row["litellm_params"]["output_cost_per_token"], 0.002);
+    assert_eq!(row["model_info"]["input_cost_per_token"], 0.001);
+    assert_eq!(row["model_info"]["output_cost_per_token"], 0.002);
+    let key = env.new_key(json!({})).await;
+
+    env.emu()
+        .set_update_reload_delay(Duration::from_millis(300));
+    let (s, b) = env
+        .post(
+            "/model/update",
+            json!({"model_info": {"id": "id-m"}, "litellm_params": {"input_cost_per_token": "0.01"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["litellm_params"]["input_cost_per_token"], 0.01,
+        "stored as a float"
+    );
+    assert_eq!(env.chat(&key, "m").await.0, 200);
+    let old = 10.0 * 0.001 + 5.0 * 0.002;
+    assert!(
+        close(env.emu().keys()[0].spend, old),
+        "old price until the reload"
+    );
+    let (_, info) = env.get("/model/info").await;
+    assert_eq!(
+        info["data"][0]["litellm_params"]["input_cost_per_token"],
+        0.001
+    );
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, info) = env.get("/model/info").await;
+    assert_eq!(info["data"][0]["model_info"]["input_cost_per_token"], 0.01);
+    assert_eq!(env.chat(&key, "m").await.0, 200);
+    let new = 10.0 * 0.01 + 5.0 * 0.002;
+    assert!(close(env.emu().keys()[0].spend, old + new));
+
+    // Not a number: 422 at the field, as Pydantic reports it.
+    let (s, b) = env
+        .post(
+            "/model/update",
+            json!({"model_info": {"id": "id-m"}, "litellm_params": {"output_cost_per_token": "cheap"}}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert_eq!(b["detail"][0]["type"], "float_parsing");
+    assert_eq!(
+        b["detail"][0]["loc"],
+        json!(["body", "litellm_params", "output_cost_per_token"])
+    );
+    let (s, b) = env
+        .post(
+            "/model/new",
+            json!({"model_name": "x", "litellm_params": {"model": "openai/x", "input_cost_per_token": [1]}}),
+        )
+        .await;
+    assert_eq!((s, &b["detail"][0]["type"]), (422, &json!("float_type")));
+    assert_eq!(env.emu().deployments().len(), 1);
+}
