@@ -121,9 +121,9 @@ pub(crate) fn generate_json(vk: &VirtualKey, expires_exact: Option<OffsetDateTim
     })
 }
 
-/// A `/key/list?return_full_object=true` row (`LiteLLM_VerificationToken` + auth fields).
-pub(crate) fn list_row_json(vk: &VirtualKey) -> Value {
-    let mut row = json!({
+/// The row as a `LiteLLM_VerificationToken` model serializes it (`/key/block`, `/key/unblock`).
+pub(crate) fn token_row_json(vk: &VirtualKey) -> Map<String, Value> {
+    let v = json!({
         "token": vk.token,
         "key_name": vk.key_name,
         "key_alias": vk.key_alias,
@@ -162,6 +162,17 @@ pub(crate) fn list_row_json(vk: &VirtualKey) -> Value {
         "last_rotation_at": null,
         "key_rotation_at": null,
         "router_settings": {},
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A `/key/list?return_full_object=true` row (`LiteLLM_VerificationToken` + auth fields).
+pub(crate) fn list_row_json(vk: &VirtualKey) -> Value {
+    let mut row = token_row_json(vk);
+    let view = json!({
         "team_spend": null,
         "team_alias": null,
         "team_tpm_limit": null,
@@ -178,13 +189,14 @@ pub(crate) fn list_row_json(vk: &VirtualKey) -> Value {
         "user_role": null,
         "user": null,
     });
-    // The rest of `UserAPIKeyAuth`'s fields, all unset for a plain key.
-    if let Value::Object(m) = &mut row {
-        for field in LIST_ROW_NULLS {
-            m.insert(field.to_owned(), Value::Null);
-        }
+    if let Value::Object(m) = view {
+        row.extend(m);
     }
-    row
+    // The rest of `UserAPIKeyAuth`'s fields, all unset for a plain key.
+    for field in LIST_ROW_NULLS {
+        row.insert(field.to_owned(), Value::Null);
+    }
+    Value::Object(row)
 }
 
 /// Fields every `/key/list?return_full_object=true` row carries as `null`.

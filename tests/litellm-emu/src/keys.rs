@@ -1,4 +1,5 @@
-//! `/key/generate`, `/key/update`, `/key/delete`, `/key/info`, `/key/list`, `/key/regenerate`.
+//! `/key/generate`, `/key/update`, `/key/delete`, `/key/info`, `/key/list`, `/key/block`,
+//! `/key/unblock`, `/key/regenerate`.
 //!
 //! Real-proxy behaviour reproduced here (1.80.17):
 //! - generate: `models: []` = all models; `key` must start with `sk-` (400); re-using an existing
@@ -16,6 +17,9 @@
 //!   keys exists; the answer echoes the request list.
 //! - info: any valid virtual key may read any key's info; the `info` object has no `token`.
 //! - list: newest first; `size` 1..=100; virtual keys get 403.
+//! - block / unblock: `{"key"}` as plaintext or token sets `blocked` to `true` / `false` and
+//!   answers the row (`...Z` datetimes); an unknown key → 401 `token_not_found_in_db`. A blocked
+//!   key is refused on every route (401, see `auth`).
 //! - regenerate: Enterprise-only, 500.
 
 use std::collections::HashMap;
@@ -32,7 +36,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::{self, Caller};
 use crate::body::{json_object, Field, Fields};
 use crate::error::{py_error_dict, py_float, ApiError};
-use crate::key_rows::{generate_json, info_json, list_row_json};
+use crate::key_rows::{generate_json, info_json, list_row_json, token_row_json};
 use crate::pytime;
 use crate::state::{hash_key, key_name, token_of, Team, VirtualKey};
 use crate::Emulator;
@@ -504,6 +508,62 @@ pub(crate) async fn list(
         "current_page": page,
         "total_pages": total_pages,
     })))
+}
+
+/// `POST /key/block` `{"key"}` (plaintext or token): the updated row.
+pub(crate) async fn block(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(&emu, &headers, &body, true, "/key/block")
+}
+
+/// `POST /key/unblock` `{"key"}` (plaintext or token): the updated row.
+pub(crate) async fn unblock(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(&emu, &headers, &body, false, "/key/unblock")
+}
+
+/// Write `blocked` on a key and answer the row as the proxy's `LiteLLM_VerificationToken`
+/// response model serializes it. An unknown key is only noticed when the proxy reloads the key
+/// object after the (no-op) update: a 401 `token_not_found_in_db` naming the token.
+fn set_blocked(
+    emu: &Emulator,
+    headers: &HeaderMap,
+    body: &[u8],
+    blocked: bool,
+    route: &str,
+) -> Result<Json<Value>, ApiError> {
+    let caller = auth::authenticate(emu, headers)?;
+    auth::require_key_admin(&caller, route)?;
+    let obj = json_object(headers, body)?;
+    let mut f = Fields::body(&obj);
+    let key = f.require_str("key");
+    f.finish()?;
+    let Some(key) = key else {
+        return Err(ApiError::PlainInternal); // unreachable: `finish` reported it
+    };
+    let mut db = emu.db();
+    let token = token_of(&key);
+    let Some(idx) = db.key_index(&key) else {
+        return Err(ApiError::proxy(
+            401,
+            format!(
+                "Authentication Error, Invalid proxy server token passed. key={token}, not found in db. Create key via `/key/generate` call."
+            ),
+            json!("token_not_found_in_db"),
+            json!("key"),
+        ));
+    };
+    let vk = &mut db.keys[idx];
+    vk.blocked = Some(blocked);
+    vk.updated_at = pytime::db_time(pytime::now());
+    tracing::debug!(key_name = %vk.key_name, blocked, "Key block set.");
+    Ok(Json(Value::Object(token_row_json(vk))))
 }
 
 /// `POST /key/regenerate` and `/key/{key}/regenerate`: Enterprise-only.

@@ -199,6 +199,8 @@ impl Emulator {
             .route("/key/delete", post(keys::delete))
             .route("/key/info", get(keys::info))
             .route("/key/list", get(keys::list))
+            .route("/key/block", post(keys::block))
+            .route("/key/unblock", post(keys::unblock))
             .route("/key/regenerate", post(keys::regenerate))
             .route("/key/{key}/regenerate", post(keys::regenerate))
             .route("/team/new", post(teams::new_team))

@@ -170,3 +170,81 @@ async fn price_updates_follow_the_reload_rule() {
     assert_eq!((s, &b["detail"][0]["type"]), (422, &json!("float_type")));
     assert_eq!(env.emu().deployments().len(), 1);
 }
+
+/// `/key/block` and `/key/unblock` by plaintext or token: the row with `blocked`, a blocked key
+/// refused with the proxy's 401, an unknown key 401 `token_not_found_in_db`.
+#[tokio::test]
+async fn block_and_unblock() {
+    let env = start().await;
+    env.new_model("a", "id-a", "openai/a").await;
+    let key = env
+        .new_key(json!({"key_alias": "k", "rpm_limit": 7, "max_budget": 3}))
+        .await;
+    let token = env.emu().keys()[0].token.clone();
+    assert_eq!(env.chat(&key, "a").await.0, 200);
+
+    let (s, b) = env.post("/key/block", json!({"key": key})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["blocked"], true);
+    assert_eq!(b["token"], token);
+    assert_eq!(b["key_alias"], "k");
+    assert_eq!(b["rpm_limit"], 7);
+    assert_eq!(b["max_budget"], 3.0);
+    assert!(b["created_at"].as_str().unwrap_or("").ends_with('Z'));
+    assert!(
+        b.get("team_spend").is_none(),
+        "the table row, not the auth view"
+    );
+    assert_eq!(env.emu().keys()[0].blocked, Some(true));
+
+    let (s, b) = env.chat(&key, "a").await;
+    assert_eq!(
+        (s, b),
+        (
+            401,
+            json!({"error": {
+                "message": "Authentication Error, Key is blocked. Update via `/key/unblock` if you're admin.",
+                "type": "auth_error", "param": "None", "code": "401",
+            }})
+        )
+    );
+    let (_, info) = env.get(&format!("/key/info?key={key}")).await;
+    assert_eq!(info["info"]["blocked"], true);
+
+    let (s, b) = env.post("/key/unblock", json!({"key": token})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["blocked"], false);
+    assert_eq!(env.emu().keys()[0].blocked, Some(false));
+    assert_eq!(env.chat(&key, "a").await.0, 200);
+
+    // Unknown keys: the message names the token (the plaintext is hashed first).
+    let unknown = "sk-nobody";
+    let (s, b) = env.post("/key/block", json!({"key": unknown})).await;
+    let hashed = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(unknown.as_bytes()))
+    };
+    assert_eq!(
+        (s, b),
+        (
+            401,
+            json!({"error": {
+                "message": format!("Authentication Error, Invalid proxy server token passed. key={hashed}, not found in db. Create key via `/key/generate` call."),
+                "type": "token_not_found_in_db", "param": "key", "code": "401",
+            }})
+        )
+    );
+    let (s, b) = env.post("/key/unblock", json!({"key": "abc123"})).await;
+    assert_eq!(s, 401);
+    assert!(b["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("key=abc123, not found in db."));
+
+    let (s, b) = env.post("/key/block", json!({})).await;
+    assert_eq!((s, &b["detail"][0]["loc"]), (422, &json!(["body", "key"])));
+    let (s, _) = env
+        .call("POST", "/key/block", Some(&key), Some(json!({"key": key})))
+        .await;
+    assert_eq!(s, 401, "admin only");
+}
