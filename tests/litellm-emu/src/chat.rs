@@ -4,8 +4,8 @@
 //! expired 400 `expired_key` (all in `auth`) → model not in the key's `models` 401
 //! `key_model_access_denied` → spend ≥ `max_budget` 400 `budget_exceeded` → the key's team
 //! ([`auth::check_team`]: blocked 401, model not in the team's `models` 401
-//! `team_model_access_denied`, team spend > team `max_budget` 400 `budget_exceeded`) →
-//! `rpm_limit` reached 429 → no deployment named `model` 400. Then a canned completion from one of
+//! `team_model_access_denied`, team spend > team `max_budget` 400 `budget_exceeded`) → the key's
+//! and its team's rate limits 429 (`limits`) → no deployment named `model` 400. Then a canned completion from one of
 //! the deployments with that name (round-robin), whose cost (the deployment's prices times the
 //! reported usage, or [`crate::EmulatorConfig::spend_per_request`] without prices: see `spend`) is
 //! charged to the key and to its team and reported in `x-litellm-response-cost`.
@@ -18,21 +18,18 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use time::Duration;
 
 use crate::auth::{self, Caller};
 use crate::error::{py_error_dict, py_list, ApiError};
-use crate::pytime;
+use crate::limits;
 use crate::spend::{self, Usage, CANNED_USAGE};
-use crate::state::{RateWindow, VirtualKey};
+use crate::state::VirtualKey;
 use crate::Emulator;
 
 /// The `created` stamp the proxy reports for every model in `/v1/models`.
 const MODEL_CREATED: i64 = 1_677_610_602;
 /// Version reported in `x-litellm-version`.
 const LITELLM_VERSION: &str = "1.80.17";
-/// Length of a rate-limit window.
-const RATE_WINDOW: Duration = Duration::minutes(1);
 
 /// The deployment that served a call, and what the caller's key has spent since.
 struct Served {
@@ -58,32 +55,11 @@ fn access_denied(vk: &VirtualKey, model: &str) -> ApiError {
     )
 }
 
-/// Count one request against the key's `rpm_limit`, or answer 429.
-fn take_rate_slot(window: &mut RateWindow, limit: i64, token: &str) -> Result<(), ApiError> {
-    let now = pytime::now();
-    if now >= window.started + RATE_WINDOW {
-        *window = RateWindow {
-            started: now,
-            count: 0,
-        };
-    }
-    if window.count >= limit {
-        return Err(ApiError::untyped(
-            429,
-            format!(
-                "Rate limit exceeded for api_key: {token}. Limit type: requests. Current limit: {limit}, Remaining: 0. Limit resets at: {}",
-                pytime::rate_limit_reset(window.started + RATE_WINDOW)
-            ),
-        ));
-    }
-    window.count += 1;
-    Ok(())
-}
-
 /// Run the key checks and pick a deployment, charging the key; all under one short lock.
 fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served, ApiError> {
     let mut db = emu.db();
     let mut key_idx = None;
+    let mut scopes = Vec::new();
     if let Caller::Key(snapshot) = caller {
         // The row may have changed since authentication; the current one decides.
         let idx = db
@@ -96,15 +72,10 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
             }
         }
         auth::check_budget(vk)?;
-        auth::check_team(db.team_of(vk), model)?;
-        if let Some(limit) = vk.rpm_limit {
-            let token = vk.token.clone();
-            let window = db.rate.entry(token.clone()).or_insert(RateWindow {
-                started: pytime::now(),
-                count: 0,
-            });
-            take_rate_slot(window, limit, &token)?;
-        }
+        let team = db.team_of(vk);
+        auth::check_team(team, model)?;
+        scopes = limits::scopes(vk, team);
+        limits::admit(&mut db.rate, &scopes)?;
         key_idx = Some(idx);
     }
     db.reload_router(Instant::now());
@@ -154,6 +125,7 @@ fn route(emu: &Emulator, caller: &Caller, model: Option<&str>) -> Result<Served,
         if let Some(t) = team.and_then(|id| db.team_index(&id)) {
             db.teams[t].spend += served.cost;
         }
+        limits::record_tokens(&mut db.rate, &scopes, usage.completion_tokens);
     }
     Ok(served)
 }

@@ -7,11 +7,13 @@
 //!   `key_alias` must be unique (400); a bad `duration` is a 500; garbage `budget_duration` is
 //!   stored and resets at the next midnight.
 //! - update: unknown key → **401**; a bad `duration` is a 400 here; `null` **clears** `max_budget`,
-//!   `key_alias`, `metadata` (to `{}`), `blocked`, `tpm_limit`, `rpm_limit`, `team_id`, is
-//!   **ignored** for `duration` and `budget_duration`, and is a 400 for `models` and `spend`;
-//!   `metadata` is replaced, not merged; a `team_id` naming no team → 404, even the key's own
-//!   dangling one; moving a key to another team requires the team to allow every model of the key
-//!   (401 `team_model_access_denied`) and a `tpm_limit`/`rpm_limit` no higher than the team's (403).
+//!   `key_alias`, `metadata` (to `{}`), `blocked`, `tpm_limit`, `rpm_limit`,
+//!   `max_parallel_requests`, `team_id`, is **ignored** for `duration` and `budget_duration`, and
+//!   is a 400 for `models` and `spend`; `metadata` is replaced, not merged; a `team_id` naming no
+//!   team → 404, even the key's own dangling one; moving a key to another team requires the team
+//!   to allow every model of the key (401 `team_model_access_denied`) and a stored
+//!   `tpm_limit`/`rpm_limit` no higher than the team's (403; equal is fine, a team limit of 0 is
+//!   none, and the rpm comparison is only reached for a key with a `tpm_limit`).
 //! - generate: a `team_id` naming no team is stored as given (only `/key/update` checks it).
 //! - delete: keys by plaintext or by token (sha256), or by alias; 404 only when *none* of the given
 //!   keys exists; the answer echoes the request list.
@@ -86,6 +88,7 @@ pub(crate) async fn generate(
     let custom_key = f.str("key").value();
     let metadata = Value::Object(f.object("metadata").value().unwrap_or_default());
     let team_id = f.str("team_id").value();
+    let max_parallel_requests = f.i64("max_parallel_requests").value();
     let tpm_limit = f.i64("tpm_limit").value();
     let rpm_limit = f.i64("rpm_limit").value();
     let blocked = f.bool("blocked").value();
@@ -137,6 +140,7 @@ pub(crate) async fn generate(
         team_id,
         tpm_limit,
         rpm_limit,
+        max_parallel_requests,
         created_at: created,
         updated_at: created,
     };
@@ -241,6 +245,7 @@ pub(crate) async fn update(
     let key_alias = f.str("key_alias");
     let metadata = f.object("metadata");
     let team_id = f.str("team_id");
+    let max_parallel_requests = f.i64("max_parallel_requests");
     let tpm_limit = f.i64("tpm_limit");
     let rpm_limit = f.i64("rpm_limit");
     let blocked = f.bool("blocked");
@@ -332,6 +337,7 @@ pub(crate) async fn update(
     apply_nullable(&mut vk.blocked, blocked);
     apply_nullable(&mut vk.tpm_limit, tpm_limit);
     apply_nullable(&mut vk.rpm_limit, rpm_limit);
+    apply_nullable(&mut vk.max_parallel_requests, max_parallel_requests);
     apply_nullable(&mut vk.team_id, team_id);
     vk.metadata = match metadata {
         Field::Set(m) => Value::Object(m),

@@ -70,6 +70,7 @@ mod control;
 mod error;
 mod key_rows;
 mod keys;
+mod limits;
 mod models;
 mod pytime;
 mod spend;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
+use crate::limits::RateWindow;
 use crate::pytime;
 use crate::spend::PRICE_PARAMS;
 
@@ -98,10 +99,12 @@ pub struct VirtualKey {
     /// Team id, if any (not validated on generate, validated on update, like the real proxy).
     /// A `team_id` naming no team constrains nothing.
     pub team_id: Option<String>,
-    /// Tokens-per-minute limit (stored, not enforced).
+    /// Tokens-per-minute limit (enforced on chat completions, see `limits`).
     pub tpm_limit: Option<i64>,
     /// Requests-per-minute limit (enforced on chat completions).
     pub rpm_limit: Option<i64>,
+    /// Concurrent calls allowed; the emulator's calls never overlap, so only 0 binds.
+    pub max_parallel_requests: Option<i64>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -129,8 +132,9 @@ impl VirtualKey {
 
 /// A team as stored in LiteLLM's database (a snapshot for tests).
 ///
-/// A team caps every key whose `team_id` names it: its `models`, `blocked` and `max_budget` are
-/// checked on each call, and its `spend` grows with theirs and outlives them.
+/// A team caps every key whose `team_id` names it: its `models`, `blocked`, `max_budget` and
+/// `rpm_limit`/`tpm_limit` are checked on each call, and its `spend` grows with theirs and
+/// outlives them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Team {
     /// The primary key (a uuid unless given to `/team/new`).
@@ -152,10 +156,13 @@ pub struct Team {
     pub blocked: bool,
     /// Free-form metadata: a JSON object, or `null` after a `/team/update` with `"metadata": null`.
     pub metadata: Value,
-    /// Tokens-per-minute limit (stored, not enforced).
+    /// Tokens-per-minute limit for all the team's keys together (enforced on chat completions).
     pub tpm_limit: Option<i64>,
-    /// Requests-per-minute limit (stored, not enforced).
+    /// Requests-per-minute limit for all the team's keys together (enforced on chat completions).
     pub rpm_limit: Option<i64>,
+    /// The table's `max_parallel_requests` column. No route writes it: neither `/team/new` nor
+    /// `/team/update` declares the field, and the proxy drops undeclared fields. Always `None`.
+    pub max_parallel_requests: Option<i64>,
     /// Creation time.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -328,13 +335,6 @@ fn pseudo_encrypt(plain: &str) -> String {
     URL_SAFE.encode(bytes)
 }
 
-/// A fixed one-minute request window per key (the v3 parallel-request limiter's behaviour).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RateWindow {
-    pub(crate) started: OffsetDateTime,
-    pub(crate) count: i64,
-}
-
 /// LiteLLM's database plus its in-memory router.
 #[derive(Debug, Default)]
 pub(crate) struct Db {
@@ -344,7 +344,7 @@ pub(crate) struct Db {
     pub(crate) keys: Vec<VirtualKey>,
     /// Teams in creation order (the `team_id` is unique).
     pub(crate) teams: Vec<Team>,
-    /// Request windows by key token.
+    /// Rate-limit windows by descriptor (`api_key:<token>`, `team:<team_id>`); see `limits`.
     pub(crate) rate: HashMap<String, RateWindow>,
     /// Round-robin cursor per model name.
     pub(crate) round_robin: HashMap<String, usize>,

@@ -4,20 +4,20 @@
 //! - new: `team_id` is generated (uuid) unless given; a taken `team_id` → 400; `team_alias` is
 //!   **not** unique; `models: []` = all models; `budget_duration` sets `budget_reset_at` as for a
 //!   key; the row lists the master key's user (`default_user_id`) as the team's admin;
-//!   `max_parallel_requests` is not a field of the request and is ignored.
+//!   `max_parallel_requests` is not a field of the request and is ignored (the row shows null).
 //! - update: missing `team_id` → 422; unknown team → 404; every field given is written, so `null`
 //!   **clears** `team_alias`, `max_budget`, `tpm_limit`, `rpm_limit`, `budget_duration` (its
 //!   `budget_reset_at` stays) and writes `metadata` as `null`, while `null` on the non-nullable
-//!   `models` or `blocked` is a 500 from the database layer; `spend` cannot be set.
+//!   `models` or `blocked` is a 500 from the database layer; `spend` and `max_parallel_requests`
+//!   cannot be set (not fields of the request: ignored).
 //! - info: `{team_id, team_info, keys, team_memberships}`, the keys with their `token`; unknown →
 //!   404; a virtual key may only read its own team (403).
 //! - delete: every id must exist (404 otherwise, nothing deleted); deletes the teams **and every
 //!   key whose `team_id` is one of them**; answers the ids as given.
 //! - list: every team, sorted by `team_alias` (teams without one first); virtual keys get 401.
 //!
-//! What a team does to its keys' calls is in [`crate::auth::check_team`]; spend is charged in
-//! `chat`. Team `rpm_limit`/`tpm_limit` are stored, not enforced; budgets do not reset (neither do
-//! keys').
+//! What a team does to its keys' calls is in [`crate::auth::check_team`] and, for its
+//! `rpm_limit`/`tpm_limit` (all its keys together), in `limits`; spend is charged in `chat`.
 
 use std::collections::HashMap;
 
@@ -77,7 +77,7 @@ fn team_json(t: &Team) -> Map<String, Value> {
         "blocked": t.blocked,
         "router_settings": {},
         "spend": t.spend,
-        "max_parallel_requests": null,
+        "max_parallel_requests": t.max_parallel_requests,
         "budget_reset_at": iso_z_opt(t.budget_reset_at),
         "model_id": null,
         "litellm_model_table": null,
@@ -180,6 +180,7 @@ pub(crate) async fn new_team(
         metadata: Value::Object(metadata.unwrap_or_default()),
         tpm_limit,
         rpm_limit,
+        max_parallel_requests: None,
         created_at: created,
         updated_at: created,
     };

@@ -9,12 +9,6 @@ use serde_json::{json, Value};
 use support::{start, Env};
 
 impl Env {
-    async fn new_team(&self, body: Value) -> Value {
-        let (s, b) = self.post("/team/new", body).await;
-        assert_eq!(s, 200, "{b}");
-        b
-    }
-
     /// A deployment `name` (id `id`) priced at `input` / `output` USD per token.
     async fn new_priced_model(&self, name: &str, id: &str, input: Value, output: Value) -> Value {
         let (s, b) = self

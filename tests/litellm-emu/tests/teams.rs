@@ -3,19 +3,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{error_type, start, Env, MASTER};
-
-impl Env {
-    async fn new_team(&self, body: Value) -> Value {
-        let (s, b) = self.post("/team/new", body).await;
-        assert_eq!(s, 200, "{b}");
-        b
-    }
-}
-
-fn message(body: &Value) -> &str {
-    body["error"]["message"].as_str().unwrap_or("")
-}
+use support::{error_type, message, start, MASTER};
 
 /// `/team/new`: the row's shape, a generated uuid, `budget_reset_at`, duplicate ids, aliases.
 #[tokio::test]

@@ -97,6 +97,12 @@ impl Env {
         .await
     }
 
+    pub async fn new_team(&self, body: Value) -> Value {
+        let (s, b) = self.post("/team/new", body).await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
     pub async fn new_key(&self, body: Value) -> String {
         let (s, b) = self.post("/key/generate", body).await;
         assert_eq!(s, 200, "{b}");
@@ -106,4 +112,8 @@ impl Env {
 
 pub fn error_type(body: &Value) -> &str {
     body["error"]["type"].as_str().unwrap_or("")
+}
+
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or("")
 }
