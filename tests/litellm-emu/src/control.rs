@@ -283,3 +283,13 @@ pub(crate) async fn emu_team_spend(
     emu.set_team_spend(&team_id, spend);
     Ok(ok())
 }
+
+/// `POST /emu/end-period`: see [`Emulator::end_budget_period`]; answers how many rows were reset.
+pub(crate) async fn emu_end_period(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_master(&emu, &headers)?;
+    let reset = emu.end_budget_period();
+    Ok(Json(json!({"ok": true, "reset": reset})))
+}

@@ -221,6 +221,7 @@ impl Emulator {
             .route("/emu/state", get(control::emu_state))
             .route("/emu/spend", post(control::emu_spend))
             .route("/emu/team-spend", post(control::emu_team_spend))
+            .route("/emu/end-period", post(control::emu_end_period))
             .fallback(control::not_found)
             .method_not_allowed_fallback(control::method_not_allowed)
             .layer(axum::middleware::from_fn_with_state(
@@ -341,6 +342,15 @@ impl Emulator {
         if let Some(i) = db.team_index(team_id) {
             db.teams[i].spend = spend;
         }
+    }
+
+    /// End the budget period now, as the proxy's reset job does when a period ends: every key and
+    /// team whose `budget_reset_at` is set gets `spend` 0 and, if it has a `budget_duration`, its
+    /// next `budget_reset_at` (computed as if the job ran at the old one; rows without a duration
+    /// keep theirs, expired keys are skipped). The emulator never does this by itself. Returns how
+    /// many keys and teams were reset.
+    pub fn end_budget_period(&self) -> usize {
+        spend::end_budget_period(&mut self.db(), pytime::now())
     }
 
     /// How many requests hit exactly this path (query excluded; `/emu/*` not counted).

@@ -1,4 +1,4 @@
-//! What a call costs.
+//! What a call costs, and the end of a budget period.
 //!
 //! A deployment created (or updated) with `litellm_params.input_cost_per_token` and
 //! `output_cost_per_token` (USD per token) is charged at those prices: a call costs
@@ -11,10 +11,21 @@
 //! The prices are `Optional[float]` fields of the proxy's `LiteLLM_Params`: Pydantic (lax mode)
 //! takes numbers, numeric strings and booleans, stores them as floats, and answers 422 for
 //! anything else.
+//!
+//! Budget periods: the proxy's reset job (every ten minutes or so) finds the keys and teams whose
+//! `budget_reset_at` has passed, sets their `spend` to 0 and, when they have a `budget_duration`,
+//! their `budget_reset_at` to the next reset computed from the time of the run (a row without
+//! `budget_duration` — a team whose duration was cleared — keeps its stale `budget_reset_at` and
+//! is reset again at every run). Expired keys are skipped. The emulator has no such job: a test
+//! ends the period with [`crate::Emulator::end_budget_period`], which runs it as if at each
+//! row's `budget_reset_at` (or now, if that has passed already).
 
 use serde_json::{json, Map, Number, Value};
+use time::OffsetDateTime;
 
 use crate::error::detail;
+use crate::pytime;
+use crate::state::Db;
 
 /// The `litellm_params` that price a deployment, USD per token.
 pub(crate) const PRICE_PARAMS: [&str; 2] = ["input_cost_per_token", "output_cost_per_token"];
@@ -91,6 +102,48 @@ pub(crate) fn coerce_prices(params: &mut Map<String, Value>) -> Vec<Value> {
     errors
 }
 
+/// When the reset job, run at `job`, moves a budget set with `budget_duration` next; `None`
+/// (the row keeps its `budget_reset_at`) without a duration.
+fn next_reset(budget_duration: Option<&str>, job: OffsetDateTime) -> Option<OffsetDateTime> {
+    // The duration was accepted when the row was written: only date overflow could fail here.
+    budget_duration.and_then(|d| pytime::budget_reset_at(d, job).ok())
+}
+
+/// End the budget period of every key and team whose `budget_reset_at` is set, as the proxy's
+/// reset job does when it runs at that moment: `spend` = 0, `budget_reset_at` = the next reset.
+/// Returns how many rows (keys and teams) were reset.
+pub(crate) fn end_budget_period(db: &mut Db, now: OffsetDateTime) -> usize {
+    let updated = pytime::db_time(now);
+    let mut reset = 0;
+    for vk in &mut db.keys {
+        let Some(at) = vk.budget_reset_at else {
+            continue;
+        };
+        let job = at.max(now);
+        if vk.expires.is_some_and(|e| e <= job) {
+            continue;
+        }
+        vk.spend = 0.0;
+        if let Some(next) = next_reset(vk.budget_duration.as_deref(), job) {
+            vk.budget_reset_at = Some(next);
+        }
+        vk.updated_at = updated;
+        reset += 1;
+    }
+    for team in &mut db.teams {
+        let Some(at) = team.budget_reset_at else {
+            continue;
+        };
+        team.spend = 0.0;
+        if let Some(next) = next_reset(team.budget_duration.as_deref(), at.max(now)) {
+            team.budget_reset_at = Some(next);
+        }
+        team.updated_at = updated;
+        reset += 1;
+    }
+    reset
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +185,29 @@ mod tests {
             json!(["body", "litellm_params", "input_cost_per_token"])
         );
         assert_eq!(errors[1]["type"], "float_type");
+    }
+
+    #[test]
+    fn the_next_period_follows_the_last() {
+        use time::macros::datetime;
+        let dec1 = datetime!(2026-12-01 0:00 UTC);
+        assert_eq!(
+            next_reset(Some("30d"), dec1),
+            Some(datetime!(2027-01-01 0:00 UTC))
+        );
+        assert_eq!(
+            next_reset(Some("1d"), dec1),
+            Some(datetime!(2026-12-02 0:00 UTC))
+        );
+        // 2026-11-30 is a Monday: the next weekly reset is a week on.
+        assert_eq!(
+            next_reset(Some("7d"), datetime!(2026-11-30 0:00 UTC)),
+            Some(datetime!(2026-12-07 0:00 UTC))
+        );
+        assert_eq!(
+            next_reset(Some("1h"), datetime!(2026-11-25 11:00 UTC)),
+            Some(datetime!(2026-11-25 12:00 UTC))
+        );
+        assert_eq!(next_reset(None, dec1), None);
     }
 }

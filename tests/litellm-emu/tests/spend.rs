@@ -242,3 +242,69 @@ async fn block_and_unblock() {
         .await;
     assert_eq!(s, 401, "admin only");
 }
+
+/// The end of a budget period (`Emulator::end_budget_period`, `POST /emu/end-period`): spend back
+/// to 0 and `budget_reset_at` one period on, for keys and teams with a `budget_reset_at`.
+#[tokio::test]
+async fn budget_periods_end() {
+    let env = start().await;
+    env.new_model("a", "id-a", "openai/a").await;
+    env.new_team(json!({"team_id": "t1", "max_budget": 1, "budget_duration": "30d"}))
+        .await;
+    env.new_team(json!({"team_id": "t2", "budget_duration": "1d"}))
+        .await;
+    let daily = env
+        .new_key(json!({"team_id": "t1", "max_budget": 0.5, "budget_duration": "1d"}))
+        .await;
+    let once = env.new_key(json!({"max_budget": 0.5})).await;
+    let expired = env
+        .new_key(json!({"budget_duration": "1d", "duration": "0s"}))
+        .await;
+    env.emu().set_spend(&daily, 0.5);
+    env.emu().set_spend(&once, 0.5);
+    env.emu().set_spend(&expired, 0.25);
+    env.emu().set_team_spend("t1", 0.75);
+    env.emu().set_team_spend("t2", 0.25);
+    assert_eq!(env.chat(&daily, "a").await.0, 400, "over budget");
+    // t2's duration is cleared: its stale `budget_reset_at` stays.
+    env.post(
+        "/team/update",
+        json!({"team_id": "t2", "budget_duration": null}),
+    )
+    .await;
+    let before_keys = env.emu().keys();
+    let before_teams = env.emu().teams();
+
+    assert_eq!(env.emu().end_budget_period(), 3, "daily, t1 and t2");
+    let keys = env.emu().keys();
+    let teams = env.emu().teams();
+    assert_eq!(keys[0].spend, 0.0);
+    assert_eq!(keys[1].spend, 0.5, "no budget period: untouched");
+    assert_eq!(keys[2].spend, 0.25, "expired: skipped");
+    assert_eq!(keys[2].budget_reset_at, before_keys[2].budget_reset_at);
+    assert_eq!((teams[0].spend, teams[1].spend), (0.0, 0.0));
+    let day = time::Duration::days(1);
+    let old = before_keys[0].budget_reset_at.expect("daily resets");
+    assert_eq!(keys[0].budget_reset_at, Some(old + day));
+    let old_team = before_teams[0].budget_reset_at.expect("t1 resets");
+    let new_team = teams[0].budget_reset_at.expect("t1 still resets");
+    assert_eq!(new_team.month(), old_team.month().next());
+    assert_eq!((new_team.day(), new_team.hour()), (1, 0));
+    assert_eq!(teams[1].budget_reset_at, before_teams[1].budget_reset_at);
+
+    // The key calls again; its info shows the new reset time.
+    assert_eq!(env.chat(&daily, "a").await.0, 200);
+    let (_, info) = env.get(&format!("/key/info?key={daily}")).await;
+    let shown = info["info"]["budget_reset_at"].as_str().unwrap_or("");
+    assert!(shown.ends_with("T00:00:00+00:00"), "{shown}");
+
+    // Over HTTP: the next period.
+    let (s, b) = env.post("/emu/end-period", json!({})).await;
+    assert_eq!((s, b), (200, json!({"ok": true, "reset": 3})));
+    assert_eq!(env.emu().keys()[0].spend, 0.0);
+    assert_eq!(env.emu().keys()[0].budget_reset_at, Some(old + day + day));
+    let (s, _) = env
+        .call("POST", "/emu/end-period", Some(&daily), None)
+        .await;
+    assert_eq!(s, 401, "master key only");
+}
