@@ -17,17 +17,32 @@
 //! *more* than its `max_budget` every call is a 400 `budget_exceeded` (the key's own budget is
 //! checked first, with `>=`).
 //!
+//! Spend, blocking and limits:
+//! - A deployment with `litellm_params.input_cost_per_token` / `output_cost_per_token` charges
+//!   `prompt_tokens * input + completion_tokens * output` for the usage its completion reports
+//!   (10 + 5 tokens); one without prices charges [`EmulatorConfig::spend_per_request`]. The cost
+//!   goes to the key and its team, and into `x-litellm-response-cost`; `/model/info` shows the
+//!   prices in `litellm_params` and `model_info`.
+//! - `/key/block` and `/key/unblock` set a key's `blocked`; a blocked key is a 401 everywhere.
+//! - Keys take `rpm_limit`, `tpm_limit` and `max_parallel_requests`, teams `rpm_limit` and
+//!   `tpm_limit` (a team's count all its keys' calls together); `null` on update clears each.
+//!   Chat enforces them per one-minute window as the proxy's v3 limiter does (429 naming the key
+//!   or the team); calls never overlap here, so `max_parallel_requests` binds only at 0.
+//! - Budgets with a `budget_duration` do not reset by themselves: [`Emulator::end_budget_period`]
+//!   (`POST /emu/end-period`) runs the proxy's reset job as at the end of the period.
+//!
 //! # Layout
 //!
 //! - [`Emulator`] (this file): the shared state handle, its test controls (fault injection,
-//!   inspection, drift), [`run`] and [`Emulator::spawn`].
+//!   inspection, spend and budget periods, drift), [`run`] and [`Emulator::spawn`].
 //! - `state`: LiteLLM's "database" (deployments, virtual keys, teams) and the router's view of
 //!   it; the public snapshot types [`Deployment`], [`VirtualKey`] and [`Team`].
 //! - `auth`: master key / virtual key authentication with the real messages, and the checks a
 //!   key's team imposes.
 //! - `models`, `keys`, `teams`, `chat`: the `/model/*`, `/key/*`, `/team/*` and
 //!   `/chat/completions` + `/v1/models` routes; `key_rows`: the JSON shapes of a key's row.
-//! - `spend`: what a call costs (a deployment's prices, or the configured default).
+//! - `spend`: what a call costs (a deployment's prices, or the configured default), and the end
+//!   of a budget period; `limits`: the rpm/tpm/parallel limits of keys and teams on chat.
 //! - `control`: fault-injection middleware, `/emu/*` control routes, health and fallbacks.
 //! - `body`, `error`, `pytime`: FastAPI-style validation, the wire error shapes, and LiteLLM's
 //!   duration and datetime arithmetic.
