@@ -5,10 +5,11 @@
 //! `key_model_access_denied` → spend ≥ `max_budget` 400 `budget_exceeded` → the key's team
 //! ([`auth::check_team`]: blocked 401, model not in the team's `models` 401
 //! `team_model_access_denied`, team spend > team `max_budget` 400 `budget_exceeded`) → the key's
-//! and its team's rate limits 429 (`limits`) → no deployment named `model` 400. Then a canned completion from one of
-//! the deployments with that name (round-robin), whose cost (the deployment's prices times the
-//! reported usage, or [`crate::EmulatorConfig::spend_per_request`] without prices: see `spend`) is
-//! charged to the key and to its team and reported in `x-litellm-response-cost`.
+//! and its team's rate limits 429 (`limits`) → no deployment named `model` 400. Then a canned
+//! completion from one of the deployments with that name (round-robin), whose cost (the
+//! deployment's prices times the reported usage, or [`crate::EmulatorConfig::spend_per_request`]
+//! without prices: see `spend`) is charged to the key and to its team and reported in
+//! `x-litellm-response-cost`.
 
 use std::time::Instant;
 
