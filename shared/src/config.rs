@@ -33,6 +33,10 @@
 //! | `VC_RECONCILE_INTERVAL_SECS` | `reconcile_interval_secs` | periodic LiteLLM reconcile (0 = off) | `300` |
 //! | `VC_LITELLM_TIMEOUT_MS` | `litellm_timeout_ms` | timeout of one LiteLLM admin call | `10000` |
 //! | `VC_KEY_ROTATION_GRACE_SECS` | `key_rotation_grace_secs` | how long a replaced realm key keeps working (0 = retired at once) | `30` |
+//! | `VC_SPEND_INTERVAL_SECS` | `spend_interval_secs` | how often the worker reads each realm's spend from LiteLLM (0 = on demand only) | `60` |
+//! | `VC_BUDGET_THRESHOLDS` | `budget_thresholds` | fractions of a realm's budget that raise `realm.budget.threshold`, once per period each | `0.5,0.8,1.0` |
+//! | `VC_BUDGET_WEBHOOK_URLS` | `budget_webhook_urls` | URLs (comma-separated) the budget events are POSTed to, signed (worker) | unset |
+//! | `VC_BUDGET_WEBHOOK_SECRET` | `budget_webhook_secret` | HMAC-SHA256 key of the webhook signatures, ≥ 32 characters (worker) | required with URLs |
 //!
 //! Each service is given only the secrets it uses, and refuses the others (a shared environment file
 //! would hand the edges the master key): `vc-worker` the master key(s) and `LITELLM_MASTER_KEY`;
@@ -154,6 +158,18 @@ pub struct Settings {
     /// Default grace period of a replaced realm key (s).
     #[serde(default = "default_key_rotation_grace")]
     pub key_rotation_grace_secs: u64,
+    /// How often the worker reads each realm's spend (s); 0 = on demand only.
+    #[serde(default = "default_spend_interval")]
+    pub spend_interval_secs: u64,
+    /// Budget fractions that raise an alert, comma-separated.
+    #[serde(default)]
+    pub budget_thresholds: Option<String>,
+    /// Webhook URLs of the budget events, comma-separated.
+    #[serde(default)]
+    pub budget_webhook_urls: Option<String>,
+    /// HMAC key of the webhook signatures.
+    #[serde(default)]
+    pub budget_webhook_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -180,6 +196,11 @@ impl std::fmt::Debug for Settings {
             .field("edge_id", &self.edge_id)
             .field("edge_tls_cert", &self.edge_tls_cert)
             .field("edge_tls_key", &self.edge_tls_key)
+            .field("budget_webhook_urls", &self.budget_webhook_urls)
+            .field(
+                "budget_webhook_secret",
+                &hidden(&self.budget_webhook_secret),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +244,9 @@ fn default_litellm_timeout_ms() -> u64 {
 fn default_key_rotation_grace() -> u64 {
     30
 }
+fn default_spend_interval() -> u64 {
+    60
+}
 
 /// Environment variable → TOML key.
 pub const ENV_KEYS: &[(&str, &str)] = &[
@@ -253,6 +277,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("VC_RECONCILE_INTERVAL_SECS", "reconcile_interval_secs"),
     ("VC_LITELLM_TIMEOUT_MS", "litellm_timeout_ms"),
     ("VC_KEY_ROTATION_GRACE_SECS", "key_rotation_grace_secs"),
+    ("VC_SPEND_INTERVAL_SECS", "spend_interval_secs"),
+    ("VC_BUDGET_THRESHOLDS", "budget_thresholds"),
+    ("VC_BUDGET_WEBHOOK_URLS", "budget_webhook_urls"),
+    ("VC_BUDGET_WEBHOOK_SECRET", "budget_webhook_secret"),
 ];
 
 /// `scheme://user:password@host` → `scheme://user:***@host`, for logs and errors.
@@ -281,7 +309,14 @@ const NUMERIC_KEYS: &[&str] = &[
     "reconcile_interval_secs",
     "litellm_timeout_ms",
     "key_rotation_grace_secs",
+    "spend_interval_secs",
 ];
+
+fn http_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.len() > "https://".len()
+        && !u.chars().any(char::is_whitespace)
+}
 
 /// Where LiteLLM is, when configured.
 #[derive(Clone)]
@@ -588,6 +623,15 @@ impl Settings {
                 if !(100..=300_000).contains(&self.litellm_timeout_ms) {
                     errors.push("VC_LITELLM_TIMEOUT_MS must be from 100 to 300000".to_string());
                 }
+                if let Err(e) = self.thresholds() {
+                    errors.push(e);
+                }
+                if let Err(e) = self.webhooks() {
+                    errors.push(e);
+                }
+                if self.spend_interval_secs > 86_400 {
+                    errors.push("VC_SPEND_INTERVAL_SECS must be from 0 to 86400".to_string());
+                }
                 if self.key_rotation_grace_secs > crate::rotation::MAX_GRACE_SECS {
                     errors.push(format!(
                         "VC_KEY_ROTATION_GRACE_SECS must be from 0 to {}",
@@ -626,6 +670,11 @@ impl Settings {
                 );
             }
             Service::Api => {
+                refuse(
+                    "VC_BUDGET_WEBHOOK_SECRET",
+                    &self.budget_webhook_secret,
+                    "vc-api",
+                );
                 refuse("VC_SECRET_KEY", &self.secret_key, "vc-api");
                 refuse(
                     "VC_SECRET_KEY_PREVIOUS",
@@ -641,6 +690,11 @@ impl Settings {
                 refuse("LITELLM_MASTER_KEY", &self.litellm_master_key, "vc-api");
             }
             Service::Edge => {
+                refuse(
+                    "VC_BUDGET_WEBHOOK_SECRET",
+                    &self.budget_webhook_secret,
+                    "vc-edge",
+                );
                 refuse("VC_SECRET_KEY", &self.secret_key, "vc-edge");
                 refuse(
                     "VC_SECRET_KEY_PREVIOUS",
@@ -655,6 +709,41 @@ impl Settings {
         if let Err(e) = self.sealer(service) {
             errors.push(e);
         }
+    }
+
+    /// `VC_BUDGET_THRESHOLDS`, parsed (default `0.5,0.8,1.0`).
+    pub fn thresholds(&self) -> Result<Vec<f64>, String> {
+        match self.budget_thresholds.as_deref() {
+            None => Ok(crate::budget::DEFAULT_THRESHOLDS.to_vec()),
+            Some(t) => crate::budget::parse_thresholds(t),
+        }
+    }
+
+    /// The budget webhooks: URLs and signing key (`None` without URLs).
+    pub fn webhooks(&self) -> Result<Option<(Vec<String>, String)>, String> {
+        let urls: Vec<String> = self
+            .budget_webhook_urls
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        if let Some(u) = urls.iter().find(|u| !http_url(u)) {
+            return Err(format!(
+                "VC_BUDGET_WEBHOOK_URLS: {u:?} is not an http:// or https:// URL"
+            ));
+        }
+        let secret = self
+            .budget_webhook_secret
+            .clone()
+            .filter(|s| s.trim().len() >= 32)
+            .ok_or("VC_BUDGET_WEBHOOK_SECRET (at least 32 characters) is required with VC_BUDGET_WEBHOOK_URLS")?;
+        Ok(Some((urls, secret)))
     }
 
     /// The sealer of `service`, from its keys: the worker's holds the master key(s) (every purpose),

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::budget::{BudgetAlerts, BudgetGuard, RealmLimits};
 use crate::rotation::{KeyRotation, RotationView};
 
 /// Current time as RFC 3339 (UTC, millisecond precision).
@@ -187,6 +188,12 @@ pub struct RealmKeyRecord {
     /// Rotation state: a new value waiting for LiteLLM, replaced values still working.
     #[serde(default, skip_serializing_if = "KeyRotation::is_empty")]
     pub rotation: KeyRotation,
+    /// Budget thresholds crossed in the current period.
+    #[serde(default, skip_serializing_if = "BudgetAlerts::is_empty")]
+    pub alerts: BudgetAlerts,
+    /// Set while the control plane blocks the realm's keys because the budget is spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<BudgetGuard>,
 }
 
 /// A realm as stored.
@@ -211,6 +218,9 @@ pub struct StoredRealm {
     pub key: Option<RealmKeyRecord>,
     /// Desired-state generation for LiteLLM key sync; bumped when the key's models or budget change.
     pub gen: u64,
+    /// Request limits of the realm's key and team.
+    #[serde(default, skip_serializing_if = "RealmLimits::is_empty")]
+    pub limits: RealmLimits,
 }
 
 /// Default realm colour.
@@ -474,6 +484,12 @@ pub struct RouterKeyView {
     /// new key; replaced keys work until retired). Absent from results stored before rotation existed.
     #[serde(default)]
     pub rotation: RotationView,
+    /// The realm's request limits (also on its LiteLLM team).
+    #[serde(default)]
+    pub limits: RealmLimits,
+    /// Set while the control plane blocks the key because LiteLLM reported the budget spent.
+    #[serde(default)]
+    pub budget_guard: Option<BudgetGuard>,
 }
 
 /// `Realm` of the contract.
@@ -496,6 +512,9 @@ pub struct RealmView {
     pub model_count: usize,
     /// The realm's key, or null when none was minted.
     pub router_key: Option<RouterKeyView>,
+    /// Request limits (applied to the key once there is one).
+    #[serde(default)]
+    pub limits: RealmLimits,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.

@@ -5,11 +5,13 @@
 //! - [`domain`]: stored records and the contract's JSON views.
 //! - [`store`]: the Redis keyspace, reads, and the atomic commit of a command's writes.
 //! - [`subjects`]: NATS subjects and streams, with who publishes and who subscribes.
+//! - [`budget`]: realm limits, spend, budget thresholds and the budget guard.
 //! - [`rotation`]: realm key rotation states and their view.
 //! - [`routing`]: realm and model routing states, and the effective config derived from them.
 //! - [`wire`]: messages between services on the bus (pushes to edges, events).
 //! - [`ws`]: the agent WebSocket protocol frames.
 //! - [`crypto`]: sealing secrets with `VC_SECRET_KEY`; [`did`]: `did:key` and agent signatures.
+//! - [`webhook`]: signing the budget events' webhooks.
 //! - [`redact`]: `Debug` that hides the secret fields of a type.
 //! - [`config`], [`telemetry`], [`shutdown`], [`ops`], [`bus`]: settings, logging, signals, health
 //!   and metrics endpoints, NATS setup.
@@ -22,6 +24,7 @@
 //!                                                                     └──▶ vc.evt.<kind> (VC_EVT) + audit stream
 //! ```
 
+pub mod budget;
 pub mod bus;
 pub mod command;
 pub mod config;
@@ -39,5 +42,6 @@ pub mod store;
 pub mod subjects;
 pub mod telemetry;
 pub mod views;
+pub mod webhook;
 pub mod wire;
 pub mod ws;

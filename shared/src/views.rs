@@ -61,7 +61,23 @@ pub fn router_key_view<M: Borrow<StoredModel>>(
         litellm: sync.view(r.gen),
         updated_at: k.updated_at.clone(),
         rotation: k.rotation.view(),
+        limits: r.limits,
+        budget_guard: k.guard.clone(),
     })
+}
+
+/// `GET /api/realms/{id}/spend` of a realm, from its last spend reading.
+pub fn spend_view(
+    r: &StoredRealm,
+    spend: Option<&crate::budget::RealmSpend>,
+) -> crate::budget::SpendView {
+    let key = r.key.as_ref();
+    crate::budget::SpendView::new(
+        spend,
+        key.and_then(|k| k.monthly_budget_usd),
+        &key.map(|k| k.alerts.clone()).unwrap_or_default(),
+        key.and_then(|k| k.guard.as_ref()),
+    )
 }
 
 /// `Realm` of the contract.
@@ -80,6 +96,7 @@ pub fn realm_view<M: Borrow<StoredModel>>(
         agent_count,
         model_count: granted.len(),
         router_key: router_key_view(r, granted, sync),
+        limits: r.limits,
         created_at: r.created_at.clone(),
         updated_at: r.updated_at.clone(),
     }

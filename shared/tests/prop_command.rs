@@ -215,6 +215,15 @@ fn minimal_valid_bodies() {
             CommandKind::RealmKeyRetire,
             json!({"realmId": "r", "keyId": "0123456789abcdef"}),
         ),
+        (CommandKind::RealmSpendRefresh, json!({"realmId": "r"})),
+        (
+            CommandKind::RealmBudgetAlert,
+            json!({"realmId": "r", "spendUsd": 5, "budgetUsd": 10, "fractions": [0.5]}),
+        ),
+        (
+            CommandKind::RealmBudgetGuard,
+            json!({"realmId": "r", "spendUsd": 10, "budgetUsd": 10, "block": true}),
+        ),
     ];
     assert_eq!(bodies.len(), CommandKind::ALL.len());
     for (k, b) in bodies {

@@ -100,6 +100,7 @@ pub struct StackBuilder {
     stream_replicas: Option<usize>,
     reconcile_every: Option<Duration>,
     key_rotation_grace: Option<Duration>,
+    budget: Option<vc_worker::BudgetSettings>,
     api_limits: Option<(u32, u32, u32)>,
 }
 
@@ -150,6 +151,7 @@ pub struct Stack {
     stream_replicas: usize,
     reconcile_every: Duration,
     key_rotation_grace: Duration,
+    budget: vc_worker::BudgetSettings,
     api_limits: (u32, u32, u32),
 }
 
@@ -208,6 +210,11 @@ impl StackBuilder {
     /// Default grace period of a replaced realm key (default: the production 30 s).
     pub fn key_rotation_grace(mut self, d: Duration) -> Self {
         self.key_rotation_grace = Some(d);
+        self
+    }
+    /// Spend reading, budget thresholds and webhooks of the workers (default: production's).
+    pub fn budget(mut self, b: vc_worker::BudgetSettings) -> Self {
+        self.budget = Some(b);
         self
     }
     /// The API's per-token limits: requests per second, burst, requests in flight (default: none, as
@@ -289,6 +296,7 @@ impl StackBuilder {
             stream_replicas,
             reconcile_every: self.reconcile_every.unwrap_or(Duration::ZERO),
             key_rotation_grace: self.key_rotation_grace.unwrap_or(Duration::from_secs(30)),
+            budget: self.budget.unwrap_or_default(),
             api_limits: self.api_limits.unwrap_or((0, 0, 0)),
         };
         for _ in 0..self.workers.unwrap_or(1) {
@@ -376,6 +384,7 @@ impl Stack {
             stream_replicas: self.stream_replicas,
             reconcile_every: self.reconcile_every,
             key_rotation_grace: self.key_rotation_grace,
+            budget: self.budget.clone(),
         };
         // Tests publish unreadable commands on purpose (fuzz_nats): find them in a quarter second
         // rather than the production 2 s, so each costs the suite well under a second.

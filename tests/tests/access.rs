@@ -1344,6 +1344,7 @@ async fn whole_flow_with_per_component_users() {
             stream_replicas: 1,
             reconcile_every: Duration::ZERO,
             key_rotation_grace: Duration::from_secs(30),
+            budget: Default::default(),
         },
         std::future::pending::<()>(),
     ));

@@ -327,6 +327,7 @@ async fn wrong_secret_key_is_refused_at_start() {
         stream_replicas: 1,
         reconcile_every: Duration::ZERO,
         key_rotation_grace: Duration::from_secs(30),
+        budget: Default::default(),
     };
     let err = tokio::time::timeout(
         Duration::from_secs(30),

@@ -172,6 +172,13 @@ fn valid_payload(kind: CommandKind) -> BoxedStrategy<Vec<u8>> {
                 CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire => {
                     json!({"realmId": id, "keyId": "0123456789abcdef"})
                 }
+                CommandKind::RealmSpendRefresh => json!({ "realmId": id }),
+                CommandKind::RealmBudgetAlert => {
+                    json!({"realmId": id, "spendUsd": 5, "budgetUsd": 10, "fractions": [0.5]})
+                }
+                CommandKind::RealmBudgetGuard => {
+                    json!({"realmId": id, "spendUsd": 10, "budgetUsd": 10, "block": true})
+                }
             };
             serde_json::to_vec(&v).unwrap()
         })

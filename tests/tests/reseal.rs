@@ -198,6 +198,7 @@ async fn reseal_moves_every_secret_to_the_new_key() {
         stream_replicas: 1,
         reconcile_every: Duration::ZERO,
         key_rotation_grace: Duration::from_secs(30),
+        budget: Default::default(),
     };
     let err = tokio::time::timeout(
         Duration::from_secs(30),

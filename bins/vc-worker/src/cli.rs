@@ -110,6 +110,12 @@ pub async fn main() -> ExitCode {
         stream_replicas: settings.nats_stream_replicas,
         reconcile_every: Duration::from_secs(settings.reconcile_interval_secs),
         key_rotation_grace: Duration::from_secs(settings.key_rotation_grace_secs),
+        budget: crate::BudgetSettings {
+            spend_every: Duration::from_secs(settings.spend_interval_secs),
+            // Validated already.
+            thresholds: settings.thresholds().unwrap_or_default(),
+            webhooks: settings.webhooks().unwrap_or_default(),
+        },
     };
     match crate::run(metrics, deps, vc_shared::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -199,8 +199,13 @@ pub(crate) async fn refresh_results(
         .collect();
     let mut models: HashMap<String, Option<ModelView>> = HashMap::new();
     let mut router_keys: HashMap<String, Option<Option<RouterKeyView>>> = HashMap::new();
+    let mut spends: HashMap<String, Option<vc_shared::budget::SpendView>> = HashMap::new();
     for result in results.iter().flatten() {
         match result {
+            CommandResult::Spend(r) if !spends.contains_key(&r.realm_id) => {
+                let view = spend_view(worker, &r.realm_id).await;
+                spends.insert(r.realm_id.clone(), view);
+            }
             CommandResult::Model(r) if !models.contains_key(&r.model.id) => {
                 let view = match worker.store.model(&r.model.id).await {
                     Ok(Some(m)) => views::load_model_view(&worker.store, &m).await.ok(),
@@ -237,12 +242,23 @@ pub(crate) async fn refresh_results(
                     Some(Some(view)) => r.router_key = view.clone(),
                     _ => return false,
                 },
+                CommandResult::Spend(r) => match spends.get(&r.realm_id) {
+                    Some(Some(view)) => r.spend = view.clone(),
+                    _ => return false,
+                },
                 _ => return false,
             }
             record.result = Some(result.to_value());
             true
         })
         .collect()
+}
+
+/// A realm's spend as stored now (`None` when the realm is gone or unreadable).
+async fn spend_view(worker: &Worker, realm_id: &str) -> Option<vc_shared::budget::SpendView> {
+    let realm = worker.store.realm(realm_id).await.ok()??;
+    let spend = worker.store.realm_spend(realm_id).await.ok()?;
+    Some(views::spend_view(&realm, spend.as_ref()))
 }
 
 /// Records `command_id` as failed with `error` and answers `reply_to`; `poison` counts it as dead-lettered.

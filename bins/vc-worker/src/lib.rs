@@ -23,13 +23,16 @@ pub mod consumer;
 pub mod lane;
 pub mod litellm;
 pub mod metrics;
+pub mod own;
 pub mod push;
 pub mod queue;
 pub mod reconcile;
 pub mod reseal;
 pub mod rotation;
+pub mod spend;
 pub mod stuck;
 pub mod sync;
+pub mod webhook;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -58,6 +61,40 @@ pub struct Deps {
     pub reconcile_every: Duration,
     /// Default grace period of a replaced realm key (`VC_KEY_ROTATION_GRACE_SECS`).
     pub key_rotation_grace: Duration,
+    /// Spend reading, budget thresholds and webhooks.
+    pub budget: BudgetSettings,
+}
+
+/// How the worker watches realms' spend (`VC_SPEND_INTERVAL_SECS`, `VC_BUDGET_THRESHOLDS`,
+/// `VC_BUDGET_WEBHOOK_URLS`, `VC_BUDGET_WEBHOOK_SECRET`).
+#[derive(Clone)]
+pub struct BudgetSettings {
+    /// How often each realm's spend is read (zero: on demand only).
+    pub spend_every: Duration,
+    /// Budget fractions that raise an alert, ascending.
+    pub thresholds: Vec<f64>,
+    /// Webhook URLs of the budget events and their signing key.
+    pub webhooks: Option<(Vec<String>, String)>,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        BudgetSettings {
+            spend_every: Duration::from_secs(60),
+            thresholds: vc_shared::budget::DEFAULT_THRESHOLDS.to_vec(),
+            webhooks: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for BudgetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetSettings")
+            .field("spend_every", &self.spend_every)
+            .field("thresholds", &self.thresholds)
+            .field("webhook_urls", &self.webhooks.as_ref().map(|(u, _)| u))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Settings the worker's tasks share.
@@ -67,6 +104,8 @@ pub struct WorkerSettings {
     pub litellm: Option<LitellmSettings>,
     /// Default grace period of a replaced realm key.
     pub key_rotation_grace: Duration,
+    /// Spend reading, budget thresholds and webhooks.
+    pub budget: BudgetSettings,
 }
 
 /// The running worker's shared state. Cheap to clone.
@@ -191,6 +230,7 @@ pub async fn run_tuned(
         settings: WorkerSettings {
             litellm: deps.litellm.clone(),
             key_rotation_grace: deps.key_rotation_grace,
+            budget: deps.budget.clone(),
         },
         syncer: sync::Syncer {
             litellm,
@@ -233,6 +273,7 @@ pub async fn run_tuned(
         stop_rx.clone(),
     ));
     let rotations = tokio::spawn(rotation::run(worker.clone(), stop_rx.clone()));
+    let spending = tokio::spawn(spend::run_periodic(worker.clone(), stop_rx.clone()));
     let periodic = tokio::spawn(reconcile::run_periodic(
         worker.clone(),
         deps.reconcile_every,
@@ -249,6 +290,7 @@ pub async fn run_tuned(
             Some(watch.abort_handle()),
             Some(periodic.abort_handle()),
             Some(rotations.abort_handle()),
+            Some(spending.abort_handle()),
             ops_task.as_ref().map(|t| t.abort_handle()),
         ]
         .into_iter()
@@ -267,6 +309,7 @@ pub async fn run_tuned(
         let _ = watch.await;
         let _ = periodic.await;
         let _ = rotations.await;
+        let _ = spending.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), drain)
         .await

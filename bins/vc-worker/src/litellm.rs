@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use vc_shared::budget::RealmLimits;
 
 /// Errors of a LiteLLM call. The message never contains the master key or a virtual key.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,8 @@ pub struct KeyInfo {
     pub blocked: bool,
     /// `metadata`.
     pub metadata: Value,
+    /// `rpm_limit`, `tpm_limit`, `max_parallel_requests`.
+    pub limits: RealmLimits,
 }
 
 /// A team as `/team/info` shows it, with its keys (the default: a team that does not exist yet).
@@ -89,6 +92,10 @@ pub struct TeamInfo {
     pub metadata: Value,
     /// `spend` (USD, this budget period).
     pub spend: f64,
+    /// `budget_reset_at`.
+    pub budget_reset_at: Option<String>,
+    /// `rpm_limit`, `tpm_limit`, `max_parallel_requests`.
+    pub limits: RealmLimits,
     /// The team's keys.
     pub keys: Vec<KeyInfo>,
 }
@@ -374,6 +381,8 @@ impl Litellm {
             budget_duration: string(info.get("budget_duration")),
             metadata: info.get("metadata").cloned().unwrap_or(Value::Null),
             spend: info.get("spend").and_then(Value::as_f64).unwrap_or(0.0),
+            budget_reset_at: string(info.get("budget_reset_at")),
+            limits: parse_limits(info),
             keys: b
                 .get("keys")
                 .and_then(Value::as_array)
@@ -501,6 +510,15 @@ fn parse_key(info: &Value) -> KeyInfo {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         metadata: info.get("metadata").cloned().unwrap_or(Value::Null),
+        limits: parse_limits(info),
+    }
+}
+
+fn parse_limits(v: &Value) -> RealmLimits {
+    RealmLimits {
+        rpm_limit: v.get("rpm_limit").and_then(Value::as_u64),
+        tpm_limit: v.get("tpm_limit").and_then(Value::as_u64),
+        max_parallel_requests: v.get("max_parallel_requests").and_then(Value::as_u64),
     }
 }
 

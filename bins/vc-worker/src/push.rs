@@ -104,4 +104,7 @@ pub enum EmitError {
     /// NATS.
     #[error("nats publish failed: {0}")]
     Nats(String),
+    /// Queueing a webhook failed.
+    #[error("queueing a webhook failed: {0}")]
+    Webhook(String),
 }

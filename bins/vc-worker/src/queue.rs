@@ -69,6 +69,9 @@ pub struct CommandJob {
     /// Realms whose key to sync.
     #[serde(default)]
     pub realms: Vec<String>,
+    /// Realms whose spend to read from LiteLLM (`realm.spend.refresh`), after the syncs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spend: Vec<String>,
 }
 
 /// One command of a [`CommandJob`] and where its outcome goes.
@@ -106,6 +109,8 @@ struct CommandJobWire {
     models: Vec<String>,
     #[serde(default)]
     realms: Vec<String>,
+    #[serde(default)]
+    spend: Vec<String>,
 }
 
 impl From<CommandJobWire> for CommandJob {
@@ -123,6 +128,7 @@ impl From<CommandJobWire> for CommandJob {
             commands,
             models: w.models,
             realms: w.realms,
+            spend: w.spend,
         }
     }
 }
@@ -191,6 +197,16 @@ async fn run_command_job(worker: &Worker, job: &CommandJob) {
         }
     });
     futures::stream::iter(syncs)
+        .buffer_unordered(JOB_SYNCS_AT_ONCE)
+        .collect::<Vec<()>>()
+        .await;
+    // Spend asked for, read now (after the syncs: a realm's team exists once its key is synced).
+    let reads = job.spend.clone().into_iter().map(|r| async move {
+        if let Err(e) = crate::spend::refresh(worker, &r).await {
+            debug!(realm = %r, error = %e, "Spend not read on demand; the outcome shows the last reading.");
+        }
+    });
+    futures::stream::iter(reads)
         .buffer_unordered(JOB_SYNCS_AT_ONCE)
         .collect::<Vec<()>>()
         .await;
@@ -404,6 +420,11 @@ async fn work(worker: &Worker, msg: jetstream::Message) {
             }
             return msg.ack().await;
         }
+        if msg.subject.as_str() == crate::webhook::SUBJECT {
+            let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+            let ack = crate::webhook::deliver(worker, &msg.payload, delivered).await;
+            return msg.ack_with(ack).await;
+        }
         let Some(entity) = Entity::parse(&msg.subject) else {
             return msg.ack_with(AckKind::Term).await;
         };
@@ -460,6 +481,7 @@ mod tests {
             }],
             models: vec!["m".into()],
             realms: vec!["r".into()],
+            spend: Vec::new(),
         };
         assert_eq!(
             job.entities().collect::<Vec<_>>(),
@@ -499,6 +521,7 @@ mod tests {
                 .collect(),
             models: Vec::new(),
             realms: Vec::new(),
+            spend: Vec::new(),
         };
         assert_eq!(job(&[5, 7, 9]).msg_id(), job(&[5, 7, 9]).msg_id());
         assert_ne!(job(&[5, 7, 9]).msg_id(), job(&[5, 8, 9]).msg_id());

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-use vc_shared::command::{CommandKind, HDR_ACTOR, HDR_MSG_ID};
+use vc_shared::command::CommandKind;
 use vc_shared::domain::now_rfc3339;
-use vc_shared::subjects;
 
 use crate::sync::{Action, KEY_ALIAS_PREFIX};
 use crate::Worker;
@@ -194,24 +193,9 @@ async fn mint_missing_key(worker: &Worker, realm_id: &str) -> Result<bool, Strin
         return Ok(false);
     };
     let rev = worker.store.rev().await.map_err(|e| e.to_string())?;
-    let id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("vc-mint\n{realm_id}\n{rev}").as_bytes(),
-    );
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(HDR_MSG_ID, format!("reconcile-mint-{id}").as_str());
-    headers.insert(HDR_ACTOR, "reconcile");
+    let id = crate::own::derived_id("reconcile-mint", &["vc-mint", realm_id, &rev.to_string()]);
     let body = serde_json::json!({"modelId": model_id, "realmId": realm_id});
-    async_nats::jetstream::new(worker.nats.clone())
-        .publish_with_headers(
-            subjects::command_from(subjects::CommandSource::Worker, CommandKind::RealmGrant),
-            headers,
-            serde_json::to_vec(&body).unwrap_or_default().into(),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
+    crate::own::publish(worker, CommandKind::RealmGrant, &id, "reconcile", &body).await?;
     info!(realm = %realm_id, "Realm without a key: asked for one (realm.grant of a held model).");
     Ok(true)
 }

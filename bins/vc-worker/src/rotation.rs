@@ -15,10 +15,9 @@
 use std::time::Duration;
 
 use tracing::{debug, warn};
-use vc_shared::command::{CommandKind, HDR_ACTOR, HDR_MSG_ID};
+use vc_shared::command::CommandKind;
 use vc_shared::domain::SyncStateKind;
 use vc_shared::rotation::{is_due, rfc3339_after};
-use vc_shared::subjects;
 
 use crate::Worker;
 
@@ -31,9 +30,6 @@ pub const ACKED_HOLD_SECS: u64 = 2;
 
 /// The driver's lease (renewed while a pass runs).
 const LEASE: Duration = Duration::from_secs(10);
-
-/// How long a publish of a step may take.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the driver until `shutdown`: every [`CHECK_EVERY`], each realm being rotated is moved on.
 pub async fn run(worker: Worker, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -111,29 +107,9 @@ async fn publish(
     realm_id: &str,
     key_id: &str,
 ) -> Result<(), String> {
-    let id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("{}\n{realm_id}\n{key_id}", kind.as_str()).as_bytes(),
-    );
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(HDR_MSG_ID, format!("rotation-{id}").as_str());
-    headers.insert(HDR_ACTOR, "rotation");
+    let id = crate::own::derived_id("rotation", &[kind.as_str(), realm_id, key_id]);
     let body = serde_json::json!({"realmId": realm_id, "keyId": key_id});
-    let send = async {
-        async_nats::jetstream::new(worker.nats.clone())
-            .publish_with_headers(
-                subjects::command_from(subjects::CommandSource::Worker, kind),
-                headers,
-                serde_json::to_vec(&body).unwrap_or_default().into(),
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(PUBLISH_TIMEOUT, send)
-        .await
-        .map_err(|_| "publish timed out".to_string())??;
+    crate::own::publish(worker, kind, &id, "rotation", &body).await?;
     debug!(realm = %realm_id, key = %key_id, kind = kind.as_str(), "Key rotation step sent.");
     Ok(())
 }

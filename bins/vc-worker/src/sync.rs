@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use vc_shared::budget::RealmLimits;
 use vc_shared::crypto::{sha256_hex, Purpose, Sealer};
 use vc_shared::domain::{now_rfc3339, ModelStatus, StoredModel, SyncRecord, SyncStateKind};
 use vc_shared::rotation::is_due;
@@ -100,7 +101,26 @@ struct KeyWant<'a> {
     models: &'a [String],
     blocked: bool,
     budget: Option<f64>,
+    limits: RealmLimits,
     metadata: &'a Value,
+}
+
+/// `rpm_limit`, `tpm_limit` and, for a key, `max_parallel_requests` into a key or team body (`null`
+/// clears them). LiteLLM's team requests have no `max_parallel_requests`: the key carries it.
+fn put_limits(body: &mut Value, l: &RealmLimits, key: bool) {
+    body["rpm_limit"] = json!(l.rpm_limit);
+    body["tpm_limit"] = json!(l.tpm_limit);
+    if key {
+        body["max_parallel_requests"] = json!(l.max_parallel_requests);
+    }
+}
+
+/// The limits a team holds of `l` (see [`put_limits`]).
+fn team_limits(l: &RealmLimits) -> RealmLimits {
+    RealmLimits {
+        max_parallel_requests: None,
+        ..*l
+    }
 }
 
 fn same_budget(want: Option<f64>, have: Option<f64>) -> bool {
@@ -288,8 +308,9 @@ impl Syncer {
         };
         let granted = views::load_realm_models(&self.store, realm_id).await?;
         let allowed = views::allowed_models(&granted);
-        let blocked = allowed.is_empty();
-        let models = if blocked {
+        // No model: LiteLLM reads `[]` as all. The guard: the budget is spent (see `vc_shared::budget`).
+        let blocked = allowed.is_empty() || rk.guard.is_some();
+        let models = if allowed.is_empty() {
             vec![NO_MODELS.to_string()]
         } else {
             allowed
@@ -302,7 +323,9 @@ impl Syncer {
                 let budget_same = same_budget(rk.monthly_budget_usd, t.max_budget)
                     && (rk.monthly_budget_usd.is_none()
                         || t.budget_duration.as_deref() == Some("1mo"));
-                if !budget_same || t.metadata.get("vc_realm_name") != metadata.get("vc_realm_name")
+                if !budget_same
+                    || team_limits(&t.limits) != team_limits(&realm.limits)
+                    || t.metadata.get("vc_realm_name") != metadata.get("vc_realm_name")
                 {
                     let mut body = json!({
                         "team_id": team_id,
@@ -310,6 +333,7 @@ impl Syncer {
                         "metadata": metadata,
                         "max_budget": rk.monthly_budget_usd,
                     });
+                    put_limits(&mut body, &realm.limits, false);
                     if rk.monthly_budget_usd.is_some() {
                         body["budget_duration"] = json!("1mo");
                     }
@@ -329,6 +353,7 @@ impl Syncer {
                     body["max_budget"] = json!(b);
                     body["budget_duration"] = json!("1mo");
                 }
+                put_limits(&mut body, &realm.limits, false);
                 ll.create_team(body).await?;
                 changed = true;
                 TeamInfo::default()
@@ -386,6 +411,7 @@ impl Syncer {
                 models: &models,
                 blocked,
                 budget: rk.monthly_budget_usd,
+                limits: realm.limits,
                 metadata: &metadata,
             };
             match self.sync_key(ll, &want, row).await? {
@@ -426,6 +452,7 @@ impl Syncer {
             body["max_budget"] = json!(b);
             body["budget_duration"] = json!("1mo");
         }
+        put_limits(&mut body, &want.limits, true);
         let info = match row {
             Some(r) => Some(r),
             None => ll.key_info(want.key).await?,
@@ -445,6 +472,7 @@ impl Syncer {
             && budget_same
             && info.key_alias.as_deref() == Some(want.alias)
             && info.team_id.as_deref() == Some(want.team_id)
+            && info.limits == want.limits
             && info.metadata.get("vc_realm_name") == want.metadata.get("vc_realm_name");
         if same {
             return Ok(Action::None);

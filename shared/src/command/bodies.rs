@@ -130,6 +130,30 @@ pub struct KeyRotateBody {
     pub grace_seconds: Option<serde_json::Value>,
 }
 
+/// Body of the worker's budget commands (`realm.budget.alert`, `realm.budget.guard`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetBody {
+    /// Realm id.
+    #[serde(default)]
+    pub realm_id: Option<String>,
+    /// The budget period (`periodResetAt`), if any.
+    #[serde(default)]
+    pub period: Option<String>,
+    /// Spend this period (USD).
+    #[serde(default)]
+    pub spend_usd: Option<f64>,
+    /// The budget (USD).
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    /// Fractions crossed (`realm.budget.alert`).
+    #[serde(default)]
+    pub fractions: Vec<f64>,
+    /// Block or unblock (`realm.budget.guard`).
+    #[serde(default)]
+    pub block: Option<bool>,
+}
+
 /// Body of the worker's own rotation steps (`realm.key.activate`, `realm.key.retire`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -187,6 +211,30 @@ pub struct RealmUpdateBody {
     /// New colour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
+    /// Requests per minute for the realm's key and team (1–1000000000); `null` removes the limit.
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>)]
+    pub rpm_limit: Option<Option<serde_json::Value>>,
+    /// Tokens per minute (1–1000000000); `null` removes the limit.
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>)]
+    pub tpm_limit: Option<Option<serde_json::Value>>,
+    /// Requests in flight at once (1–1000000000); `null` removes the limit.
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>)]
+    pub max_parallel_requests: Option<Option<serde_json::Value>>,
 }
 
 /// `Grant` / `revoke` body.
@@ -418,4 +466,6 @@ pub struct RealmUpdate {
     pub description: Option<Option<String>>,
     /// New colour.
     pub color: Option<String>,
+    /// Changes of the request limits.
+    pub limits: crate::budget::LimitsUpdate,
 }

@@ -32,7 +32,7 @@ mod result;
 mod validate;
 
 pub use bodies::{
-    AgentRegisterBody, GrantBody, IdBody, KeyRotateBody, KeyStepBody, LlmConfigForm,
+    AgentRegisterBody, BudgetBody, GrantBody, IdBody, KeyRotateBody, KeyStepBody, LlmConfigForm,
     LlmConfigSetBody, MembershipBody, ModelRegister, ModelRegisterBody, ModelUpdate,
     ModelUpdateBody, RealmCreate, RealmCreateBody, RealmUpdate, RealmUpdateBody, SecretInput,
 };
@@ -40,7 +40,7 @@ pub use record::{derived_id, CommandRecord, CommandStatus, Outcome, OutcomeError
 pub use result::{
     AgentAddResult, AgentResult, CommandResult, GrantResult, GrantView, KeyResult,
     LlmConfigClearResult, LlmConfigSetResult, ModelResult, RealmResult, ReconcileResult,
-    ReconcileState,
+    ReconcileState, SpendResult,
 };
 pub use validate::{validate_command_id, validate_did, validate_id, validate_url};
 
@@ -136,11 +136,20 @@ pub enum CommandKind {
     /// Drop a replaced key (`vc-worker` only).
     #[serde(rename = "realm.key.retire")]
     RealmKeyRetire,
+    /// Read a realm's spend from LiteLLM now (`POST /api/realms/{id}/spend/refresh`).
+    #[serde(rename = "realm.spend.refresh")]
+    RealmSpendRefresh,
+    /// Record budget thresholds a realm crossed (`vc-worker` only).
+    #[serde(rename = "realm.budget.alert")]
+    RealmBudgetAlert,
+    /// Block or unblock a realm's keys because its budget is spent (`vc-worker` only).
+    #[serde(rename = "realm.budget.guard")]
+    RealmBudgetGuard,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 18] = [
+    pub const ALL: [CommandKind; 21] = [
         CommandKind::ModelRegister,
         CommandKind::ModelUpdate,
         CommandKind::ModelDelete,
@@ -159,6 +168,9 @@ impl CommandKind {
         CommandKind::RealmKeyRotate,
         CommandKind::RealmKeyActivate,
         CommandKind::RealmKeyRetire,
+        CommandKind::RealmSpendRefresh,
+        CommandKind::RealmBudgetAlert,
+        CommandKind::RealmBudgetGuard,
     ];
 
     /// The kind's name (`"model.register"`), also the subject suffix.
@@ -182,15 +194,21 @@ impl CommandKind {
             CommandKind::RealmKeyRotate => "realm.key.rotate",
             CommandKind::RealmKeyActivate => "realm.key.activate",
             CommandKind::RealmKeyRetire => "realm.key.retire",
+            CommandKind::RealmSpendRefresh => "realm.spend.refresh",
+            CommandKind::RealmBudgetAlert => "realm.budget.alert",
+            CommandKind::RealmBudgetGuard => "realm.budget.guard",
         }
     }
 
     /// Whether only `vc-worker` may issue it (on `vc.cmd.worker.<kind>`): the steps of a rotation, which
-    /// must follow the worker's LiteLLM sync.
+    /// must follow the worker's LiteLLM sync, and what the worker read of a realm's spend.
     pub fn worker_only(self) -> bool {
         matches!(
             self,
-            CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire
+            CommandKind::RealmKeyActivate
+                | CommandKind::RealmKeyRetire
+                | CommandKind::RealmBudgetAlert
+                | CommandKind::RealmBudgetGuard
         )
     }
 
@@ -300,6 +318,35 @@ pub enum Command {
         /// Public id of the replaced key.
         key_id: String,
     },
+    /// `realm.spend.refresh`.
+    RealmSpendRefresh {
+        /// Realm id.
+        realm_id: String,
+    },
+    /// `realm.budget.alert`.
+    RealmBudgetAlert(BudgetReport),
+    /// `realm.budget.guard`.
+    RealmBudgetGuard {
+        /// What LiteLLM reported.
+        report: BudgetReport,
+        /// Block (`true`) or unblock.
+        block: bool,
+    },
+}
+
+/// What the worker read of a realm's spend, as its budget commands carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetReport {
+    /// Realm id.
+    pub realm_id: String,
+    /// The budget period (its `periodResetAt`), if any.
+    pub period: Option<String>,
+    /// Spend this period (USD).
+    pub spend_usd: f64,
+    /// The budget it was measured against (USD).
+    pub budget_usd: f64,
+    /// Thresholds crossed (`realm.budget.alert`).
+    pub fractions: Vec<f64>,
 }
 
 /// Why a command body was refused.

@@ -7,11 +7,13 @@ use super::validate::{
     validate_url,
 };
 use super::{
-    AgentRegisterBody, Command, CommandKind, GrantBody, IdBody, KeyRotateBody, KeyStepBody,
-    LlmConfigForm, LlmConfigSetBody, MembershipBody, ModelRegister, ModelRegisterBody, ModelUpdate,
-    ModelUpdateBody, ParseError, RealmCreate, RealmCreateBody, RealmUpdate, RealmUpdateBody,
-    SecretInput, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, MAX_PROMPT_LEN, MAX_URL_LEN,
+    AgentRegisterBody, BudgetBody, BudgetReport, Command, CommandKind, GrantBody, IdBody,
+    KeyRotateBody, KeyStepBody, LlmConfigForm, LlmConfigSetBody, MembershipBody, ModelRegister,
+    ModelRegisterBody, ModelUpdate, ModelUpdateBody, ParseError, RealmCreate, RealmCreateBody,
+    RealmUpdate, RealmUpdateBody, SecretInput, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, MAX_PROMPT_LEN,
+    MAX_URL_LEN,
 };
+use crate::budget::{LimitsUpdate, MAX_LIMIT};
 use crate::domain::{slug, ModelStatus};
 use crate::error::{DomainError, DomainResult};
 use crate::rotation::MAX_GRACE_SECS;
@@ -46,6 +48,24 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
             ParseError::Invalid(DomainError::bad_request(format!("{path}: {msg}")))
         }
     })
+}
+
+/// A limit change: absent keeps, `null` removes, a whole number from 1 to [`MAX_LIMIT`] sets.
+fn limit(
+    field: &str,
+    v: Option<Option<serde_json::Value>>,
+) -> Result<Option<Option<u64>>, ParseError> {
+    match v {
+        None => Ok(None),
+        Some(None) | Some(Some(serde_json::Value::Null)) => Ok(Some(None)),
+        Some(Some(v)) => match v.as_u64() {
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(Some(Some(n))),
+            _ => Err(DomainError::bad_request(format!(
+                "{field} must be a whole number from 1 to {MAX_LIMIT}, or null to remove the limit"
+            ))
+            .into()),
+        },
+    }
 }
 
 fn strip_position(msg: &str) -> String {
@@ -203,6 +223,14 @@ impl Command {
                     slug,
                     description,
                     color: color(b.color)?,
+                    limits: LimitsUpdate {
+                        rpm_limit: limit("rpmLimit", b.rpm_limit)?,
+                        tpm_limit: limit("tpmLimit", b.tpm_limit)?,
+                        max_parallel_requests: limit(
+                            "maxParallelRequests",
+                            b.max_parallel_requests,
+                        )?,
+                    },
                 })
             }
             CommandKind::RealmDelete => {
@@ -334,6 +362,49 @@ impl Command {
                 Command::RealmKeyRotate {
                     realm_id,
                     grace_secs,
+                }
+            }
+            CommandKind::RealmSpendRefresh => {
+                let b: IdBody = decode(body)?;
+                Command::RealmSpendRefresh {
+                    realm_id: validate_id("realmId", b.realm_id)?,
+                }
+            }
+            CommandKind::RealmBudgetAlert | CommandKind::RealmBudgetGuard => {
+                let b: BudgetBody = decode(body)?;
+                let usd = |field: &str, v: Option<f64>| match v {
+                    Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
+                    _ => Err(DomainError::bad_request(format!(
+                        "{field} must be a number >= 0"
+                    ))),
+                };
+                let report = BudgetReport {
+                    realm_id: validate_id("realmId", b.realm_id)?,
+                    period: optional("period", b.period, 64)?,
+                    spend_usd: usd("spendUsd", b.spend_usd)?,
+                    budget_usd: usd("budgetUsd", b.budget_usd)?,
+                    fractions: b.fractions,
+                };
+                if report
+                    .fractions
+                    .iter()
+                    .any(|f| !f.is_finite() || *f <= 0.0 || *f > 10.0)
+                {
+                    return Err(DomainError::bad_request(
+                        "fractions must be numbers from 0 (excluded) to 10",
+                    )
+                    .into());
+                }
+                if kind == CommandKind::RealmBudgetAlert {
+                    if report.fractions.is_empty() {
+                        return Err(DomainError::bad_request("fractions is required").into());
+                    }
+                    Command::RealmBudgetAlert(report)
+                } else {
+                    let Some(block) = b.block else {
+                        return Err(DomainError::bad_request("block is required").into());
+                    };
+                    Command::RealmBudgetGuard { report, block }
                 }
             }
             CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire => {

@@ -62,6 +62,16 @@ pub struct KeyResult {
     pub router_key: Option<RouterKeyView>,
 }
 
+/// `{realmId, spend}`: what `realm.spend.refresh` returns (the spend as read after the command).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpendResult {
+    /// Realm id.
+    pub realm_id: String,
+    /// The realm's spend this budget period.
+    pub spend: crate::budget::SpendView,
+}
+
 /// `{ok: true, llmPushed}`: what `realm.agent.add` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -146,8 +156,11 @@ pub enum CommandResult {
     LlmConfigClear(LlmConfigClearResult),
     /// `litellm.reconcile`.
     Reconcile(ReconcileResult),
-    /// `realm.key.rotate`, `realm.key.activate`, `realm.key.retire`.
+    /// `realm.key.rotate`, `realm.key.activate`, `realm.key.retire`, `realm.budget.alert`,
+    /// `realm.budget.guard`.
     Key(KeyResult),
+    /// `realm.spend.refresh`.
+    Spend(SpendResult),
 }
 
 impl CommandResult {
@@ -167,9 +180,12 @@ impl CommandResult {
             K::AgentLlmConfigSet => Self::LlmConfigSet(Deserialize::deserialize(value)?),
             K::AgentLlmConfigClear => Self::LlmConfigClear(Deserialize::deserialize(value)?),
             K::LitellmReconcile => Self::Reconcile(Deserialize::deserialize(value)?),
-            K::RealmKeyRotate | K::RealmKeyActivate | K::RealmKeyRetire => {
-                Self::Key(Deserialize::deserialize(value)?)
-            }
+            K::RealmKeyRotate
+            | K::RealmKeyActivate
+            | K::RealmKeyRetire
+            | K::RealmBudgetAlert
+            | K::RealmBudgetGuard => Self::Key(Deserialize::deserialize(value)?),
+            K::RealmSpendRefresh => Self::Spend(Deserialize::deserialize(value)?),
             K::ModelDelete
             | K::RealmDelete
             | K::RealmRevoke
@@ -206,6 +222,7 @@ from_result!(
     LlmConfigClearResult => LlmConfigClear,
     ReconcileResult => Reconcile,
     KeyResult => Key,
+    SpendResult => Spend,
 );
 
 #[cfg(test)]
@@ -232,11 +249,14 @@ mod tests {
             "updatedAt": "2026-01-01T00:00:00.000Z",
             "rotation": {"state": "stable", "keyId": null, "rotatedAt": null, "rotations": 0,
                          "pending": null, "retiring": []},
+            "limits": {"rpmLimit": 2, "tpmLimit": null, "maxParallelRequests": null},
+            "budgetGuard": null,
         });
         let realm = |key: Value| {
             json!({
                 "id": "r1", "name": "Research", "slug": "research", "description": "d",
                 "color": "#6366f1", "agentCount": 2, "modelCount": 1, "routerKey": key,
+                "limits": {"rpmLimit": null, "tpmLimit": null, "maxParallelRequests": null},
                 "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z",
             })
         };
@@ -299,6 +319,20 @@ mod tests {
             (
                 CommandKind::RealmKeyRetire,
                 json!({"realmId": "r1", "routerKey": null}),
+            ),
+            (
+                CommandKind::RealmBudgetAlert,
+                json!({"realmId": "r1", "routerKey": router_key}),
+            ),
+            (
+                CommandKind::RealmBudgetGuard,
+                json!({"realmId": "r1", "routerKey": router_key}),
+            ),
+            (
+                CommandKind::RealmSpendRefresh,
+                json!({"realmId": "r1", "spend": {"spendUsd": 1.5, "budgetUsd": 50.0,
+                    "remainingUsd": 48.5, "periodResetAt": "2027-01-01T00:00:00Z",
+                    "readAt": "2026-12-08T00:00:00.000Z", "thresholdsCrossed": [], "guard": null}}),
             ),
         ]
     }

@@ -34,6 +34,8 @@
 //! | `{vc}:cmd:<id>` | string | [`CommandRecord`] JSON, expires after [`COMMAND_TTL_MS`] |
 //! | `{vc}:idem:<sha256>` | string | command id of an `Idempotency-Key`, expires after [`IDEMPOTENCY_TTL_MS`] |
 //! | `{vc}:sync:model:<id>`, `{vc}:sync:realm:<id>` | string | [`SyncRecord`] JSON |
+//! | `spend:{<realmId>}` | string | [`crate::budget::RealmSpend`] JSON: the realm's spend as the worker last read it from LiteLLM |
+//! | `webhooks:{deliveries}` | list | [`WebhookDelivery`] JSON, newest first, capped at [`WEBHOOK_LOG_LEN`] |
 //! | `{vc}:audit` | stream | audit events, capped at [`AUDIT_MAX_LEN`] |
 //! | `presence:{<did>}` | hash | online, edgeId, sessionId, lastSeen, activeLlm (expires) |
 //! | `ack:{<did>}` | string | last acknowledged config version |
@@ -56,6 +58,7 @@ mod rotation;
 mod routing;
 mod sealed;
 mod sessions;
+mod spend;
 mod tokens;
 
 pub use changes::{Change, ChangesHead};
@@ -63,6 +66,7 @@ pub use lane::{BatchCommit, BatchWrites, LaneLease, ManyReads, ReadPlan};
 pub use presence::PresenceHold;
 pub use sealed::{ResealCount, ResealPlan, ResealReport, SealedRecord};
 pub use sessions::StoredSession;
+pub use spend::{spend_key, WebhookDelivery, WEBHOOK_LOG, WEBHOOK_LOG_LEN};
 pub use tokens::{token_keys, StoredToken};
 
 /// How long a command's record (and so its dedupe) is kept: 7 days.

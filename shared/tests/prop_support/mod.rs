@@ -374,7 +374,16 @@ pub fn fields_of(kind: CommandKind) -> &'static [&'static str] {
         | CommandKind::AgentDelete
         | CommandKind::AgentLlmConfigClear => ID_BODY,
         CommandKind::RealmCreate => &["id", "name", "slug", "description", "color"],
-        CommandKind::RealmUpdate => &["realmId", "name", "slug", "description", "color"],
+        CommandKind::RealmUpdate => &[
+            "realmId",
+            "name",
+            "slug",
+            "description",
+            "color",
+            "rpmLimit",
+            "tpmLimit",
+            "maxParallelRequests",
+        ],
         CommandKind::RealmGrant | CommandKind::RealmRevoke => {
             &["modelId", "realmId", "monthlyBudgetUsd"]
         }
@@ -398,6 +407,15 @@ pub fn fields_of(kind: CommandKind) -> &'static [&'static str] {
         CommandKind::LitellmReconcile => &[],
         CommandKind::RealmKeyRotate => &["realmId", "graceSeconds"],
         CommandKind::RealmKeyActivate | CommandKind::RealmKeyRetire => &["realmId", "keyId"],
+        CommandKind::RealmSpendRefresh => ID_BODY,
+        CommandKind::RealmBudgetAlert | CommandKind::RealmBudgetGuard => &[
+            "realmId",
+            "period",
+            "spendUsd",
+            "budgetUsd",
+            "fractions",
+            "block",
+        ],
     }
 }
 

@@ -7,6 +7,7 @@ pub mod models;
 pub mod ops;
 pub mod realms;
 pub mod session;
+pub mod spend;
 pub mod tokens;
 
 use axum::http::{HeaderMap, StatusCode};

@@ -16,9 +16,11 @@
 //! | `models.rs` | `model.register`, `model.update`, `model.delete` |
 //! | `realms.rs` | `realm.create`, `realm.update`, `realm.delete`, `realm.grant`, `realm.revoke` |
 //! | `agents.rs` | `agent.register`, `agent.delete`, realm membership, `agent.llm_config.*` |
+//! | `budget.rs` | `realm.spend.refresh`, `realm.budget.alert`, `realm.budget.guard` |
 //! | `keys.rs` | `realm.key.rotate`, `realm.key.activate`, `realm.key.retire`, rotation on a member's removal |
 
 mod agents;
+mod budget;
 mod keys;
 mod models;
 mod realms;
@@ -70,6 +72,9 @@ pub struct Effects {
     pub deleted_agents: BTreeSet<String>,
     /// Domain events.
     pub events: Vec<Event>,
+    /// Realms whose spend the command's job reads from LiteLLM (`realm.spend.refresh`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub spend_realms: BTreeSet<String>,
 }
 
 /// The outcome of applying one command.
@@ -161,6 +166,13 @@ pub async fn apply(ctx: &Ctx<'_>, command: Command) -> Result<Applied, ApplyErro
         Command::RealmKeyRetire { realm_id, key_id } => {
             tx.realm_key_retire(&realm_id, &key_id).await?.map(some)
         }
+        Command::RealmSpendRefresh { realm_id } => {
+            tx.realm_spend_refresh(&realm_id).await?.map(some)
+        }
+        Command::RealmBudgetAlert(r) => tx.realm_budget_alert(r).await?.map(some),
+        Command::RealmBudgetGuard { report, block } => {
+            tx.realm_budget_guard(report, block).await?.map(some)
+        }
     };
     let (ops, effects) = match &result {
         Ok(_) => tx.into_parts(),
@@ -231,8 +243,11 @@ mod tests {
                 created_at: "2026-01-01T00:00:00.000Z".into(),
                 updated_at: "2026-01-01T00:00:00.000Z".into(),
                 rotation: Default::default(),
+                alerts: Default::default(),
+                guard: None,
             }),
             gen: 1,
+            limits: Default::default(),
         }
     }
 

@@ -45,6 +45,7 @@ impl Tx<'_> {
             updated_at: self.now.clone(),
             key: None,
             gen: 0,
+            limits: Default::default(),
         };
         self.put_realm(realm.clone());
         self.op(Op::Sadd {
@@ -100,19 +101,20 @@ impl Tx<'_> {
         if let Some(c) = u.color {
             realm.color = c;
         }
+        realm.limits = u.limits.apply(realm.limits);
         if realm != before {
             realm.updated_at = self.now.clone();
-            if realm.name != before.name && realm.key.is_some() {
-                // The key's metadata names the realm.
+            if (realm.name != before.name || realm.limits != before.limits) && realm.key.is_some() {
+                // The key's metadata names the realm; the key and the team carry the limits.
                 realm.gen += 1;
                 self.effects.sync_realms.insert(realm.id.clone());
             }
             self.put_realm(realm.clone());
-            self.event(
-                "realm.updated",
-                format!("realm:{}", realm.id),
-                json!({"name": realm.name, "slug": realm.slug}),
-            );
+            let mut details = json!({"name": realm.name, "slug": realm.slug});
+            if realm.limits != before.limits {
+                details["limits"] = json!(realm.limits);
+            }
+            self.event("realm.updated", format!("realm:{}", realm.id), details);
         }
         Ok(Ok(self.realm_result(&realm).await?))
     }
@@ -216,16 +218,24 @@ impl Tx<'_> {
                     key_id: Some(key_id(&key)),
                     ..KeyRotation::default()
                 },
+                alerts: Default::default(),
+                guard: None,
             });
             minted = true;
             key_changed = true;
         }
         let mut budget_changed = false;
+        let mut unguarded = None;
         if let (Some(b), Some(k)) = (budget, realm.key.as_mut()) {
             if k.monthly_budget_usd != b {
                 k.monthly_budget_usd = b;
                 budget_changed = true;
                 key_changed = true;
+                // The guard blocked the keys at the old budget: a budget above what was spent (or none)
+                // lifts it.
+                if let Some(g) = k.guard.take_if(|g| b.is_none_or(|b| b > g.spend_usd)) {
+                    unguarded = Some(g);
+                }
             }
         }
         if key_changed {
@@ -235,6 +245,15 @@ impl Tx<'_> {
         }
         if minted {
             self.configure_waiting_members(realm_id).await?;
+        }
+        if let Some(g) = unguarded {
+            self.event(
+                "realm.budget.unblocked",
+                format!("realm:{realm_id}"),
+                json!({"realmId": realm_id, "realmName": realm.name, "reason": "budget raised",
+                    "spendUsd": g.spend_usd, "budgetUsd": budget.flatten(),
+                    "periodResetAt": g.period_reset_at}),
+            );
         }
         if new_grant {
             self.event(

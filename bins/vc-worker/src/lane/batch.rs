@@ -40,7 +40,8 @@ enum StepKind {
     /// Recorded by this batch: its writes are in the batch's commit.
     Recorded {
         record: CommandRecord,
-        effects: Effects,
+        /// Boxed: the largest part of a step, kept off the batch's array of steps.
+        effects: Box<Effects>,
         /// Why it is dead-lettered, if it is (undecodable, unknown kind).
         dead_letter: Option<String>,
         /// A requested reconcile (runs beside the lane).
@@ -73,7 +74,7 @@ impl Step {
 
     fn effects(&self) -> Option<Cow<'_, Effects>> {
         match &self.kind {
-            StepKind::Recorded { effects, .. } => Some(Cow::Borrowed(effects)),
+            StepKind::Recorded { effects, .. } => Some(Cow::Borrowed(effects.as_ref())),
             StepKind::Replay(rec) => rec
                 .effects
                 .clone()
@@ -89,6 +90,7 @@ impl Step {
 fn batch_job(steps: &[Step], effects: &[Option<Cow<'_, Effects>>]) -> Option<CommandJob> {
     let mut models = BTreeSet::new();
     let mut realms = BTreeSet::new();
+    let mut spend = BTreeSet::new();
     let mut commands = Vec::new();
     for (step, e) in steps.iter().zip(effects) {
         let (Some(e), Some(id)) = (e, step.command_id()) else {
@@ -99,6 +101,7 @@ fn batch_job(steps: &[Step], effects: &[Option<Cow<'_, Effects>>]) -> Option<Com
         }
         models.extend(e.sync_models.iter().cloned());
         realms.extend(e.sync_realms.iter().cloned());
+        spend.extend(e.spend_realms.iter().cloned());
         commands.push(JobCommand {
             command_id: id.to_string(),
             seq: step.seq,
@@ -111,12 +114,13 @@ fn batch_job(steps: &[Step], effects: &[Option<Cow<'_, Effects>>]) -> Option<Com
         commands,
         models: models.into_iter().collect(),
         realms: realms.into_iter().collect(),
+        spend: spend.into_iter().collect(),
     })
 }
 
 /// Whether a command has LiteLLM work (its outcome then follows the batch's command job).
 fn has_sync(e: &Effects) -> bool {
-    !e.sync_models.is_empty() || !e.sync_realms.is_empty()
+    !e.sync_models.is_empty() || !e.sync_realms.is_empty() || !e.spend_realms.is_empty()
 }
 
 fn failed_record(id: &str, kind: &str, submitted_at: String, error: DomainError) -> CommandRecord {
@@ -175,7 +179,7 @@ pub(super) async fn prepare(
         let ops = vec![record_op(&record)];
         let kind = StepKind::Recorded {
             record,
-            effects: Effects::default(),
+            effects: Box::default(),
             dead_letter: Some("unknown kind".into()),
             reconcile: false,
         };
@@ -189,7 +193,7 @@ pub(super) async fn prepare(
             let ops = vec![record_op(&record)];
             let kind = StepKind::Recorded {
                 record,
-                effects: Effects::default(),
+                effects: Box::default(),
                 dead_letter,
                 reconcile: false,
             };
@@ -208,7 +212,7 @@ pub(super) async fn prepare(
         let ops = vec![record_op(&record)];
         let kind = StepKind::Recorded {
             record,
-            effects: Effects::default(),
+            effects: Box::default(),
             dead_letter: None,
             reconcile: false,
         };
@@ -244,7 +248,7 @@ pub(super) async fn prepare(
     ops.push(record_op(&record));
     let kind = StepKind::Recorded {
         record,
-        effects: applied.effects,
+        effects: Box::new(applied.effects),
         dead_letter: None,
         reconcile,
     };
@@ -267,7 +271,11 @@ pub(super) async fn finish(
             }
         }
         let all: Vec<&Effects> = effects.iter().flatten().map(|e| e.as_ref()).collect();
-        push::emit_batch(&worker.nats, &worker.store, &all).await
+        push::emit_batch(&worker.nats, &worker.store, &all).await?;
+        // Budget events also go to the webhooks (queued, delivered beside the lane).
+        crate::webhook::enqueue(worker, all.iter().flat_map(|e| e.events.iter()))
+            .await
+            .map_err(push::EmitError::Webhook)
     };
     if let Err(e) = emitted.await {
         warn!(error = %e, commands = steps.len(), "Emitting effects failed; they are sent again on redelivery.");

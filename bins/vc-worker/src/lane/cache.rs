@@ -27,6 +27,7 @@ pub fn volatile(key: &str) -> bool {
         || key.starts_with("{vc}:cmd:")
         || key.starts_with("{vc}:lane")
         || key.starts_with("presence:")
+        || key.starts_with("spend:")
 }
 
 /// The catalog as the lane holder last knew it (see the module docs).

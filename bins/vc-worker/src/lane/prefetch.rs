@@ -118,7 +118,11 @@ fn reads(command: &Command, command_id: &str) -> Vec<Read> {
         Command::LitellmReconcile => Vec::new(),
         Command::RealmKeyRotate { realm_id, .. }
         | Command::RealmKeyActivate { realm_id, .. }
-        | Command::RealmKeyRetire { realm_id, .. } => realm(realm_id),
+        | Command::RealmKeyRetire { realm_id, .. }
+        | Command::RealmSpendRefresh { realm_id } => realm(realm_id),
+        Command::RealmBudgetAlert(r) | Command::RealmBudgetGuard { report: r, .. } => {
+            realm(&r.realm_id)
+        }
     }
 }
 

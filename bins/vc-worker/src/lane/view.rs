@@ -479,6 +479,14 @@ impl<'a> View<'a> {
             .unwrap_or_default())
     }
 
+    /// A realm's last spend reading (written beside the lane by the spend task).
+    pub async fn realm_spend(
+        &self,
+        id: &str,
+    ) -> Result<Option<vc_shared::budget::RealmSpend>, StoreError> {
+        self.get_json(&vc_shared::store::spend_key(id)).await
+    }
+
     /// An agent's presence (never written by commands; read once per batch).
     pub async fn presence(&self, did: &str) -> Result<Vec<(String, String)>, StoreError> {
         self.base_hgetall(&keys::presence(did)).await
