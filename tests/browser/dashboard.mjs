@@ -231,6 +231,22 @@ run(async () => {
   await noKeysShown(page, 'realm page after a rotation');
   await rust('agent-config', alpha.litellmModelName);
 
+  step('limits and spend: edit the limits, read the spend against the budget');
+  await page.getByRole('button', { name: 'Edit', exact: true }).click();
+  const limitsDialog = page.getByRole('dialog', { name: /^Edit / });
+  await limitsDialog.getByLabel('Requests per minute').fill('60');
+  await limitsDialog.getByRole('button', { name: 'Save' }).click();
+  await limitsDialog.waitFor({ state: 'detached' });
+  await realmKey.getByText('60 requests/min').waitFor();
+  const spendCard = page.locator('section', { has: page.getByRole('heading', { name: 'Spend this month' }) });
+  await spendCard.getByText('$0.00', { exact: true }).waitFor();
+  await rust('team-spend', `${realm.id} 45`);
+  await spendCard.getByRole('button', { name: 'Refresh' }).click();
+  await spendCard.getByText('$45.00', { exact: true }).waitFor();
+  await spendCard.getByText('80 %', { exact: true }).waitFor();
+  check((await spendCard.getByRole('meter').getAttribute('aria-valuenow')) === '90', 'the meter shows 90 % of the budget');
+  await snap(page, '08b-realm-spend');
+
   step('agent config: Realm Routing to Llama, the violet banner, delivered');
   await page.goto(`${API}/#/agents/${encodeURIComponent(DID)}`);
   await page.getByRole('heading', { name: 'Agent Smith', level: 1 }).waitFor();

@@ -11,6 +11,7 @@
 //! | `@vc agent-connect`         | `ok` once the agent runs and got its first `llm_config` (even null)  |
 //! | `@vc agent-config <model>`  | `ok <version>` once the agent holds a config of `<model>` (`null`: no config) and the API shows that version acked; else `fail <what it holds>` |
 //! | `@vc agent-disconnect`      | `ok` once the agent stopped and the API shows it offline              |
+//! | `@vc team-spend <realm> <usd>` | `ok` once the LiteLLM emulator's team of the realm has spent `<usd>` |
 //! | anything else after `@vc `  | `fail unknown command`                                               |
 //!
 //! Other stdout lines are echoed to stderr. The scenario's stderr (its progress) is the test's, so it
@@ -252,6 +253,7 @@ impl Driver<'_> {
             "agent-connect" => self.agent_connect().await,
             "agent-config" => self.agent_config(arg.trim()).await,
             "agent-disconnect" => self.agent_disconnect().await,
+            "team-spend" => self.team_spend(arg.trim()),
             _ => Err("unknown command".to_owned()),
         };
         let line = match result {
@@ -260,6 +262,24 @@ impl Driver<'_> {
             Err(reason) => format!("fail {reason}"),
         };
         line.replace(['\r', '\n'], " ")
+    }
+
+    /// Sets what the realm's team has spent in the LiteLLM emulator (`<realm id> <usd>`).
+    fn team_spend(&self, arg: &str) -> Result<String, String> {
+        let (realm, usd) = arg
+            .split_once(' ')
+            .ok_or("usage: team-spend <realm id> <usd>")?;
+        let usd: f64 = usd
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a number: {usd}"))?;
+        let emu = &self.s.emu.as_ref().ok_or("no LiteLLM emulator")?.emu;
+        let team = format!("vc-realm-{realm}");
+        if !emu.teams().iter().any(|t| t.team_id == team) {
+            return Err(format!("no team {team} in the emulator"));
+        }
+        emu.set_team_spend(&team, usd);
+        Ok(String::new())
     }
 
     /// Starts the agent if it is not running, and waits for its first `llm_config`.

@@ -82,6 +82,14 @@ function realmDialog(realm, done) {
     description: field("Description", h("textarea", { name: "description", rows: 2 }, realm?.description || "")),
     color: field("Colour", input("color", { type: "color", value: realm?.color || "#6366f1" })),
   };
+  // Request limits of the realm's LiteLLM key and team (edit only; empty = no limit).
+  const limitField = (name, label, hint) =>
+    field(label, input(name, { type: "number", min: "1", step: "1", value: realm?.limits?.[name] ?? "", placeholder: "no limit" }), hint);
+  if (realm) {
+    f.rpmLimit = limitField("rpmLimit", "Requests per minute", "For all of the realm's agents together (LiteLLM answers 429 above it).");
+    f.tpmLimit = limitField("tpmLimit", "Tokens per minute");
+    f.maxParallelRequests = limitField("maxParallelRequests", "Requests in flight at once");
+  }
   formDialog({
     title: realm ? `Edit ${realm.name}` : "Create realm",
     fields: f,
@@ -91,6 +99,11 @@ function realmDialog(realm, done) {
       const body = { name: v("name"), color: v("color") };
       if (v("slug")) body.slug = v("slug");
       if (v("description") || realm?.description) body.description = v("description") || null;
+      for (const k of ["rpmLimit", "tpmLimit", "maxParallelRequests"]) {
+        if (!f[k]) continue;
+        const next = v(k) === "" ? null : Number(v(k));
+        if (next !== (realm.limits?.[k] ?? null)) body[k] = next;
+      }
       const r = realm ? await api.patch(`/api/realms/${api.enc(realm.id)}`, body) : await api.post("/api/realms", body);
       toast(realm ? "Realm saved." : `Realm "${r.realm.name}" created.`);
       done(r.realm);
@@ -135,6 +148,67 @@ function rotateKeyDialog(realm, done) {
   });
 }
 
+/** `limits` in words. */
+function limitsCell(l) {
+  const parts = [];
+  if (l?.rpmLimit) parts.push(`${l.rpmLimit} requests/min`);
+  if (l?.tpmLimit) parts.push(`${l.tpmLimit} tokens/min`);
+  if (l?.maxParallelRequests) parts.push(`${l.maxParallelRequests} in flight`);
+  return parts.length ? parts.join(" · ") : "none";
+}
+
+/** Spend against budget: a bar, the figures, thresholds crossed, the guard, and Refresh. */
+function spendCard(card, realmId, sp, refresh) {
+  const budget = sp.budgetUsd;
+  const pct = budget ? Math.min(100, (100 * sp.spendUsd) / budget) : 0;
+  const tone = sp.guard || pct >= 100 ? "err" : pct >= 80 ? "warn" : "ok";
+  const bar = h(
+    "div",
+    { class: `meter meter-${tone}`, role: "meter", "aria-label": "Spend against the monthly budget", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(Math.round(pct)) },
+    h("span", { class: "meter-fill" }),
+  );
+  bar.firstChild.style.width = `${pct}%`;
+  const money = (n) => `$${Number(n).toFixed(n > 0 && n < 0.01 ? 6 : 2)}`;
+  const refreshBtn = h(
+    "button",
+    {
+      type: "button",
+      class: "btn",
+      on: {
+        click: async (e) => {
+          e.target.disabled = true;
+          try {
+            await api.post(`/api/realms/${api.enc(realmId)}/spend/refresh`, {});
+            await refresh();
+          } catch (err) {
+            toast(`Refresh failed: ${err.message}`, "err");
+          } finally {
+            e.target.disabled = false;
+          }
+        },
+      },
+    },
+    "Refresh",
+  );
+  fill(
+    card,
+    h("div", { class: "card-head" }, h("h2", { id: "spend-title" }, "Spend this month"), refreshBtn),
+    budget !== null && budget !== undefined ? bar : null,
+    h(
+      "dl",
+      { class: "props" },
+      [
+        ["Spent", money(sp.spendUsd)],
+        ["Budget", budget === null || budget === undefined ? "no budget" : `${money(budget)} (${money(sp.remainingUsd)} left)`],
+        ["Thresholds crossed", sp.thresholdsCrossed.length ? h("span", { class: "pills" }, sp.thresholdsCrossed.map((t) => badge(`${Math.round(t * 100)} %`, t >= 1 ? "err" : "warn"))) : "none"],
+        ["Period resets", sp.periodResetAt ? time(sp.periodResetAt) : "—"],
+        ["Read from LiteLLM", sp.readAt ? time(sp.readAt) : "not yet"],
+      ].map(([a, b]) => [h("dt", {}, a), h("dd", {}, b)]),
+    ),
+    sp.guard ? h("p", { class: "banner banner-err", role: "status" }, `The key is blocked: ${sp.guard.reason}. It is unblocked at the next period or when the budget is raised above the spend.`) : null,
+  );
+}
+
 /** `routerKey.rotation` as a badge and a line of detail. */
 function rotationCell(rot) {
   if (!rot) return "—";
@@ -168,6 +242,7 @@ export async function detail(main, route, ctx) {
   const head = h("div", { class: "page-head" });
   const keyCard = h("section", { class: "card", "aria-labelledby": "key-title" });
   const modelsCard = h("section", { class: "card", "aria-labelledby": "models-title" });
+  const spendCardEl = h("section", { class: "card", "aria-labelledby": "spend-title" });
   const agents = pagedAgents(`/api/realms/${api.enc(id)}/agents`, () => ({}), { caption: "Agents of the realm", emptyText: "No agent is a member of this realm." });
   let realm = null;
   const addBtn = h("button", { type: "button", class: "btn", on: { click: () => addAgentDialog(realm, () => agents.load(false, true)) } }, "Add agent");
@@ -178,7 +253,7 @@ export async function detail(main, route, ctx) {
     h("div", { class: "card-head" }, h("h2", { id: "agents-title" }, "Agents"), h("div", { class: "actions" }, addBtn, removeBtn)),
     agents.el,
   );
-  fill(main, h("p", { class: "crumbs" }, h("a", { href: "#/realms" }, "Realms")), head, h("div", { class: "grid-2" }, keyCard, modelsCard), agentsCard);
+  fill(main, h("p", { class: "crumbs" }, h("a", { href: "#/realms" }, "Realms")), head, h("div", { class: "grid-2" }, keyCard, modelsCard), spendCardEl, agentsCard);
 
   async function load(fresh = false) {
     const r = await api.get(`/api/realms/${api.enc(id)}`, { fresh });
@@ -200,6 +275,11 @@ export async function detail(main, route, ctx) {
       h("div", {}, h("h1", {}, dot(realm.color), realm.name), h("p", { class: "lede" }, realm.description || h("span", { class: "sub" }, realm.slug))),
       h("div", { class: "actions" }, edit, remove),
     );
+    spendCardEl.hidden = !realm.routerKey;
+    if (realm.routerKey) {
+      const sp = await api.get(`/api/realms/${api.enc(id)}/spend`, { fresh });
+      spendCard(spendCardEl, id, sp, () => load(true));
+    }
     const k = realm.routerKey;
     const rotate = k ? h("button", { type: "button", class: "btn", on: { click: () => rotateKeyDialog(realm, () => load(true)) } }, "Rotate key") : null;
     fill(
@@ -213,6 +293,7 @@ export async function detail(main, route, ctx) {
               ["Key prefix", h("code", {}, `${k.keyPrefix || ""}…`)],
               ["Allowed models", k.allowedModels.length ? h("span", { class: "pills" }, k.allowedModels.map((m) => h("code", {}, m))) : "none"],
               ["Monthly budget", usd(k.monthlyBudgetUsd)],
+              ["Limits", limitsCell(k.limits)],
               ["Rotation", rotationCell(k.rotation)],
               ["LiteLLM sync", h("span", {}, syncBadge(k.litellm), k.litellm?.lastError ? h("span", { class: "sub" }, ` ${k.litellm.lastError}`) : null)],
               ["Updated", time(k.updatedAt)],
