@@ -276,10 +276,7 @@ export async function detail(main, route, ctx) {
       h("div", { class: "actions" }, edit, remove),
     );
     spendCardEl.hidden = !realm.routerKey;
-    if (realm.routerKey) {
-      const sp = await api.get(`/api/realms/${api.enc(id)}/spend`, { fresh });
-      spendCard(spendCardEl, id, sp, () => load(true));
-    }
+    if (realm.routerKey && r.spend) spendCard(spendCardEl, id, r.spend, () => load(true));
     const k = realm.routerKey;
     const rotate = k ? h("button", { type: "button", class: "btn", on: { click: () => rotateKeyDialog(realm, () => load(true)) } }, "Rotate key") : null;
     fill(

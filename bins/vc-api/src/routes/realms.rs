@@ -88,8 +88,8 @@ pub async fn create_realm(
     .await
 }
 
-/// Read a realm with its models and the first page of its agents (`agentsNext` continues at
-/// `GET /api/realms/{id}/agents`).
+/// Read a realm with its models, its spend this budget period (as `GET /api/realms/{id}/spend`) and the
+/// first page of its agents (`agentsNext` continues at `GET /api/realms/{id}/agents`).
 #[utoipa::path(get, path = "/api/realms/{id}", tag = "realms", params(("id" = String, Path)), responses((status = 200, headers(("ETag" = String))), (status = 304), (status = 404)))]
 pub async fn get_realm(
     State(s): State<AppState>,
@@ -99,6 +99,8 @@ pub async fn get_realm(
 ) -> ApiResult<Response> {
     actor.require_realm(&id)?;
     loaded(&s, &headers).await?;
+    // The spend as the worker last read it (outside the read model: it changes without commands).
+    let spend = s.store.realm_spend(&id).await?;
     let body = s.read.read(|c| {
         let r = c.realm(&id)?;
         let items = c.agents_after(Some(&id), None);
@@ -112,6 +114,7 @@ pub async fn get_realm(
             .collect();
         models.sort_by_key(|m| m.name.to_lowercase());
         Some(json!({
+            "spend": vc_shared::views::spend_view(r, spend.as_ref()),
             "realm": c.realm_view(r),
             "agents": page
                 .into_iter()
