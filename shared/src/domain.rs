@@ -169,6 +169,13 @@ pub struct StoredModel {
     pub updated_at: String,
     /// Desired-state generation for LiteLLM sync; bumped whenever the deployment must change.
     pub gen: u64,
+    /// Price of an input token in USD, synced as the deployment's `input_cost_per_token`; `None`:
+    /// LiteLLM's own price. Absent from records stored before prices existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_cost_per_token: Option<f64>,
+    /// Price of an output token in USD (`output_cost_per_token`); `None`: LiteLLM's own price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cost_per_token: Option<f64>,
 }
 
 /// A realm's virtual key as stored.
@@ -440,6 +447,13 @@ pub struct ModelView {
     pub has_api_key: bool,
     /// Name in LiteLLM.
     pub litellm_model_name: String,
+    /// Price of an input (prompt) token in USD that LiteLLM charges; `null`: LiteLLM's own price for
+    /// the model, if it knows one.
+    #[serde(default)]
+    pub input_cost_per_token: Option<f64>,
+    /// Price of an output (completion) token in USD that LiteLLM charges; `null`: LiteLLM's own price.
+    #[serde(default)]
+    pub output_cost_per_token: Option<f64>,
     /// Status.
     pub status: ModelStatus,
     /// Number of realms the model is granted to.
@@ -617,6 +631,8 @@ mod tests {
             created_at: String::new(),
             updated_at: String::new(),
             gen: 1,
+            input_cost_per_token: None,
+            output_cost_per_token: None,
         };
         let mut v = [
             m("b", "beta"),
@@ -627,6 +643,31 @@ mod tests {
         v.sort_by(model_order);
         let ids: Vec<&str> = v.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["a", "c", "d", "b"]);
+    }
+
+    /// A model stored before prices existed reads with none, and one without prices is stored as before.
+    #[test]
+    fn model_records_without_prices() {
+        let old = serde_json::json!({
+            "id": "m1", "name": "Llama", "description": null, "provider": "ollama",
+            "modelId": "llama3", "baseUrl": "http://ollama:11434", "apiKeySealed": null,
+            "litellmModelName": "ollama/llama", "status": "active",
+            "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z",
+            "gen": 3,
+        });
+        let m: StoredModel = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(m.input_cost_per_token, None);
+        assert_eq!(m.output_cost_per_token, None);
+        assert_eq!(serde_json::to_value(&m).unwrap(), old);
+        let priced = StoredModel {
+            input_cost_per_token: Some(1e-6),
+            output_cost_per_token: Some(0.0),
+            ..m
+        };
+        let v = serde_json::to_value(&priced).unwrap();
+        assert_eq!(v["inputCostPerToken"], 1e-6);
+        assert_eq!(v["outputCostPerToken"], 0.0);
+        assert_eq!(serde_json::from_value::<StoredModel>(v).unwrap(), priced);
     }
 
     proptest::proptest! {

@@ -24,6 +24,8 @@ pub fn model_view(m: &StoredModel, realm_count: usize, sync: &SyncRecord) -> Mod
         base_url: m.base_url.clone(),
         has_api_key: m.api_key_sealed.is_some(),
         litellm_model_name: m.litellm_model_name.clone(),
+        input_cost_per_token: m.input_cost_per_token,
+        output_cost_per_token: m.output_cost_per_token,
         status: m.status,
         realm_count,
         litellm: sync.view(m.gen),

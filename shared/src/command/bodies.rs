@@ -46,9 +46,18 @@ pub struct ModelRegisterBody {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Price of an input (prompt) token in USD, 0 to 1000, that LiteLLM charges to the realm keys calling
+    /// the model (its `input_cost_per_token`). Absent: LiteLLM's own price for the model, if it knows one
+    /// (it usually knows none for a self-hosted model, whose calls then count nothing against budgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_cost_per_token: Option<f64>,
+    /// Price of an output (completion) token in USD, 0 to 1000 (LiteLLM's `output_cost_per_token`).
+    /// Absent: LiteLLM's own price, if it knows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_cost_per_token: Option<f64>,
 }
 
-crate::redacted_debug!(ModelRegisterBody { id, name, provider, model_id, base_url, description } secret { api_key, api_key_sealed });
+crate::redacted_debug!(ModelRegisterBody { id, name, provider, model_id, base_url, description, input_cost_per_token, output_cost_per_token } secret { api_key, api_key_sealed });
 
 /// `Update a model` body (`PUT /api/models/{id}`, `vc.cmd.model.update`). `null` clears nullable fields.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -96,9 +105,25 @@ pub struct ModelUpdateBody {
     /// New upstream key, sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_sealed: Option<String>,
+    /// New price of an input token in USD, 0 to 1000; `null` clears (back to LiteLLM's own price).
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<f64>)]
+    pub input_cost_per_token: Option<Option<f64>>,
+    /// New price of an output token in USD, 0 to 1000; `null` clears (back to LiteLLM's own price).
+    #[serde(
+        default,
+        deserialize_with = "tri_state",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<f64>)]
+    pub output_cost_per_token: Option<Option<f64>>,
 }
 
-crate::redacted_debug!(ModelUpdateBody { id, name, description, status, provider, model_id, base_url } secret { api_key, api_key_sealed });
+crate::redacted_debug!(ModelUpdateBody { id, name, description, status, provider, model_id, base_url, input_cost_per_token, output_cost_per_token } secret { api_key, api_key_sealed });
 
 /// Body naming one entity by id (`model.delete`: `id`; realm kinds: `realmId`; agent kinds: `did`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -415,6 +440,10 @@ pub struct ModelRegister {
     pub api_key: Option<SecretInput>,
     /// Description.
     pub description: Option<String>,
+    /// Price of an input token in USD (`None`: LiteLLM's own).
+    pub input_cost_per_token: Option<f64>,
+    /// Price of an output token in USD (`None`: LiteLLM's own).
+    pub output_cost_per_token: Option<f64>,
 }
 
 /// A validated model update.
@@ -436,6 +465,10 @@ pub struct ModelUpdate {
     pub base_url: Option<Option<String>>,
     /// New key (`Some(None)` clears).
     pub api_key: Option<Option<SecretInput>>,
+    /// New price of an input token in USD (`Some(None)` clears).
+    pub input_cost_per_token: Option<Option<f64>>,
+    /// New price of an output token in USD (`Some(None)` clears).
+    pub output_cost_per_token: Option<Option<f64>>,
 }
 
 /// A validated realm creation.

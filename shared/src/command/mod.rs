@@ -78,6 +78,10 @@ pub const MAX_SECRET_LEN: usize = 8192;
 pub const MAX_PROMPT_LEN: usize = 65536;
 /// Longest accepted command id.
 pub const MAX_COMMAND_ID_LEN: usize = 128;
+/// Highest accepted model price, in USD per token (`inputCostPerToken`, `outputCostPerToken`). Real
+/// prices are far below a cent per token; this only refuses values that are surely a mistake (a price
+/// per million tokens typed as a price per token still fits: $1,000 per token).
+pub const MAX_USD_PER_TOKEN: f64 = 1000.0;
 
 /// The kinds of command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

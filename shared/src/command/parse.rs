@@ -3,8 +3,8 @@
 use serde::de::DeserializeOwned;
 
 use super::validate::{
-    color, non_empty_if_given, optional, provider, realm_slug, required, validate_did, validate_id,
-    validate_url,
+    color, non_empty_if_given, optional, provider, realm_slug, required, usd_per_token,
+    validate_did, validate_id, validate_url,
 };
 use super::{
     AgentRegisterBody, BudgetBody, BudgetReport, Command, CommandKind, GrantBody, IdBody,
@@ -109,6 +109,14 @@ impl Command {
                 }
                 let api_key = SecretInput::from_pair("apiKey", b.api_key, b.api_key_sealed)?;
                 let description = optional("description", b.description, MAX_DESCRIPTION_LEN)?;
+                let input_cost_per_token = b
+                    .input_cost_per_token
+                    .map(|p| usd_per_token("inputCostPerToken", p))
+                    .transpose()?;
+                let output_cost_per_token = b
+                    .output_cost_per_token
+                    .map(|p| usd_per_token("outputCostPerToken", p))
+                    .transpose()?;
                 Command::ModelRegister(ModelRegister {
                     id,
                     name,
@@ -117,6 +125,8 @@ impl Command {
                     base_url,
                     api_key,
                     description,
+                    input_cost_per_token,
+                    output_cost_per_token,
                 })
             }
             CommandKind::ModelUpdate => {
@@ -171,6 +181,12 @@ impl Command {
                     }
                     (None, Some(s)) => Some(Some(SecretInput::Sealed(s))),
                 };
+                let price = |field: &str, p: Option<Option<f64>>| match p {
+                    Some(Some(p)) => usd_per_token(field, p).map(|p| Some(Some(p))),
+                    other => Ok(other),
+                };
+                let input_cost_per_token = price("inputCostPerToken", b.input_cost_per_token)?;
+                let output_cost_per_token = price("outputCostPerToken", b.output_cost_per_token)?;
                 Command::ModelUpdate(ModelUpdate {
                     id,
                     name,
@@ -180,6 +196,8 @@ impl Command {
                     model_id,
                     base_url,
                     api_key,
+                    input_cost_per_token,
+                    output_cost_per_token,
                 })
             }
             CommandKind::ModelDelete => {
@@ -489,6 +507,87 @@ mod tests {
             err(CommandKind::ModelUpdate, r#"{"id":"m1","status":"gone"}"#),
             "status must be \"active\" or \"inactive\""
         );
+    }
+
+    /// Prices are numbers from 0 to 1000, each refusal naming its field; on update `null` clears.
+    #[test]
+    fn model_prices_are_numbers_from_0_to_1000() {
+        let reg = |extra: &str| {
+            format!(r#"{{"name":"Llama","provider":"openai","modelId":"llama3"{extra}}}"#)
+        };
+        let k = CommandKind::ModelRegister;
+        for (field, value, message) in [
+            ("inputCostPerToken", "-0.000001", "must be a number >= 0"),
+            ("outputCostPerToken", "-1", "must be a number >= 0"),
+            ("inputCostPerToken", "1000.5", "is too large (at most 1000)"),
+            ("outputCostPerToken", "1e300", "is too large (at most 1000)"),
+        ] {
+            for kind in [k, CommandKind::ModelUpdate] {
+                let body = if kind == k {
+                    reg(&format!(r#","{field}":{value}"#))
+                } else {
+                    format!(r#"{{"id":"m1","{field}":{value}}}"#)
+                };
+                assert_eq!(err(kind, &body), format!("{field} {message}"), "{body}");
+            }
+        }
+        // Not a number: serde's words, after the field's name.
+        let e = err(k, &reg(r#","inputCostPerToken":"0.001""#));
+        assert!(
+            e.starts_with("inputCostPerToken: invalid type: string"),
+            "{e}"
+        );
+        let e = err(k, &reg(r#","outputCostPerToken":true"#));
+        assert!(
+            e.starts_with("outputCostPerToken: invalid type: boolean"),
+            "{e}"
+        );
+        // The bounds are accepted; `null` on register is "not given"; `-0` is 0.
+        let body = reg(r#","inputCostPerToken":0,"outputCostPerToken":1000"#);
+        match Command::parse(k, body.as_bytes()).unwrap() {
+            Command::ModelRegister(m) => {
+                assert_eq!(m.input_cost_per_token, Some(0.0));
+                assert_eq!(m.output_cost_per_token, Some(1000.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        let body = reg(r#","inputCostPerToken":-0.0,"outputCostPerToken":null"#);
+        match Command::parse(k, body.as_bytes()).unwrap() {
+            Command::ModelRegister(m) => {
+                let p = m.input_cost_per_token.unwrap();
+                assert!(p == 0.0 && p.is_sign_positive(), "{p}");
+                assert_eq!(m.output_cost_per_token, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let body = reg(r#","inputCostPerToken":2e-7,"outputCostPerToken":6e-7"#);
+        match Command::parse(k, body.as_bytes()).unwrap() {
+            Command::ModelRegister(m) => {
+                assert_eq!(m.input_cost_per_token, Some(2e-7));
+                assert_eq!(m.output_cost_per_token, Some(6e-7));
+            }
+            other => panic!("{other:?}"),
+        }
+        // On update: a number sets, `null` clears, absent keeps.
+        let c = Command::parse(
+            CommandKind::ModelUpdate,
+            br#"{"id":"m1","inputCostPerToken":0.000001,"outputCostPerToken":null}"#,
+        )
+        .unwrap();
+        match c {
+            Command::ModelUpdate(u) => {
+                assert_eq!(u.input_cost_per_token, Some(Some(0.000001)));
+                assert_eq!(u.output_cost_per_token, Some(None));
+            }
+            other => panic!("{other:?}"),
+        }
+        match Command::parse(CommandKind::ModelUpdate, br#"{"id":"m1"}"#).unwrap() {
+            Command::ModelUpdate(u) => {
+                assert_eq!(u.input_cost_per_token, None);
+                assert_eq!(u.output_cost_per_token, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -238,7 +238,8 @@ mod tests {
         let model = json!({
             "id": "m1", "name": "GPT 4o", "description": null, "provider": "openai",
             "modelId": "gpt-4o", "baseUrl": null, "hasApiKey": true,
-            "litellmModelName": "openai/gpt-4o", "status": "active", "realmCount": 0,
+            "litellmModelName": "openai/gpt-4o", "inputCostPerToken": 2.5e-6,
+            "outputCostPerToken": null, "status": "active", "realmCount": 0,
             "litellm": sync, "createdAt": "2026-01-01T00:00:00.000Z",
             "updatedAt": "2026-01-01T00:00:00.000Z",
         });
@@ -346,6 +347,21 @@ mod tests {
             // JSON equality: the same keys, `null` kept (not dropped) where a view is optional.
             assert_eq!(typed.to_value(), value, "{}", kind.as_str());
         }
+    }
+
+    /// A model result stored before prices existed reads, with no price (LiteLLM's own).
+    #[test]
+    fn model_results_from_before_prices_read() {
+        let (kind, mut value) = stored().swap_remove(0);
+        let model = value["model"].as_object_mut().unwrap();
+        model.remove("inputCostPerToken");
+        model.remove("outputCostPerToken");
+        let typed = CommandResult::from_value(kind, &value).unwrap().unwrap();
+        let CommandResult::Model(r) = typed else {
+            panic!("{typed:?}")
+        };
+        assert_eq!(r.model.input_cost_per_token, None);
+        assert_eq!(r.model.output_cost_per_token, None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Field validators: every rule a command field is held to, each answering a [`DomainError`] that
 //! names the field.
 
-use super::{MAX_COMMAND_ID_LEN, MAX_URL_LEN};
+use super::{MAX_COMMAND_ID_LEN, MAX_URL_LEN, MAX_USD_PER_TOKEN};
 use crate::did::parse_did_key;
 use crate::domain::{slug, Provider};
 use crate::error::{DomainError, DomainResult};
@@ -117,6 +117,23 @@ pub(super) fn provider(field: &str, value: Option<String>) -> DomainResult<Provi
                 .join(", ")
         ))
     })
+}
+
+/// Validates a model price in USD per token: a number from 0 to [`MAX_USD_PER_TOKEN`]. (JSON carries no
+/// NaN or infinity, and `1e400` is refused as invalid JSON: the finiteness check keeps the rule whole.)
+pub(super) fn usd_per_token(field: &str, value: f64) -> DomainResult<f64> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(DomainError::bad_request(format!(
+            "{field} must be a number >= 0"
+        )));
+    }
+    if value > MAX_USD_PER_TOKEN {
+        return Err(DomainError::bad_request(format!(
+            "{field} is too large (at most {MAX_USD_PER_TOKEN})"
+        )));
+    }
+    // `-0` is accepted as 0, and stored and shown as 0.
+    Ok(if value == 0.0 { 0.0 } else { value })
 }
 
 pub(super) fn color(value: Option<String>) -> DomainResult<Option<String>> {

@@ -86,6 +86,10 @@ pub async fn list_models(
 }
 
 /// Register a model.
+///
+/// Optional `inputCostPerToken` and `outputCostPerToken` (USD per token, 0 to 1000) are the prices
+/// LiteLLM charges to realm keys for the model's tokens, e.g. for a self-hosted model it has no price
+/// for; without them LiteLLM uses its own price for the model, if it knows one.
 #[utoipa::path(post, path = "/api/models", tag = "models", request_body = command::ModelRegisterBody,
     responses((status = 201, body = ModelBody), (status = 400), (status = 409), (status = 202)))]
 pub async fn create_model(
@@ -131,6 +135,10 @@ pub async fn get_model(
 }
 
 /// Update a model (`apiKey: null` clears the key).
+///
+/// Absent fields keep their value; `null` clears `description`, `baseUrl` (where the provider does not
+/// require one), `apiKey`, and the prices `inputCostPerToken` / `outputCostPerToken` (back to LiteLLM's
+/// own). A change of upstream or price re-creates the model's LiteLLM deployment.
 #[utoipa::path(put, path = "/api/models/{id}", tag = "models", params(("id" = String, Path)), request_body = command::ModelUpdateBody,
     responses((status = 200, body = ModelBody), (status = 400), (status = 404)))]
 pub async fn update_model(

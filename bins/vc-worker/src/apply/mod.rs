@@ -224,6 +224,8 @@ mod tests {
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
             gen: 2,
+            input_cost_per_token: None,
+            output_cost_per_token: Some(6e-7),
         }
     }
 

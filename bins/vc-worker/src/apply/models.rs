@@ -51,6 +51,8 @@ impl Tx<'_> {
             created_at: self.now.clone(),
             updated_at: self.now.clone(),
             gen: 1,
+            input_cost_per_token: m.input_cost_per_token,
+            output_cost_per_token: m.output_cost_per_token,
         };
         self.put_model(model.clone());
         self.op(Op::Sadd {
@@ -122,15 +124,24 @@ impl Tx<'_> {
         if let Some(s) = u.status {
             m.status = s;
         }
+        if let Some(p) = u.input_cost_per_token {
+            m.input_cost_per_token = p;
+        }
+        if let Some(p) = u.output_cost_per_token {
+            m.output_cost_per_token = p;
+        }
         let upstream_changed = before.model_id != m.model_id
             || before.base_url != m.base_url
             || before.api_key_sealed != m.api_key_sealed
             || before.status != m.status;
+        // Prices live in the deployment only: LiteLLM charges them; agents never see them.
+        let prices_changed = before.input_cost_per_token != m.input_cost_per_token
+            || before.output_cost_per_token != m.output_cost_per_token;
         if before == m {
             return Ok(Ok(self.model_result(&m).await?));
         }
         m.updated_at = self.now.clone();
-        if upstream_changed {
+        if upstream_changed || prices_changed {
             m.gen += 1;
             self.effects.sync_models.insert(m.id.clone());
         }
@@ -157,6 +168,14 @@ impl Tx<'_> {
             ("baseUrl", before.base_url != m.base_url),
             ("apiKey", before.api_key_sealed != m.api_key_sealed),
             ("status", before.status != m.status),
+            (
+                "inputCostPerToken",
+                before.input_cost_per_token != m.input_cost_per_token,
+            ),
+            (
+                "outputCostPerToken",
+                before.output_cost_per_token != m.output_cost_per_token,
+            ),
         ]
         .into_iter()
         .filter_map(|(name, differs)| differs.then_some(name))
