@@ -142,14 +142,26 @@ pub struct Syncer {
     pub sealer: Sealer,
 }
 
+/// Our digest of the deployment `m` must have in LiteLLM (`model_info.vc_hash`): a deployment whose
+/// digest differs is re-created.
 fn deployment_hash(m: &StoredModel, api_key: Option<&str>) -> String {
-    let text = format!(
+    let mut text = format!(
         "{}|{}|{}|{}",
         m.litellm_model_name,
         m.provider.litellm_upstream(&m.model_id),
         m.base_url.as_deref().unwrap_or(""),
         api_key.map(sha256_hex).unwrap_or_default()
     );
+    // Prices join the digest only when one is set, so a deployment synced before prices existed keeps
+    // its digest and is not re-created by the upgrade.
+    if m.input_cost_per_token.is_some() || m.output_cost_per_token.is_some() {
+        let price = |p: Option<f64>| p.map(|p| p.to_string()).unwrap_or_default();
+        text.push_str(&format!(
+            "|{}|{}",
+            price(m.input_cost_per_token),
+            price(m.output_cost_per_token)
+        ));
+    }
     sha256_hex(&text)[..16].to_string()
 }
 
@@ -257,6 +269,13 @@ impl Syncer {
                 }
                 if let Some(k) = &api_key {
                     params["api_key"] = json!(k);
+                }
+                // LiteLLM charges these to the keys calling the deployment instead of its own prices.
+                if let Some(p) = m.input_cost_per_token {
+                    params["input_cost_per_token"] = json!(p);
+                }
+                if let Some(p) = m.output_cost_per_token {
+                    params["output_cost_per_token"] = json!(p);
                 }
                 ll.create_deployment(json!({
                     "model_name": m.litellm_model_name,
@@ -500,5 +519,67 @@ impl Syncer {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vc_shared::domain::Provider;
+
+    use super::*;
+
+    fn model() -> StoredModel {
+        StoredModel {
+            id: "m1".into(),
+            name: "Llama".into(),
+            description: None,
+            provider: Provider::OpenAiCompatible,
+            model_id: "llama3-8b".into(),
+            base_url: Some("http://vllm:8000/v1".into()),
+            api_key_sealed: None,
+            litellm_model_name: "openai-compatible/llama".into(),
+            status: ModelStatus::Active,
+            created_at: String::new(),
+            updated_at: String::new(),
+            gen: 1,
+            input_cost_per_token: None,
+            output_cost_per_token: None,
+        }
+    }
+
+    /// Without prices the digest is the one synced before prices existed; each price changes it.
+    #[test]
+    fn prices_change_the_deployment_hash_only_when_set() {
+        let m = model();
+        let before_prices = sha256_hex(&format!(
+            "openai-compatible/llama|openai/llama3-8b|http://vllm:8000/v1|{}",
+            sha256_hex("sk-1")
+        ))[..16]
+            .to_string();
+        assert_eq!(deployment_hash(&m, Some("sk-1")), before_prices);
+        let priced = |i: Option<f64>, o: Option<f64>| {
+            deployment_hash(
+                &StoredModel {
+                    input_cost_per_token: i,
+                    output_cost_per_token: o,
+                    ..model()
+                },
+                Some("sk-1"),
+            )
+        };
+        let hashes = [
+            before_prices,
+            priced(Some(1e-6), None),
+            priced(None, Some(1e-6)),
+            priced(Some(1e-6), Some(1e-6)),
+            priced(Some(2e-6), Some(1e-6)),
+            priced(Some(0.0), None),
+        ];
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(priced(Some(1e-6), None), priced(Some(1e-6), None));
     }
 }
