@@ -69,6 +69,137 @@ async fn model_crud_syncs_litellm_by_id() {
     assert_eq!(s.get(&format!("/api/models/{id}")).await.status, 404);
 }
 
+/// Prices reach the deployment's `litellm_params`; a bad one is a 400 naming its field; a change or a
+/// clear re-creates the deployment under the same id and is listed in `model.updated`; absent keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_sync_into_the_deployment() {
+    let s = Stack::builder().litellm(true).start().await;
+    let emu = &s.emu.as_ref().unwrap().emu;
+    let priced = |input: serde_json::Value, output: serde_json::Value| {
+        let mut b = llama();
+        b["inputCostPerToken"] = input;
+        b["outputCostPerToken"] = output;
+        b
+    };
+    for (body, msg) in [
+        (
+            priced(json!(-0.001), json!(0.001)),
+            "inputCostPerToken must be a number >= 0",
+        ),
+        (
+            priced(json!(0.001), json!(1001)),
+            "outputCostPerToken is too large (at most 1000)",
+        ),
+        (priced(json!("0.001"), json!(0.001)), "inputCostPerToken: "),
+    ] {
+        let r = s.post("/api/models", body.clone()).await;
+        assert_eq!(r.status, 400, "{body} → {}", r.text);
+        assert_eq!(r.body["code"], "BAD_REQUEST");
+        let e = r.body["error"].as_str().unwrap();
+        assert!(e.starts_with(msg), "{body} → {e}");
+    }
+    assert!(emu.deployments().is_empty());
+
+    let r = s
+        .post("/api/models", priced(json!(0.001), json!(0.000002)))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let m = &r.body["model"];
+    let id = m["id"].as_str().unwrap().to_string();
+    assert_eq!(m["inputCostPerToken"], 0.001);
+    assert_eq!(m["outputCostPerToken"], 0.000002);
+    assert_eq!(m["litellm"]["state"], "synced", "{}", r.text);
+    let deps = emu.deployments();
+    assert_eq!(deps.len(), 1, "{deps:?}");
+    assert_eq!(deps[0].litellm_params["input_cost_per_token"], 0.001);
+    assert_eq!(deps[0].litellm_params["output_cost_per_token"], 0.000002);
+    let path = format!("/api/models/{id}");
+    let g = s.get(&path).await;
+    assert_eq!(g.body["model"]["inputCostPerToken"], 0.001, "{}", g.text);
+    let listed = s.get("/api/models").await;
+    assert_eq!(listed.body["models"][0]["outputCostPerToken"], 0.000002);
+
+    // Absent keeps: a rename leaves the prices and the deployment alone.
+    let (news, deletes) = (
+        emu.request_count("/model/new"),
+        emu.request_count("/model/delete"),
+    );
+    let u = s.put(&path, json!({"name": "Llama renamed"})).await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    assert_eq!(u.body["model"]["inputCostPerToken"], 0.001);
+    assert_eq!(u.body["model"]["outputCostPerToken"], 0.000002);
+    assert_eq!(emu.request_count("/model/new"), news);
+    assert_eq!(emu.request_count("/model/delete"), deletes);
+
+    // A bad price on update changes nothing.
+    let u = s.put(&path, json!({"outputCostPerToken": -1})).await;
+    assert_eq!(u.status, 400, "{}", u.text);
+    assert_eq!(u.body["error"], "outputCostPerToken must be a number >= 0");
+
+    // A new price re-creates the deployment (delete + new, same id); the other price is kept.
+    let u = s.put(&path, json!({"inputCostPerToken": 0.0000005})).await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    assert_eq!(u.body["model"]["inputCostPerToken"], 0.0000005);
+    assert_eq!(u.body["model"]["outputCostPerToken"], 0.000002);
+    assert_eq!(u.body["model"]["litellm"]["state"], "synced", "{}", u.text);
+    assert_eq!(emu.request_count("/model/new"), news + 1);
+    assert_eq!(emu.request_count("/model/delete"), deletes + 1);
+    let deps = emu.deployments();
+    assert_eq!(deps.len(), 1, "{deps:?}");
+    assert_eq!(deps[0].id, id);
+    assert_eq!(deps[0].litellm_params["input_cost_per_token"], 0.0000005);
+    assert_eq!(deps[0].litellm_params["output_cost_per_token"], 0.000002);
+    assert_eq!(deps[0].litellm_params["model"], "openai/llama3-8b");
+
+    // `null` clears: back to LiteLLM's own price, the parameter gone from the deployment.
+    let u = s.put(&path, json!({"outputCostPerToken": null})).await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    assert_eq!(u.body["model"]["outputCostPerToken"], json!(null));
+    assert_eq!(u.body["model"]["inputCostPerToken"], 0.0000005);
+    assert_eq!(emu.request_count("/model/new"), news + 2);
+    let deps = emu.deployments();
+    assert_eq!(deps.len(), 1, "{deps:?}");
+    assert_eq!(deps[0].id, id);
+    assert!(!deps[0].litellm_params.contains_key("output_cost_per_token"));
+    assert_eq!(deps[0].litellm_params["input_cost_per_token"], 0.0000005);
+
+    // The audit log names what changed.
+    let events = s.get("/api/audit?limit=1000").await;
+    let changed: Vec<serde_json::Value> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "model.updated")
+        .map(|e| e["details"]["changed"].clone())
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            json!(["name"]),
+            json!(["inputCostPerToken"]),
+            json!(["outputCostPerToken"])
+        ]
+    );
+
+    // A model without prices: null in its view, nothing in its deployment.
+    let r = s
+        .post(
+            "/api/models",
+            json!({"name": "GPT 4o", "provider": "openai", "modelId": "gpt-4o"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["model"]["inputCostPerToken"], json!(null));
+    assert_eq!(r.body["model"]["outputCostPerToken"], json!(null));
+    let plain = emu
+        .deployments()
+        .into_iter()
+        .find(|d| d.model_name == "openai/gpt-4o")
+        .unwrap();
+    assert!(!plain.litellm_params.contains_key("input_cost_per_token"));
+    assert!(!plain.litellm_params.contains_key("output_cost_per_token"));
+}
+
 /// Every invalid field is a 400 naming it; auth is required; bodies must be JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_and_auth() {
@@ -260,7 +391,8 @@ async fn nats_command_interface() {
     let mut replies = nc.subscribe("_INBOX.test.replies.>").await.unwrap();
     let mut dlq = nc.subscribe("vc.dlq.cmd").await.unwrap();
     let body = serde_json::to_vec(
-        &json!({"name": "Gemini", "provider": "google", "modelId": "gemini-pro", "apiKey": "sk-g"}),
+        &json!({"name": "Gemini", "provider": "google", "modelId": "gemini-pro", "apiKey": "sk-g",
+                "outputCostPerToken": 0.00001}),
     )
     .unwrap();
     for _ in 0..2 {
@@ -281,6 +413,8 @@ async fn nats_command_interface() {
     assert_eq!(o["commandId"], "ext-cmd-1");
     assert_eq!(o["status"], "succeeded", "{o}");
     assert_eq!(o["result"]["model"]["provider"], "google");
+    assert_eq!(o["result"]["model"]["outputCostPerToken"], 0.00001);
+    assert_eq!(o["result"]["model"]["inputCostPerToken"], json!(null));
     let cmd = s.get("/api/commands/ext-cmd-1").await;
     assert_eq!(cmd.status, 200);
     assert_eq!(cmd.body["status"], "succeeded");
@@ -464,6 +598,15 @@ async fn ops_endpoints_and_openapi() {
         "/api/audit",
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
+    }
+    let schemas = &doc.body["components"]["schemas"];
+    for schema in ["ModelView", "ModelRegisterBody", "ModelUpdateBody"] {
+        for field in ["inputCostPerToken", "outputCostPerToken"] {
+            assert!(
+                schemas[schema]["properties"][field].is_object(),
+                "openapi's {schema} lacks {field}"
+            );
+        }
     }
     // Every documented path/method is served (not 404 / 405) by the router.
     for (path, item) in paths {
