@@ -91,7 +91,7 @@ run(async () => {
   const dialog = page.getByRole('dialog', { name: 'Register model' });
   check((await dialog.getByLabel('Provider').inputValue()) === 'openai-compatible', 'OpenAI-compatible / vLLM is the default provider');
   check((await dialog.getByLabel('API key').getAttribute('type')) === 'password', 'the API key is a password field');
-  for (const label of ['Name', 'Description', 'Provider', 'Model ID', 'Base URL', 'API key']) {
+  for (const label of ['Name', 'Description', 'Provider', 'Model ID', 'Base URL', 'API key', 'Input price (USD per token)', 'Output price (USD per token)']) {
     check((await dialog.getByLabel(label, { exact: true }).count()) === 1, `the field ${label} is labelled`);
   }
   await dialog.getByLabel('Name').fill('Llama 3 (local)');
@@ -99,6 +99,8 @@ run(async () => {
   await dialog.getByLabel('Model ID').fill('llama3-8b');
   await dialog.getByLabel('Base URL').fill('http://127.0.0.1:9/v1');
   await dialog.getByLabel('API key').fill(UPSTREAM_SECRET);
+  await dialog.getByLabel('Input price (USD per token)').fill('0.0000002');
+  await dialog.getByText('$0.20 per 1M tokens').waitFor();
   await snap(page, '03-register-model');
   await dialog.getByRole('button', { name: 'Register model' }).click();
   await dialog.waitFor({ state: 'detached' });
@@ -143,13 +145,18 @@ run(async () => {
   await page.getByRole('heading', { name: 'Llama 3 (local)', level: 1 }).waitFor();
   const overview = page.getByRole('tabpanel');
   await overview.getByText('set', { exact: true }).waitFor();
+  await overview.getByText('$0.20 per 1M tokens').waitFor();
+  await overview.getByText("LiteLLM's default").waitFor();
   await noKeysShown(page, 'model overview');
   await page.getByRole('button', { name: 'Edit' }).click();
   const edit = page.getByRole('dialog', { name: /^Edit/ });
   await edit.getByLabel('Description').fill('vLLM on the lab box, 8B');
+  check((await edit.getByLabel('Input price (USD per token)').inputValue()) === '0.0000002', 'the edit form shows the price per token');
+  await edit.getByLabel('Output price (USD per token)').fill('0.000001');
   await edit.getByRole('button', { name: 'Save' }).click();
   await edit.waitFor({ state: 'detached' });
   await overview.getByText('vLLM on the lab box, 8B').waitFor();
+  await overview.getByText('$1.00 per 1M tokens').waitFor();
   await snap(page, '06-model-overview');
   await page.getByRole('tab', { name: 'Realm Access' }).click();
   const access = page.locator('.access-row').filter({ hasText: 'Engineering' });

@@ -65,6 +65,58 @@ export async function list(main, route, ctx) {
   return sc.stop;
 }
 
+// Prices are USD per token, as LiteLLM takes them; people read them per million tokens.
+const PRICES = [
+  ["inputCostPerToken", "Input price (USD per token)"],
+  ["outputCostPerToken", "Output price (USD per token)"],
+];
+
+/** 1.5e-7 → "0.00000015": a price per token without an exponent, every digit kept (it reads back as n). */
+function perToken(n) {
+  const s = String(n);
+  const m = s.match(/^(\d)(?:\.(\d+))?e-(\d+)$/);
+  return m ? `0.${"0".repeat(Number(m[3]) - 1)}${m[1]}${m[2] || ""}` : s;
+}
+
+/** A price per token as read: "$0.20 per 1M tokens". */
+function perMillion(n) {
+  return `$${(n * 1e6).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 6 })} per 1M tokens`;
+}
+
+/** A model's price for the overview, or LiteLLM's default when it has none. */
+function priceText(n) {
+  if (n === null || n === undefined) return h("span", { class: "sub" }, "LiteLLM's default");
+  return h("span", {}, perMillion(n), h("span", { class: "sub" }, ` ($${perToken(n)} per token)`));
+}
+
+function priceHint(n) {
+  return n === null || !Number.isFinite(n) || n < 0
+    ? "Optional. Empty: LiteLLM's own price for the model, if it knows one (often none for a self-hosted model)."
+    : `${perMillion(n)}. Empty: LiteLLM's own price.`;
+}
+
+// A price input whose hint shows the price per million tokens as it is typed.
+function priceField(name, label, value) {
+  const control = input(name, { type: "number", min: "0", max: "1000", step: "any", inputmode: "decimal", value: value === null || value === undefined ? "" : perToken(value), placeholder: "LiteLLM's default" });
+  const f = field(label, control, priceHint(value ?? null));
+  const hint = f.querySelector(".hint");
+  control.addEventListener("input", () => {
+    hint.textContent = priceHint(control.value.trim() === "" ? null : Number(control.value));
+  });
+  return f;
+}
+
+/**
+ * A price field's value: null when empty. Text the browser cannot read as a number would read as empty
+ * (and clear the price): it is refused here, in the API's words, next to the field.
+ */
+function priceValue(f, name) {
+  const c = f[name].control;
+  if (c.validity.badInput) throw new Error(`${name} must be a number >= 0`);
+  const t = c.value.trim();
+  return t === "" ? null : Number(t);
+}
+
 function modelFields(m) {
   const isNew = !m;
   const f = {
@@ -79,6 +131,7 @@ function modelFields(m) {
       isNew ? "Optional. Stored encrypted; never shown again." : `Currently ${m.hasApiKey ? "set" : "not set"}. Leave empty to keep it.`,
     ),
   };
+  for (const [name, label] of PRICES) f[name] = priceField(name, label, m?.[name]);
   if (!isNew) f.provider.control.disabled = true;
   return f;
 }
@@ -96,6 +149,10 @@ function registerDialog(done) {
       if (v("description")) body.description = v("description");
       if (v("baseUrl")) body.baseUrl = v("baseUrl");
       if (f.apiKey.control.value) body.apiKey = f.apiKey.control.value;
+      for (const [name] of PRICES) {
+        const p = priceValue(f, name);
+        if (p !== null) body[name] = p;
+      }
       const r = await api.post("/api/models", body);
       toast(`Model "${r.model.name}" registered.`);
       done(r.model);
@@ -113,6 +170,7 @@ function editDialog(model, done) {
     body: [
       f.name, f.description, status, f.provider, f.modelId, f.baseUrl, f.apiKey,
       model.hasApiKey ? h("div", { class: "check" }, clear, h("label", { for: "clear-api-key" }, "Remove the stored API key")) : null,
+      f.inputCostPerToken, f.outputCostPerToken,
     ],
     submitLabel: "Save",
     aliases: { litellmModelName: "name" },
@@ -126,6 +184,11 @@ function editDialog(model, done) {
       if (status.control.value !== model.status) body.status = status.control.value;
       if (clear.checked) body.apiKey = null;
       else if (f.apiKey.control.value) body.apiKey = f.apiKey.control.value;
+      // An emptied price is sent as null: back to LiteLLM's own.
+      for (const [name] of PRICES) {
+        const p = priceValue(f, name);
+        if (p !== (model[name] ?? null)) body[name] = p;
+      }
       if (!Object.keys(body).length) return;
       await api.put(`/api/models/${api.enc(model.id)}`, body);
       toast("Model saved.");
@@ -188,6 +251,8 @@ export async function detail(main, route, ctx) {
             ["Model ID", h("code", {}, model.modelId)],
             ["Base URL", model.baseUrl ? h("code", {}, model.baseUrl) : "—"],
             ["API key", model.hasApiKey ? badge("set", "ok") : badge("not set", "muted")],
+            ["Input price", priceText(model.inputCostPerToken)],
+            ["Output price", priceText(model.outputCostPerToken)],
             ["LiteLLM name", h("code", {}, model.litellmModelName)],
             ["LiteLLM sync", h("span", {}, syncBadge(model.litellm), model.litellm?.lastError ? h("span", { class: "sub" }, ` ${model.litellm.lastError}`) : null)],
             ["Realms", String(model.realmCount)],
