@@ -245,6 +245,18 @@ fn opt(s: BoxedStrategy<Value>) -> BoxedStrategy<Option<Value>> {
     prop::option::of(s).boxed()
 }
 
+/// A model price a validator accepts (0 to 1000 USD per token), or `null` (none, or clear).
+fn price() -> BoxedStrategy<Option<Value>> {
+    opt(prop_oneof![
+        (0.0f64..=1e-3).prop_map(|f| json!(f)),
+        (0.0f64..=1000.0).prop_map(|f| json!(f)),
+        Just(json!(0)),
+        Just(json!(1000)),
+        Just(Value::Null),
+    ]
+    .boxed())
+}
+
 /// Bodies a validator accepts (unicode names, odd but valid URLs, budgets, limits), on the fixtures or
 /// on unknown ids, plus unknown extra fields: they reach the worker, which applies or refuses them.
 fn valid_body(route: Route, fx: &Fixture) -> BoxedStrategy<Map<String, Value>> {
@@ -268,10 +280,21 @@ fn valid_body(route: Route, fx: &Fixture) -> BoxedStrategy<Map<String, Value>> {
             opt(prop::sample::select(vec!["active", "inactive"])
                 .prop_map(|x| json!(x))
                 .boxed()),
+            [price(), price()],
         )
             .prop_map(
-                move |(name, provider, model_id, base_url, api_key, description, status)| {
+                move |(
+                    name,
+                    provider,
+                    model_id,
+                    base_url,
+                    api_key,
+                    description,
+                    status,
+                    prices,
+                )| {
                     let provider = Some(json!(provider));
+                    let [input, output] = prices;
                     if route == Route::CreateModel {
                         vec![
                             ("name", name.or(Some(json!("Fuzz model")))),
@@ -280,6 +303,8 @@ fn valid_body(route: Route, fx: &Fixture) -> BoxedStrategy<Map<String, Value>> {
                             ("baseUrl", base_url.or(Some(json!("http://upstream:1")))),
                             ("apiKey", api_key.filter(|k| k.is_string())),
                             ("description", description),
+                            ("inputCostPerToken", input),
+                            ("outputCostPerToken", output),
                         ]
                     } else {
                         vec![
@@ -289,6 +314,8 @@ fn valid_body(route: Route, fx: &Fixture) -> BoxedStrategy<Map<String, Value>> {
                             ("apiKey", api_key),
                             ("description", description),
                             ("status", status),
+                            ("inputCostPerToken", input),
+                            ("outputCostPerToken", output),
                         ]
                     }
                 },

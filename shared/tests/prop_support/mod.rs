@@ -195,6 +195,8 @@ pub const ALL_FIELDS: &[&str] = &[
     "slug",
     "color",
     "monthlyBudgetUsd",
+    "inputCostPerToken",
+    "outputCostPerToken",
     "agentDid",
     "isPrimary",
     "realmModelId",
@@ -357,6 +359,8 @@ pub fn fields_of(kind: CommandKind) -> &'static [&'static str] {
             "apiKey",
             "apiKeySealed",
             "description",
+            "inputCostPerToken",
+            "outputCostPerToken",
         ],
         CommandKind::ModelUpdate => &[
             "id",
@@ -368,6 +372,8 @@ pub fn fields_of(kind: CommandKind) -> &'static [&'static str] {
             "baseUrl",
             "apiKey",
             "apiKeySealed",
+            "inputCostPerToken",
+            "outputCostPerToken",
         ],
         CommandKind::ModelDelete
         | CommandKind::RealmDelete
@@ -648,6 +654,20 @@ fn bad_budget() -> BoxedStrategy<Option<Value>> {
     .boxed()
 }
 
+/// A model price out of 0..=1000 USD per token, or not a number (`null` is valid: "none" or "clear").
+fn bad_price() -> BoxedStrategy<Option<Value>> {
+    prop_oneof![
+        (-1e300f64..-1e-300).prop_map(|f| Some(json!(f))),
+        (1_000.000_001_f64..1e300).prop_map(|f| Some(json!(f))),
+        Just(Some(json!(-1))),
+        Just(Some(json!(1001))),
+        Just(Some(json!(i64::MIN))),
+        Just(Some(json!(u64::MAX))),
+        not_a_number(),
+    ]
+    .boxed()
+}
+
 fn bad_max_tokens() -> BoxedStrategy<Option<Value>> {
     prop_oneof![
         (i64::MIN..=0).prop_map(|n| Some(json!(n))),
@@ -745,6 +765,8 @@ fn tables(did: &str) -> Vec<Table> {
                 ("description", Rest, optional_text(4000)),
                 ("apiKey", Rest, api_key(Rest)),
                 ("apiKey", Direct, api_key(Direct)),
+                ("inputCostPerToken", Rest, vec![bad_price()]),
+                ("outputCostPerToken", Rest, vec![bad_price()]),
             ],
         },
         Table {
@@ -782,6 +804,8 @@ fn tables(did: &str) -> Vec<Table> {
                 ),
                 ("apiKey", Rest, api_key(Rest)),
                 ("apiKey", Direct, api_key(Direct)),
+                ("inputCostPerToken", Rest, vec![bad_price()]),
+                ("outputCostPerToken", Rest, vec![bad_price()]),
             ],
         },
         Table {
