@@ -200,6 +200,75 @@ async fn prices_sync_into_the_deployment() {
     assert!(!plain.litellm_params.contains_key("output_cost_per_token"));
 }
 
+/// A realm key's call to a priced model is charged at the model's prices (10 prompt + 5 completion
+/// tokens at 0.001 cost 0.015 USD, as on the real proxy), at the new ones after a change, and at
+/// LiteLLM's default once they are cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_charged_at_the_model_prices() {
+    let s = Stack::builder().litellm(true).start().await;
+    let emu = &s.emu.as_ref().unwrap().emu;
+    let mut body = llama();
+    body["inputCostPerToken"] = json!(0.001);
+    body["outputCostPerToken"] = json!(0.001);
+    let m = s.post("/api/models", body).await;
+    assert_eq!(m.status, 201, "{}", m.text);
+    let id = m.body["model"]["id"].as_str().unwrap().to_string();
+    let name = m.body["model"]["litellmModelName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.post("/api/realms", json!({"name": "Priced"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let realm = r.body["realm"]["id"].as_str().unwrap().to_string();
+    let g = s
+        .post(
+            &format!("/api/models/{id}/realms"),
+            json!({"realmId": realm}),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let key = emu.keys()[0].key.clone();
+    // The cost LiteLLM reports for one call with the realm's key.
+    let cost = || async {
+        let r = s
+            .http
+            .post(format!(
+                "{}/chat/completions",
+                s.emu.as_ref().unwrap().base_url
+            ))
+            .bearer_auth(&key)
+            .json(&json!({"model": name, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let c = r.headers()["x-litellm-response-cost"].to_str().unwrap();
+        c.parse::<f64>().unwrap()
+    };
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    let c = cost().await;
+    assert!(near(c, 0.015), "{c}");
+    let u = s
+        .put(
+            &format!("/api/models/{id}"),
+            json!({"inputCostPerToken": 0.002, "outputCostPerToken": 0}),
+        )
+        .await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    let c = cost().await;
+    assert!(near(c, 0.02), "{c}");
+    let u = s
+        .put(
+            &format!("/api/models/{id}"),
+            json!({"inputCostPerToken": null, "outputCostPerToken": null}),
+        )
+        .await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    let c = cost().await;
+    let default = litellm_emu::DEFAULT_SPEND_PER_REQUEST;
+    assert!(near(c, default), "{c} (default {default})");
+}
+
 /// Every invalid field is a 400 naming it; auth is required; bodies must be JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_and_auth() {
