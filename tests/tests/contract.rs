@@ -639,3 +639,147 @@ async fn real_litellm_key_rotation() {
     assert_eq!(st, 404, "the realm's team is deleted with it");
     s.delete(&format!("/api/models/{model_id}")).await;
 }
+
+/// Issue "Spend, limits and budget alerts" against the real proxy: a realm's `rpmLimit: 2` makes the
+/// third chat in a minute a 429; a model with its own price and a realm with a small budget: the spend
+/// reads back from LiteLLM, the 50 %, 80 % and 100 % thresholds are recorded, and the budget then blocks
+/// further calls (LiteLLM's own check and the control plane's guard).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_litellm_spend_limits() {
+    let Some(real) = real() else { return };
+    let Some(fake) = real.fake_openai.clone() else {
+        eprintln!("contract tier: spend scenario SKIPPED (VC_CONTRACT_FAKE_OPENAI_URL not set)");
+        return;
+    };
+    let s = Stack::builder()
+        .litellm_external(&real.url, &real.key)
+        .budget(vc_worker::BudgetSettings {
+            spend_every: Duration::ZERO,
+            thresholds: vec![0.5, 0.8, 1.0],
+            webhooks: None,
+        })
+        .start()
+        .await;
+    // 0.001 USD per token: a chat with the fake upstream (10 prompt + 5 completion tokens) costs 0.015.
+    let m = s
+        .post(
+            "/api/models",
+            json!({"name": unique("Priced Model"), "provider": "openai-compatible",
+        "modelId": "fake-priced", "baseUrl": format!("{fake}/v1"), "apiKey": "sk-up-price",
+        "inputCostPerToken": 0.001, "outputCostPerToken": 0.001}),
+        )
+        .await;
+    assert_eq!(m.status, 201, "{}", m.text);
+    let model_id = m.body["model"]["id"].as_str().unwrap().to_string();
+    let model = m.body["model"]["litellmModelName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let realm = s
+        .post("/api/realms", json!({"name": unique("Spend Realm")}))
+        .await;
+    let realm_id = realm.body["realm"]["id"].as_str().unwrap().to_string();
+    let g = s
+        .post(
+            &format!("/api/models/{model_id}/realms"),
+            json!({"realmId": realm_id, "monthlyBudgetUsd": 0.05}),
+        )
+        .await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    let stored = s.store.realm(&realm_id).await.unwrap().unwrap();
+    let key = s
+        .sealer()
+        .open(
+            vc_shared::crypto::Purpose::RealmKey,
+            &realm_id,
+            &stored.key.unwrap().key_sealed,
+        )
+        .unwrap();
+
+    // The rate limit: the third call in the minute is refused.
+    let r = s
+        .patch(&format!("/api/realms/{realm_id}"), json!({"rpmLimit": 2}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["realm"]["routerKey"]["limits"]["rpmLimit"], 2);
+    let (st, info) = real.get(&format!("/key/info?key={key}")).await;
+    assert_eq!(st, 200, "{info}");
+    assert_eq!(info["info"]["rpm_limit"], 2, "{info}");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(real.chat(&key, &model).await.0);
+    }
+    assert_eq!(statuses, vec![200, 200, 429], "rpmLimit 2");
+    let r = s
+        .patch(
+            &format!("/api/realms/{realm_id}"),
+            json!({"rpmLimit": null}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Spend: 2 calls (0.03 USD of 0.05) → 50 %; one more (0.045) → 80 %; one more (0.06) → 100 %.
+    let refresh_until = |label: &'static str, at_least: f64| {
+        let (s, realm_id) = (&s, realm_id.clone());
+        async move {
+            eventually(label, Duration::from_secs(90), || async {
+                let r = s
+                    .post(&format!("/api/realms/{realm_id}/spend/refresh"), json!({}))
+                    .await;
+                let spend = r.body["spend"]["spendUsd"].as_f64().unwrap_or(0.0);
+                (spend >= at_least - 1e-9).then(|| r.body["spend"].clone())
+            })
+            .await
+        }
+    };
+    let sp = refresh_until("0.03 USD spent", 0.03).await;
+    assert_eq!(sp["budgetUsd"], 0.05, "{sp}");
+    assert!(sp["periodResetAt"].is_string(), "{sp}");
+    assert_eq!(real.chat(&key, &model).await.0, 200);
+    refresh_until("0.045 USD spent", 0.045).await;
+    assert_eq!(real.chat(&key, &model).await.0, 200);
+    let sp = refresh_until("0.06 USD spent", 0.06).await;
+    assert_eq!(sp["remainingUsd"], 0.0, "{sp}");
+    let crossed = eventually(
+        "the three thresholds recorded",
+        Duration::from_secs(30),
+        || async {
+            let sp = s.get(&format!("/api/realms/{realm_id}/spend")).await.body;
+            (sp["thresholdsCrossed"] == json!([0.5, 0.8, 1.0]) && sp["guard"].is_object())
+                .then_some(sp)
+        },
+    )
+    .await;
+    let audit = s.get("/api/audit?limit=1000").await.body;
+    let fractions: Vec<f64> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["kind"] == "realm.budget.threshold" && e["subject"] == format!("realm:{realm_id}")
+        })
+        .map(|e| e["details"]["fraction"].as_f64().unwrap())
+        .collect();
+    assert_eq!(fractions, vec![0.5, 0.8, 1.0], "one event per threshold");
+    // The budget blocks further calls: LiteLLM's own check, and the key blocked by the guard.
+    eventually(
+        "the key blocked in LiteLLM",
+        Duration::from_secs(30),
+        || async {
+            let (_, info) = real.get(&format!("/key/info?key={key}")).await;
+            (info["info"]["blocked"] == true).then_some(())
+        },
+    )
+    .await;
+    let (st, body) = real.chat(&key, &model).await;
+    assert!(
+        st == 400 || st == 401,
+        "a call over the budget: {st} {body}"
+    );
+    eprintln!(
+        "contract tier: rpmLimit 2 → {statuses:?}; spend {} USD of 0.05, thresholds {:?}, guard {}; the next call {st}",
+        crossed["spendUsd"], crossed["thresholdsCrossed"], crossed["guard"]["reason"]
+    );
+    s.delete(&format!("/api/realms/{realm_id}")).await;
+    s.delete(&format!("/api/models/{model_id}")).await;
+}
