@@ -267,6 +267,17 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
     let lifted = audit(&s, "realm.budget.unblocked").await;
     assert_eq!(lifted.len(), 1);
     assert_eq!(lifted[0]["details"]["reason"], "budget raised");
+    // A new budget starts the thresholds over: 10 of 20 is the 0.5 threshold of the new budget.
+    let sp = refresh("raised").await;
+    // 10 USD and the call above.
+    let left = sp["remainingUsd"].as_f64().unwrap();
+    assert!((left - 10.0).abs() < 0.01, "{sp}");
+    assert_eventually!(
+        audit(&s, "realm.budget.threshold").await.len() == 4,
+        secs(10)
+    );
+    let sp = s.get(&format!("/api/realms/{realm}/spend")).await.body;
+    assert_eq!(sp["thresholdsCrossed"], json!([0.5]), "{sp}");
 
     // Spent again, then a new budget period (LiteLLM's reset): unblocked, thresholds start over.
     emu.set_team_spend(&team, 20.0);
@@ -308,19 +319,24 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
         ids.insert(ev["id"].as_str().unwrap().to_string());
     }
     assert_eq!(ids.len(), want, "each budget event delivered");
-    let d = s.get("/api/webhooks/deliveries?limit=500").await;
-    assert_eq!(d.status, 200, "{}", d.text);
-    let deliveries = d.body["deliveries"].as_array().unwrap();
+    // Each attempt is logged once the receiver answered it.
+    let delivered = || async {
+        let d = s.get("/api/webhooks/deliveries?limit=500").await;
+        assert_eq!(d.status, 200, "{}", d.text);
+        d.body["deliveries"].as_array().unwrap().clone()
+    };
+    assert_eventually!(
+        delivered()
+            .await
+            .iter()
+            .filter(|x| x["status"] == "delivered")
+            .count()
+            == want,
+        secs(10)
+    );
+    let deliveries = delivered().await;
     assert!(deliveries
         .iter()
         .any(|x| x["status"] == "retrying" && x["httpStatus"] == 500));
-    assert_eq!(
-        deliveries
-            .iter()
-            .filter(|x| x["status"] == "delivered")
-            .count(),
-        want,
-        "{deliveries:?}"
-    );
     assert_eq!(s.get("/api/webhooks/deliveries?limit=0").await.status, 400);
 }

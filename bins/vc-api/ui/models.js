@@ -47,6 +47,7 @@ export async function list(main, route, ctx) {
           },
           { label: "Provider", cell: (m) => providerName(m.provider) },
           { label: "Model ID", cell: (m) => h("code", {}, m.modelId) },
+          { label: "Price in / out (per 1M tokens)", cell: listPrice },
           { label: "Realms", cell: (m) => String(m.realmCount), class: "num" },
           { label: "Status", cell: statusBadge },
           { label: "LiteLLM", cell: (m) => syncBadge(m.litellm) },
@@ -81,6 +82,13 @@ function perToken(n) {
 /** A price per token as read: "$0.20 per 1M tokens". */
 function perMillion(n) {
   return `$${(n * 1e6).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 6 })} per 1M tokens`;
+}
+
+/** Both prices of a model for the list: "$0.20 / $0.60", or LiteLLM's default. */
+function listPrice(m) {
+  const one = (n) => (n === null || n === undefined ? "default" : `$${(n * 1e6).toLocaleString("en-US", { maximumFractionDigits: 6 })}`);
+  if ((m.inputCostPerToken ?? null) === null && (m.outputCostPerToken ?? null) === null) return h("span", { class: "sub" }, "LiteLLM's default");
+  return `${one(m.inputCostPerToken)} / ${one(m.outputCostPerToken)}`;
 }
 
 /** A model's price for the overview, or LiteLLM's default when it has none. */

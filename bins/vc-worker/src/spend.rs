@@ -115,8 +115,11 @@ async fn judge(worker: &Worker, realm: &StoredRealm, spend: &RealmSpend) -> Resu
         );
         if !fresh.is_empty() {
             let list: Vec<String> = fresh.iter().map(f64::to_string).collect();
-            let id =
-                crate::own::derived_id("budget-alert", &[&realm.id, period_text, &list.join(",")]);
+            // The budget is part of the id: a new budget starts the thresholds over.
+            let id = crate::own::derived_id(
+                "budget-alert",
+                &[&realm.id, period_text, &budget.to_string(), &list.join(",")],
+            );
             let body = json!({"realmId": realm.id, "period": period, "spendUsd": spend.spend_usd,
                 "budgetUsd": budget, "fractions": fresh});
             crate::own::publish(worker, CommandKind::RealmBudgetAlert, &id, "budget", &body)

@@ -231,6 +231,8 @@ impl Tx<'_> {
                 k.monthly_budget_usd = b;
                 budget_changed = true;
                 key_changed = true;
+                // Thresholds are fractions of the budget: a new budget starts their record over.
+                k.alerts = Default::default();
                 // The guard blocked the keys at the old budget: a budget above what was spent (or none)
                 // lifts it.
                 if let Some(g) = k.guard.take_if(|g| b.is_none_or(|b| b > g.spend_usd)) {
