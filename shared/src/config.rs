@@ -361,8 +361,8 @@ fn purpose_key(
     Ok(key)
 }
 
-/// `EX_USAGE`: the exit code of a bad command line or configuration.
-pub const EX_USAGE: u8 = 64;
+/// Bad command line or configuration (see [`crate::cli`] for the exit codes).
+pub use crate::cli::EX_USAGE;
 
 /// Shortest admin token accepted: a guessable admin token is the whole system.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;

@@ -13,6 +13,7 @@
 //! - [`crypto`]: sealing secrets with `VC_SECRET_KEY`; [`did`]: `did:key` and agent signatures.
 //! - [`webhook`]: signing the budget events' webhooks.
 //! - [`redact`]: `Debug` that hides the secret fields of a type.
+//! - [`cli`]: `--help`, `--version` and the exit codes of the three services.
 //! - [`config`], [`telemetry`], [`shutdown`], [`ops`], [`bus`]: settings, logging, signals, health
 //!   and metrics endpoints, NATS setup.
 //!
@@ -26,6 +27,7 @@
 
 pub mod budget;
 pub mod bus;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod crypto;

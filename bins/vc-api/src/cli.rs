@@ -4,18 +4,26 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use vc_shared::cli::{EX_OSERR, EX_UNAVAILABLE};
 use vc_shared::config::{Service, Settings};
 
-/// `EX_UNAVAILABLE`: a dependency (NATS, Redis) could not be reached.
-const EX_UNAVAILABLE: u8 = 69;
-/// `EX_OSERR`: the listen address could not be bound.
-const EX_OSERR: u8 = 71;
+const ABOUT: &str = "vc-api: the REST API and dashboard of the control plane. It validates requests and \
+publishes commands to NATS JetStream (it never calls LiteLLM), and serves reads from its read model.";
+const USAGE: &str = "usage: vc-api [--config FILE]";
 
 /// The `vc-api` program: settings from `--config FILE` and the environment (validated once, every error
 /// reported), then [`crate::run`] until SIGTERM or Ctrl-C. `main` is only this call; benchmarks run the
 /// same entry point as a process of their own.
 #[tokio::main]
 pub async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(text) = vc_shared::cli::info_request(
+        &args,
+        || vc_shared::cli::help_text(Service::Api, "vc-api", ABOUT, USAGE),
+        "vc-api",
+    ) {
+        return vc_shared::cli::print_info(&text);
+    }
     let (settings, env) = match Settings::load_for_main(Service::Api, "vc-api") {
         Ok(v) => v,
         Err(code) => return code,

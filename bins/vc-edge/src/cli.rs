@@ -3,20 +3,30 @@
 
 use std::process::ExitCode;
 
-use vc_shared::config::{Service, Settings, EX_USAGE};
+use vc_shared::cli::{EX_OSERR, EX_UNAVAILABLE, EX_USAGE};
+use vc_shared::config::{Service, Settings};
 
 use crate::EdgeConfig;
 
-/// `EX_UNAVAILABLE`: a dependency (NATS, Redis) could not be reached.
-const EX_UNAVAILABLE: u8 = 69;
-/// `EX_OSERR`: the listen address could not be bound.
-const EX_OSERR: u8 = 71;
+const ABOUT: &str =
+    "vc-edge: holds agents' WebSocket sessions (ws://, or wss:// with a certificate), \
+authenticates them by their did:key, and delivers each one its llm_config from the realm and agent \
+pushes on NATS. Run many side by side.";
+const USAGE: &str = "usage: vc-edge [--config FILE]";
 
 /// The `vc-edge` program: settings from `--config FILE` and the environment (validated once, every error
 /// reported), then [`crate::run`] until SIGTERM or Ctrl-C. `main` is only this call; the test harness
 /// builds the same entry point as a binary to kill -9 real edge processes.
 #[tokio::main]
 pub async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(text) = vc_shared::cli::info_request(
+        &args,
+        || vc_shared::cli::help_text(Service::Edge, "vc-edge", ABOUT, USAGE),
+        "vc-edge",
+    ) {
+        return vc_shared::cli::print_info(&text);
+    }
     let (settings, env) = match Settings::load_for_main(Service::Edge, "vc-edge") {
         Ok(v) => v,
         Err(code) => return code,

@@ -11,13 +11,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use vc_shared::config::{Service, Settings, EX_USAGE};
+use vc_shared::cli::{EX_OSERR, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE};
+use vc_shared::config::{Service, Settings};
 use vc_shared::crypto::{Purpose, SecretKey};
 
-/// `EX_UNAVAILABLE`: a dependency (Redis) could not be reached.
-const EX_UNAVAILABLE: u8 = 69;
-/// `EX_TEMPFAIL`: try again later (the command lane is held by a running worker).
-const EX_TEMPFAIL: u8 = 75;
+const ABOUT: &str = "vc-worker: applies the commands of NATS JetStream to Redis in order, keeps LiteLLM in \
+step (deployments, realm keys and teams, key rotation, spend), and publishes pushes and events. Run \
+several: one holds the command lane at a time, all share the LiteLLM work.";
 
 const USAGE: &str = "usage: vc-worker [--config FILE]
        vc-worker reseal [--config FILE]
@@ -50,7 +50,6 @@ fn parse(mut args: Vec<String>) -> Result<(Task, Vec<String>), String> {
             args.retain(|a| a != "--previous");
             Task::Keys { purpose, previous }
         }
-        Some("-h" | "--help" | "help") => return Err(USAGE.into()),
         _ => Task::Run,
     };
     Ok((task, args))
@@ -62,7 +61,15 @@ fn parse(mut args: Vec<String>) -> Result<(Task, Vec<String>), String> {
 /// binary to kill -9 real worker processes.
 #[tokio::main]
 pub async fn main() -> ExitCode {
-    let (task, args) = match parse(std::env::args().skip(1).collect()) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(text) = vc_shared::cli::info_request(
+        &argv,
+        || vc_shared::cli::help_text(Service::Worker, "vc-worker", ABOUT, USAGE),
+        "vc-worker",
+    ) {
+        return vc_shared::cli::print_info(&text);
+    }
+    let (task, args) = match parse(argv) {
         Ok(v) => v,
         Err(usage) => {
             eprintln!("{usage}");
@@ -86,19 +93,19 @@ pub async fn main() -> ExitCode {
     let sealer = settings.sealer(Service::Worker).expect("validated");
     let store = match vc_shared::store::Store::connect(&settings.redis_url).await {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return fail_with(e, EX_UNAVAILABLE),
     };
     if task == Task::Reseal {
         return run_reseal(&store, &sealer).await;
     }
     let nats = match vc_shared::bus::connect(&settings.nats_url, "vc-worker").await {
         Ok(c) => c,
-        Err(e) => return fail(e),
+        Err(e) => return fail_with(e, EX_UNAVAILABLE),
     };
     let metrics = match &settings.worker_metrics_addr {
         Some(a) => match tokio::net::TcpListener::bind(a).await {
             Ok(l) => Some(l),
-            Err(e) => return fail(e),
+            Err(e) => return fail_with(e, EX_OSERR),
         },
         None => None,
     };
@@ -195,9 +202,14 @@ async fn run_reseal(
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
+    fail_with(e, 1)
+}
+
+/// Reports `e` and answers exit code `code` (see `vc_shared::cli` for the policy).
+fn fail_with(e: impl std::fmt::Display, code: u8) -> ExitCode {
     tracing::error!(error = %e, "vc-worker failed.");
     eprintln!("vc-worker: {e}");
-    ExitCode::from(1)
+    ExitCode::from(code)
 }
 
 #[cfg(test)]
@@ -241,6 +253,13 @@ mod tests {
         );
         assert!(parse(args(&["keys"])).is_err());
         assert!(parse(args(&["keys", "model"])).is_err());
-        assert!(parse(args(&["--help"])).is_err());
+        // `--help` and `--version` are answered before the subcommand is read.
+        let help = vc_shared::cli::info_request(
+            &args(&["--help"]),
+            || vc_shared::cli::help_text(Service::Worker, "vc-worker", ABOUT, USAGE),
+            "vc-worker",
+        )
+        .unwrap();
+        assert!(help.contains("vc-worker reseal") && help.contains("VC_SECRET_KEY"));
     }
 }
