@@ -707,6 +707,35 @@ impl Stack {
         self.request(reqwest::Method::DELETE, path, None, None, &[])
             .await
     }
+
+    /// A chat completion with `key` on the LiteLLM emulator: its HTTP status (0 when none came).
+    pub async fn emu_chat(&self, key: &str, model: &str) -> u16 {
+        let url = format!(
+            "{}/chat/completions",
+            self.emu.as_ref().expect("emulator").base_url
+        );
+        self.http
+            .post(url)
+            .bearer_auth(key)
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    /// The audit events of `kind` among the first 1,000, oldest first.
+    pub async fn audit_events(&self, kind: &str) -> Vec<Value> {
+        let r = self.get("/api/audit?limit=1000").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["kind"] == kind)
+            .collect()
+    }
 }
 
 /// An edge's sealer for master key `secret` (and `previous` ones): their `agent-config-key` keys only,

@@ -86,34 +86,10 @@ fn key_of(agent: &AgentHandle) -> Option<String> {
     agent.status().current()?.config.as_ref()?.api_key.clone()
 }
 
-async fn chat(s: &Stack, key: &str, model: &str) -> u16 {
-    let url = format!("{}/chat/completions", s.emu.as_ref().unwrap().base_url);
-    s.http
-        .post(url)
-        .bearer_auth(key)
-        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 async fn router_key(s: &Stack, realm: &str) -> Value {
     let r = s.get(&format!("/api/realms/{realm}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["realm"]["routerKey"].clone()
-}
-
-async fn audit(s: &Stack, kind: &str) -> Vec<Value> {
-    let r = s.get("/api/audit?limit=1000").await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
 }
 
 /// Chats with whatever key `agent` holds, every 20 ms, until `stop`; counts calls and failures.
@@ -170,7 +146,7 @@ async fn removing_a_member_rotates_the_key_without_a_failed_call() {
     let (leaves, leaver) = member(&s, &w, &edge).await;
     let old = key_of(&stays).unwrap();
     assert_eq!(key_of(&leaves).as_deref(), Some(old.as_str()));
-    assert_eq!(chat(&s, &old, &w.model_name).await, 200);
+    assert_eq!(s.emu_chat(&old, &w.model_name).await, 200);
     let rk = router_key(&s, &w.realm).await;
     assert_eq!(rk["rotation"]["state"], "stable", "{rk}");
     assert_eq!(rk["rotation"]["rotations"], 0, "{rk}");
@@ -191,7 +167,7 @@ async fn removing_a_member_rotates_the_key_without_a_failed_call() {
     // The old key stops working once the only online member left acknowledged the new one: well
     // within the 30 s grace period.
     let deadline = Instant::now() + secs(15);
-    while chat(&s, &old, &w.model_name).await == 200 {
+    while s.emu_chat(&old, &w.model_name).await == 200 {
         assert!(
             Instant::now() < deadline,
             "the removed member's key still works"
@@ -199,7 +175,7 @@ async fn removing_a_member_rotates_the_key_without_a_failed_call() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let revoked = t0.elapsed();
-    assert_eq!(chat(&s, &old, &w.model_name).await, 401);
+    assert_eq!(s.emu_chat(&old, &w.model_name).await, 401);
     // The remaining member chats on.
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -211,7 +187,7 @@ async fn removing_a_member_rotates_the_key_without_a_failed_call() {
     );
     assert!(n > 10, "the remaining member chatted {n} times");
     let new = key_of(&stays).unwrap();
-    assert_eq!(chat(&s, &new, &w.model_name).await, 200);
+    assert_eq!(s.emu_chat(&new, &w.model_name).await, 200);
 
     // One key in LiteLLM again, in the realm's team, which holds the budget.
     assert_eventually!(
@@ -228,12 +204,12 @@ async fn removing_a_member_rotates_the_key_without_a_failed_call() {
     let t = teams.iter().find(|t| t.team_id == team).expect("team");
     assert_eq!(t.max_budget, Some(25.0));
     // Audit: who, why, which keys (prefixes only).
-    let rotated = audit(&s, "realm.key.rotated").await;
+    let rotated = s.audit_events("realm.key.rotated").await;
     assert_eq!(rotated.len(), 1, "{rotated:?}");
     assert_eq!(rotated[0]["details"]["reason"], "member-removed");
     assert_eq!(rotated[0]["details"]["previousKeyPrefix"], old[..8]);
     assert!(!rotated[0].to_string().contains(&old[8..]));
-    assert_eq!(audit(&s, "realm.key.retired").await.len(), 1);
+    assert_eq!(s.audit_events("realm.key.retired").await.len(), 1);
     eprintln!(
         "[rotation] member removed: new key at the remaining member after {pushed:?}, old key 401 after \
          {revoked:?}; {n} calls of the remaining member, none failed"
@@ -330,9 +306,9 @@ async fn explicit_rotation_honours_the_grace_period_and_a_leak_retires_at_once()
     let rk = router_key(&s, &w.realm).await;
     assert_eq!(rk["rotation"]["state"], "retiring", "{rk}");
     assert_eq!(rk["rotation"]["retiring"][0]["keyPrefix"], old[..8], "{rk}");
-    assert_eq!(chat(&s, &old, &w.model_name).await, 200);
+    assert_eq!(s.emu_chat(&old, &w.model_name).await, 200);
     let deadline = Instant::now() + secs(15);
-    while chat(&s, &old, &w.model_name).await == 200 {
+    while s.emu_chat(&old, &w.model_name).await == 200 {
         assert!(
             Instant::now() < deadline,
             "the old key outlived its grace period"
@@ -340,18 +316,18 @@ async fn explicit_rotation_honours_the_grace_period_and_a_leak_retires_at_once()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let retired = t0.elapsed();
-    assert_eq!(chat(&s, &old, &w.model_name).await, 401);
+    assert_eq!(s.emu_chat(&old, &w.model_name).await, 401);
     assert!(
         retired >= secs(3),
         "retired after {retired:?}, before the 3 s grace period"
     );
-    assert_eq!(chat(&s, &new, &w.model_name).await, 200);
+    assert_eq!(s.emu_chat(&new, &w.model_name).await, 200);
 
     // The realm's team holds the budget: this month's spend, made with the keys before, still counts
     // after the next rotation.
     let team = format!("vc-realm-{}", w.realm);
     emu.set_team_spend(&team, 30.0);
-    assert_eq!(chat(&s, &new, &w.model_name).await, 400);
+    assert_eq!(s.emu_chat(&new, &w.model_name).await, 400);
 
     // A leaked key: `graceSeconds: 0` retires the old key as soon as the new one is pushed.
     let r = s
@@ -364,7 +340,7 @@ async fn explicit_rotation_honours_the_grace_period_and_a_leak_retires_at_once()
     assert_eventually!(key_of(&agent).is_some_and(|k| k != new), secs(15));
     let deadline = Instant::now() + secs(5);
     loop {
-        let st = chat(&s, &new, &w.model_name).await;
+        let st = s.emu_chat(&new, &w.model_name).await;
         if st == 401 {
             break;
         }
@@ -377,18 +353,18 @@ async fn explicit_rotation_honours_the_grace_period_and_a_leak_retires_at_once()
     }
     let latest = key_of(&agent).unwrap();
     assert_eq!(
-        chat(&s, &latest, &w.model_name).await,
+        s.emu_chat(&latest, &w.model_name).await,
         400,
         "over the team's budget"
     );
     emu.set_team_spend(&team, 0.0);
-    assert_eq!(chat(&s, &latest, &w.model_name).await, 200);
+    assert_eq!(s.emu_chat(&latest, &w.model_name).await, 200);
     assert_eventually!(
         router_key(&s, &w.realm).await["rotation"]["state"] == "stable",
         secs(10)
     );
     assert_eq!(router_key(&s, &w.realm).await["rotation"]["rotations"], 2);
-    let rotated = audit(&s, "realm.key.rotated").await;
+    let rotated = s.audit_events("realm.key.rotated").await;
     assert_eq!(rotated.len(), 2, "{rotated:?}");
     assert!(rotated
         .iter()

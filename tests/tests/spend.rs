@@ -49,30 +49,6 @@ async fn world(s: &Stack, name: &str, budget: f64) -> (String, String, String) {
     (realm, model, name)
 }
 
-async fn chat(s: &Stack, key: &str, model: &str) -> u16 {
-    let url = format!("{}/chat/completions", s.emu.as_ref().unwrap().base_url);
-    s.http
-        .post(url)
-        .bearer_auth(key)
-        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-async fn audit(s: &Stack, kind: &str) -> Vec<Value> {
-    let r = s.get("/api/audit?limit=1000").await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realm_limits_reach_the_key_and_the_team() {
     let s = Stack::builder().litellm(true).start().await;
@@ -112,9 +88,9 @@ async fn realm_limits_reach_the_key_and_the_team() {
         .unwrap();
     assert_eq!(team.rpm_limit, Some(2));
     // The third call in the minute is refused.
-    assert_eq!(chat(&s, &key.key, &model).await, 200);
-    assert_eq!(chat(&s, &key.key, &model).await, 200);
-    assert_eq!(chat(&s, &key.key, &model).await, 429);
+    assert_eq!(s.emu_chat(&key.key, &model).await, 200);
+    assert_eq!(s.emu_chat(&key.key, &model).await, 200);
+    assert_eq!(s.emu_chat(&key.key, &model).await, 429);
     // `null` removes a limit; the others stay.
     let r = s
         .patch(&format!("/api/realms/{realm}"), json!({"rpmLimit": null}))
@@ -126,7 +102,7 @@ async fn realm_limits_reach_the_key_and_the_team() {
     );
     assert_eventually!(emu.keys()[0].rpm_limit.is_none(), secs(10));
     assert_eq!(emu.keys()[0].tpm_limit, Some(100000));
-    let updated = audit(&s, "realm.updated").await;
+    let updated = s.audit_events("realm.updated").await;
     assert!(
         updated
             .iter()
@@ -211,7 +187,7 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
     assert!(sp["periodResetAt"].is_string(), "{sp}");
     assert!(sp["readAt"].is_string(), "{sp}");
     assert_eventually!(
-        audit(&s, "realm.budget.threshold").await.len() == 1,
+        s.audit_events("realm.budget.threshold").await.len() == 1,
         secs(10)
     );
     let ev = tokio::time::timeout(secs(10), thresholds.next())
@@ -228,19 +204,22 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
     refresh("eighty").await;
     refresh("eighty again").await;
     assert_eventually!(
-        audit(&s, "realm.budget.threshold").await.len() == 2,
+        s.audit_events("realm.budget.threshold").await.len() == 2,
         secs(10)
     );
     let sp = s.get(&format!("/api/realms/{realm}/spend")).await.body;
     assert_eq!(sp["thresholdsCrossed"], json!([0.5, 0.8]), "{sp}");
-    assert_eq!(chat(&s, &key, &model).await, 200);
+    assert_eq!(s.emu_chat(&key, &model).await, 200);
 
     // The budget spent: the 1.0 threshold, and the guard blocks the key in LiteLLM (nothing pushed).
     emu.set_team_spend(&team, 10.0);
     refresh("spent").await;
-    assert_eventually!(audit(&s, "realm.budget.blocked").await.len() == 1, secs(10));
+    assert_eventually!(
+        s.audit_events("realm.budget.blocked").await.len() == 1,
+        secs(10)
+    );
     assert_eventually!(emu.keys()[0].blocked == Some(true), secs(10));
-    assert_eq!(chat(&s, &key, &model).await, 401);
+    assert_eq!(s.emu_chat(&key, &model).await, 401);
     let sp = s.get(&format!("/api/realms/{realm}/spend")).await.body;
     assert_eq!(sp["thresholdsCrossed"], json!([0.5, 0.8, 1.0]), "{sp}");
     assert_eq!(sp["remainingUsd"], 0.0, "{sp}");
@@ -263,8 +242,8 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
         g.text
     );
     assert_eventually!(emu.keys()[0].blocked != Some(true), secs(10));
-    assert_eq!(chat(&s, &key, &model).await, 200);
-    let lifted = audit(&s, "realm.budget.unblocked").await;
+    assert_eq!(s.emu_chat(&key, &model).await, 200);
+    let lifted = s.audit_events("realm.budget.unblocked").await;
     assert_eq!(lifted.len(), 1);
     assert_eq!(lifted[0]["details"]["reason"], "budget raised");
     // A new budget starts the thresholds over: 10 of 20 is the 0.5 threshold of the new budget.
@@ -273,7 +252,7 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
     let left = sp["remainingUsd"].as_f64().unwrap();
     assert!((left - 10.0).abs() < 0.01, "{sp}");
     assert_eventually!(
-        audit(&s, "realm.budget.threshold").await.len() == 4,
+        s.audit_events("realm.budget.threshold").await.len() == 4,
         secs(10)
     );
     let sp = s.get(&format!("/api/realms/{realm}/spend")).await.body;
@@ -287,7 +266,7 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
     let sp = refresh("new period").await;
     assert_eq!(sp["spendUsd"], 0.0, "{sp}");
     assert_eventually!(
-        audit(&s, "realm.budget.unblocked").await.len() == 2,
+        s.audit_events("realm.budget.unblocked").await.len() == 2,
         secs(10)
     );
     assert_eventually!(emu.keys()[0].blocked != Some(true), secs(10));
@@ -296,9 +275,9 @@ async fn spend_thresholds_guard_and_signed_webhooks() {
     assert_eq!(sp["guard"], Value::Null, "{sp}");
 
     // Webhooks: every budget event, signed; the first attempt got a 500 and was retried.
-    let want = audit(&s, "realm.budget.threshold").await.len()
-        + audit(&s, "realm.budget.blocked").await.len()
-        + audit(&s, "realm.budget.unblocked").await.len();
+    let want = s.audit_events("realm.budget.threshold").await.len()
+        + s.audit_events("realm.budget.blocked").await.len()
+        + s.audit_events("realm.budget.unblocked").await.len();
     assert_eventually!(seen.lock().unwrap().len() > want, secs(30));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut ids = std::collections::BTreeSet::new();

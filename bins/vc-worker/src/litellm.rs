@@ -188,6 +188,26 @@ impl Litellm {
         }
     }
 
+    /// `POST route` with `body`: `Ok(true)` on success, `Ok(false)` when the proxy answers `absent`
+    /// (the thing is not there), an error otherwise.
+    async fn post(
+        &self,
+        route: &'static str,
+        body: Value,
+        absent: Option<StatusCode>,
+    ) -> Result<bool, LitellmError> {
+        let (s, b) = self
+            .call(reqwest::Method::POST, route, &[], Some(body))
+            .await?;
+        if s.is_success() {
+            Ok(true)
+        } else if Some(s) == absent {
+            Ok(false)
+        } else {
+            Err(Self::fail(s, route, &b))
+        }
+    }
+
     /// `GET /health/liveliness`.
     pub async fn health(&self) -> Result<(), LitellmError> {
         let (s, b) = self
@@ -250,15 +270,7 @@ impl Litellm {
 
     /// `POST /model/new`.
     pub async fn create_deployment(&self, body: Value) -> Result<(), LitellmError> {
-        let route = "/model/new";
-        let (s, b) = self
-            .call(reqwest::Method::POST, route, &[], Some(body))
-            .await?;
-        if s.is_success() {
-            Ok(())
-        } else {
-            Err(Self::fail(s, route, &b))
-        }
+        self.post("/model/new", body, None).await.map(|_| ())
     }
 
     /// `POST /model/delete` by id; `Ok(false)` when there was none.
@@ -297,70 +309,33 @@ impl Litellm {
 
     /// `POST /key/generate` (with our chosen `key` value).
     pub async fn generate_key(&self, body: Value) -> Result<(), LitellmError> {
-        let route = "/key/generate";
-        let (s, b) = self
-            .call(reqwest::Method::POST, route, &[], Some(body))
-            .await?;
-        if s.is_success() {
-            Ok(())
-        } else {
-            Err(Self::fail(s, route, &b))
-        }
+        self.post("/key/generate", body, None).await.map(|_| ())
     }
 
     /// `POST /key/update`; `Ok(false)` when the key is unknown (LiteLLM answers 401).
     pub async fn update_key(&self, body: Value) -> Result<bool, LitellmError> {
-        let route = "/key/update";
-        let (s, b) = self
-            .call(reqwest::Method::POST, route, &[], Some(body))
-            .await?;
-        if s.is_success() {
-            return Ok(true);
-        }
-        if s == StatusCode::UNAUTHORIZED {
-            return Ok(false);
-        }
-        Err(Self::fail(s, route, &b))
+        self.post("/key/update", body, Some(StatusCode::UNAUTHORIZED))
+            .await
     }
 
     /// `POST /key/delete` by alias; `Ok(false)` when there was none.
     pub async fn delete_key_alias(&self, alias: &str) -> Result<bool, LitellmError> {
-        let route = "/key/delete";
-        let (s, b) = self
-            .call(
-                reqwest::Method::POST,
-                route,
-                &[],
-                Some(json!({"key_aliases": [alias]})),
-            )
-            .await?;
-        if s.is_success() {
-            return Ok(true);
-        }
-        if s == StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        Err(Self::fail(s, route, &b))
+        self.post(
+            "/key/delete",
+            json!({"key_aliases": [alias]}),
+            Some(StatusCode::NOT_FOUND),
+        )
+        .await
     }
 
     /// `POST /key/delete` by key value or its token (SHA-256 hex); `Ok(false)` when there was none.
     pub async fn delete_key(&self, key: &str) -> Result<bool, LitellmError> {
-        let route = "/key/delete";
-        let (s, b) = self
-            .call(
-                reqwest::Method::POST,
-                route,
-                &[],
-                Some(json!({"keys": [key]})),
-            )
-            .await?;
-        if s.is_success() {
-            return Ok(true);
-        }
-        if s == StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        Err(Self::fail(s, route, &b))
+        self.post(
+            "/key/delete",
+            json!({"keys": [key]}),
+            Some(StatusCode::NOT_FOUND),
+        )
+        .await
     }
 
     /// `GET /team/info`: the team and its keys; `None` when there is no such team.
@@ -393,51 +368,24 @@ impl Litellm {
 
     /// `POST /team/new` (with our chosen `team_id`).
     pub async fn create_team(&self, body: Value) -> Result<(), LitellmError> {
-        let route = "/team/new";
-        let (s, b) = self
-            .call(reqwest::Method::POST, route, &[], Some(body))
-            .await?;
-        if s.is_success() {
-            Ok(())
-        } else {
-            Err(Self::fail(s, route, &b))
-        }
+        self.post("/team/new", body, None).await.map(|_| ())
     }
 
     /// `POST /team/update`; `Ok(false)` when there is no such team.
     pub async fn update_team(&self, body: Value) -> Result<bool, LitellmError> {
-        let route = "/team/update";
-        let (s, b) = self
-            .call(reqwest::Method::POST, route, &[], Some(body))
-            .await?;
-        if s.is_success() {
-            return Ok(true);
-        }
-        if s == StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        Err(Self::fail(s, route, &b))
+        self.post("/team/update", body, Some(StatusCode::NOT_FOUND))
+            .await
     }
 
     /// `POST /team/delete` (the proxy deletes the team's keys with it); `Ok(false)` when there was
     /// none.
     pub async fn delete_team(&self, team_id: &str) -> Result<bool, LitellmError> {
-        let route = "/team/delete";
-        let (s, b) = self
-            .call(
-                reqwest::Method::POST,
-                route,
-                &[],
-                Some(json!({"team_ids": [team_id]})),
-            )
-            .await?;
-        if s.is_success() {
-            return Ok(true);
-        }
-        if s == StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        Err(Self::fail(s, route, &b))
+        self.post(
+            "/team/delete",
+            json!({"team_ids": [team_id]}),
+            Some(StatusCode::NOT_FOUND),
+        )
+        .await
     }
 
     /// Every key alias starting with `prefix` (paged `/key/list`), for reconciling orphans.
