@@ -63,7 +63,7 @@ impl Tx<'_> {
                 );
             }
         }
-        Ok(Ok(self.budget_result(&realm).await?))
+        Ok(Ok(self.key_result(&realm).await?))
     }
 
     /// Blocks the realm's keys (LiteLLM reported the budget spent) or unblocks them (a new period).
@@ -133,18 +133,6 @@ impl Tx<'_> {
                     "spendUsd": r.spend_usd, "budgetUsd": r.budget_usd, "periodResetAt": r.period}),
             );
         }
-        Ok(Ok(self.budget_result(&realm).await?))
-    }
-
-    async fn budget_result(
-        &mut self,
-        realm: &vc_shared::domain::StoredRealm,
-    ) -> Result<KeyResult, super::ApplyError> {
-        let granted = self.granted_models(&realm.id).await?;
-        let sync = self.ctx.store.sync_realm(&realm.id).await?;
-        Ok(KeyResult {
-            realm_id: realm.id.clone(),
-            router_key: views::router_key_view(realm, &granted, &sync),
-        })
+        Ok(Ok(self.key_result(&realm).await?))
     }
 }

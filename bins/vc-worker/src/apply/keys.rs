@@ -202,7 +202,11 @@ impl Tx<'_> {
         Ok(Ok(self.key_result(&realm).await?))
     }
 
-    async fn key_result(&mut self, realm: &StoredRealm) -> Result<KeyResult, ApplyError> {
+    /// `{realmId, routerKey}` of `realm` as it is after the command.
+    pub(super) async fn key_result(
+        &mut self,
+        realm: &StoredRealm,
+    ) -> Result<KeyResult, ApplyError> {
         let granted = self.granted_models(&realm.id).await?;
         let sync = self.ctx.store.sync_realm(&realm.id).await?;
         Ok(KeyResult {
